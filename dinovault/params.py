@@ -1,0 +1,102 @@
+"""params.yaml: which models are selected and where they go. Validated on read; edited keeping comments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from .catalog import MODEL_NAMES, get_spec
+from .errors import ParamsError, UnknownModelError
+
+DEFAULT_MODELS = ("dinov2_vits14", "dinov2_vitb14")
+KNOWN_KEYS = {"models": list, "save_dir": str, "smoke_test": bool}
+
+
+@dataclass(frozen=True)
+class Params:
+    models: tuple[str, ...]
+    save_dir: str
+    smoke_test: bool
+
+
+def _yaml() -> YAML:
+    yaml = YAML()  # round-trip: keeps comments, order and line numbers
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    return yaml
+
+
+def _read(path: Path):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ParamsError(f"cannot read {path}: {err.strerror or err}", "run from the repository root / 请在仓库根目录运行") from None
+    try:
+        data = _yaml().load(text)
+    except YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ParamsError(f"{where}: not valid YAML ({getattr(err, 'problem', None) or err})", "fix the file / 请修正该文件") from None
+    if not hasattr(data, "lc") or not isinstance(data, dict):
+        raise ParamsError(f"{path}: expected a mapping with 'models', 'save_dir', 'smoke_test'", "see README / 参见 README")
+    return data
+
+
+def _validate(path: Path, data) -> Params:
+    def line_of(key) -> int:
+        return data.lc.key(key)[0] + 1
+
+    for key, value in data.items():
+        expected = KNOWN_KEYS.get(key)
+        if expected is None:
+            raise ParamsError(f"{path}:{line_of(key)}: unknown key {key!r}", f"known keys: {', '.join(KNOWN_KEYS)}")
+        if not isinstance(value, expected):
+            raise ParamsError(
+                f"{path}:{line_of(key)}: {key} must be a {expected.__name__}, got {type(value).__name__} {value!r}",
+                "fix that line / 请修正该行",
+            )
+    models = data.get("models", list(DEFAULT_MODELS))
+    seen: set[str] = set()
+    for i, name in enumerate(models):
+        line = models.lc.item(i)[0] + 1 if hasattr(models, "lc") else line_of("models")
+        if not isinstance(name, str):
+            raise ParamsError(f"{path}:{line}: model names are strings, got {name!r}", "fix that line / 请修正该行")
+        try:
+            get_spec(name)
+        except UnknownModelError as err:
+            raise ParamsError(f"{path}:{line}: {err.message}", err.hint) from None
+        if name in seen:
+            raise ParamsError(f"{path}:{line}: {name} is selected twice", "remove the duplicate / 删除重复项")
+        seen.add(name)
+    return Params(tuple(models), str(data.get("save_dir", "models/dinov2")), bool(data.get("smoke_test", True)))
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    return _validate(path, _read(path))
+
+
+def add_models(path: str | Path, names: list[str]) -> list[str]:
+    """Select models not yet selected, keeping the file's comments and order; returns those added."""
+    path = Path(path)
+    for name in names:
+        get_spec(name)  # an unknown name fails before the file is touched
+    data = _read(path)
+    _validate(path, data)
+    models = data.setdefault("models", [])
+    added = [n for n in dict.fromkeys(names) if n not in models]
+    if added:
+        trailing = models.ca.items.pop(len(models) - 1, None) if models else None
+        models.extend(added)
+        if trailing:  # ruamel hangs the comment that follows a list on its last item: keep it last
+            models.ca.items[len(models) - 1] = trailing
+        tmp = path.with_name(f".{path.name}.tmp")
+        with tmp.open("w", encoding="utf-8") as fh:
+            _yaml().dump(data, fh)
+        tmp.replace(path)
+    return added
+
+
+__all__ = ["DEFAULT_MODELS", "MODEL_NAMES", "Params", "add_models", "load_params"]
