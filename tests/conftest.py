@@ -1,0 +1,6 @@
+"""Shared fixtures. Each concern keeps its fixtures in tests/support/<concern>.py; they are imported here
+so that session-scoped servers start once per test session."""
+
+import os
+
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
