@@ -1,0 +1,264 @@
+"""The DINOv2 vision transformer: the official state_dict keys and the official forward, in plain torch.
+
+Module and parameter names mirror facebookresearch/dinov2 (flat blocks, i.e. ``block_chunks=0``), so the
+published checkpoints load with ``strict=True``. Attention goes through ``scaled_dot_product_attention``;
+there is no xFormers path and nothing is logged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .catalog import IMG_SIZE, PATCH_SIZE, ModelSpec
+
+LN_EPS = 1e-6
+
+
+class PatchEmbed(nn.Module):
+    """(B, 3, H, W) → (B, H/14 · W/14, D) by one strided convolution."""
+
+    def __init__(self, embed_dim: int, patch_size: int = PATCH_SIZE, in_chans: int = 3):
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, N, C = x.shape
+        q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.transpose(1, 2).reshape(B, N, C))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class SwiGLUFFN(nn.Module):
+    """The giant's feed-forward: one packed input projection (w12) split into gate and value."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.w12 = nn.Linear(dim, 2 * hidden)
+        self.w3 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x1, x2 = self.w12(x).chunk(2, dim=-1)
+        return self.w3(F.silu(x1) * x2)
+
+
+class LayerScale(nn.Module):
+    def __init__(self, dim: int, init_values: float = 1.0):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((dim,), init_values))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.gamma
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, num_heads: int, ffn: str, ffn_hidden: int):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
+        self.attn = Attention(dim, num_heads)
+        self.ls1 = LayerScale(dim)
+        self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
+        self.mlp = SwiGLUFFN(dim, ffn_hidden) if ffn == "swiglu" else Mlp(dim, ffn_hidden)
+        self.ls2 = LayerScale(dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.ls1(self.attn(self.norm1(x)))
+        return x + self.ls2(self.mlp(self.norm2(x)))
+
+
+class DinoVisionTransformer(nn.Module):
+    """DINOv2 backbone with the official attributes, state_dict keys and forward methods."""
+
+    def __init__(
+        self,
+        embed_dim: int,
+        depth: int,
+        num_heads: int,
+        ffn: str = "mlp",
+        ffn_hidden: int | None = None,
+        num_register_tokens: int = 0,
+        interpolate_offset: float = 0.1,
+        interpolate_antialias: bool = False,
+        img_size: int = IMG_SIZE,
+        patch_size: int = PATCH_SIZE,
+    ):
+        super().__init__()
+        self.num_features = self.embed_dim = embed_dim
+        self.num_tokens = 1
+        self.n_blocks = depth
+        self.num_heads = num_heads
+        self.patch_size = patch_size
+        self.num_register_tokens = num_register_tokens
+        self.interpolate_offset = interpolate_offset
+        self.interpolate_antialias = interpolate_antialias
+        self.chunked_blocks = False
+        num_patches = (img_size // patch_size) ** 2
+
+        self.patch_embed = PatchEmbed(embed_dim, patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, embed_dim))
+        self.register_tokens = (
+            nn.Parameter(torch.zeros(1, num_register_tokens, embed_dim)) if num_register_tokens else None
+        )
+        hidden = ffn_hidden or 4 * embed_dim
+        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, ffn, hidden) for _ in range(depth))
+        self.norm = nn.LayerNorm(embed_dim, eps=LN_EPS)
+        self.head = nn.Identity()
+        self.mask_token = nn.Parameter(torch.zeros(1, embed_dim))
+
+    # -- tokens ---------------------------------------------------------------------------------------
+
+    def interpolate_pos_encoding(self, x: Tensor, w: int, h: int) -> Tensor:
+        """Position embeddings for a (w, h) = (height, width) input, resized as the official code does."""
+        previous_dtype = x.dtype
+        npatch = x.shape[1] - 1
+        N = self.pos_embed.shape[1] - 1
+        if npatch == N and w == h:
+            return self.pos_embed
+        pos_embed = self.pos_embed.float()
+        class_pos_embed = pos_embed[:, 0]
+        patch_pos_embed = pos_embed[:, 1:]
+        dim = x.shape[-1]
+        w0, h0 = w // self.patch_size, h // self.patch_size
+        M = int(math.sqrt(N))
+        if self.interpolate_offset:
+            # The official "+0.1" kludge: the output size comes out as (w0, h0), but the kernel samples with
+            # the scale factor, so the factor itself (not the size) must be passed to reproduce the weights.
+            kwargs = {"scale_factor": ((w0 + self.interpolate_offset) / M, (h0 + self.interpolate_offset) / M)}
+        else:
+            kwargs = {"size": (w0, h0)}
+        patch_pos_embed = F.interpolate(
+            patch_pos_embed.reshape(1, M, M, dim).permute(0, 3, 1, 2),
+            mode="bicubic",
+            antialias=self.interpolate_antialias,
+            **kwargs,
+        )
+        patch_pos_embed = patch_pos_embed.permute(0, 2, 3, 1).reshape(1, -1, dim)
+        return torch.cat((class_pos_embed.unsqueeze(0), patch_pos_embed), dim=1).to(previous_dtype)
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.ndim != 4:
+            raise ValueError(f"expected an image batch (B, 3, H, W), got a tensor of shape {tuple(x.shape)}")
+        H, W = x.shape[-2:]
+        p = self.patch_size
+        if H % p or W % p:
+            fit = f"{max(p, H // p * p)}×{max(p, W // p * p)}"
+            raise ValueError(
+                f"input height and width must be multiples of the patch size {p}, got {H}×{W}: "
+                f"resize or crop to e.g. {fit} (the extractor's .transform gives 224×224)"
+            )
+
+    def prepare_tokens_with_masks(self, x: Tensor, masks: Tensor | None = None) -> Tensor:
+        self._check_input(x)
+        B, _, w, h = x.shape
+        x = self.patch_embed(x)
+        if masks is not None:
+            x = torch.where(masks.unsqueeze(-1), self.mask_token.to(x.dtype).unsqueeze(0), x)
+        x = torch.cat((self.cls_token.expand(B, -1, -1), x), dim=1)
+        x = x + self.interpolate_pos_encoding(x, w, h)
+        if self.register_tokens is not None:
+            x = torch.cat((x[:, :1], self.register_tokens.expand(B, -1, -1), x[:, 1:]), dim=1)
+        return x
+
+    # -- forward --------------------------------------------------------------------------------------
+
+    def forward_features(self, x: Tensor | list[Tensor], masks: Tensor | list | None = None):
+        if isinstance(x, list):  # the official list form; each image size on its own
+            masks_list = masks if masks is not None else [None] * len(x)
+            return [self.forward_features(xi, mi) for xi, mi in zip(x, masks_list, strict=True)]
+        x = self.prepare_tokens_with_masks(x, masks)
+        for blk in self.blocks:
+            x = blk(x)
+        x_norm = self.norm(x)
+        r = self.num_register_tokens
+        return {
+            "x_norm_clstoken": x_norm[:, 0],
+            "x_norm_regtokens": x_norm[:, 1 : r + 1],
+            "x_norm_patchtokens": x_norm[:, r + 1 :],
+            "x_prenorm": x,
+            "masks": masks,
+        }
+
+    def _get_intermediate_layers_not_chunked(self, x: Tensor, n: int | Sequence[int] = 1) -> list[Tensor]:
+        x = self.prepare_tokens_with_masks(x)
+        total = len(self.blocks)
+        blocks_to_take = range(total - n, total) if isinstance(n, int) else n
+        output = []
+        for i, blk in enumerate(self.blocks):
+            x = blk(x)
+            if i in blocks_to_take:
+                output.append(x)
+        if len(output) != len(blocks_to_take):
+            raise ValueError(f"only {len(output)} of the {len(blocks_to_take)} requested blocks exist (depth {total})")
+        return output
+
+    def get_intermediate_layers(
+        self,
+        x: Tensor,
+        n: int | Sequence[int] = 1,
+        reshape: bool = False,
+        return_class_token: bool = False,
+        norm: bool = True,
+    ) -> tuple:
+        """Outputs of the last ``n`` blocks (or of the blocks listed in ``n``), as the official method."""
+        outputs = self._get_intermediate_layers_not_chunked(x, n)
+        if norm:
+            outputs = [self.norm(out) for out in outputs]
+        class_tokens = [out[:, 0] for out in outputs]
+        outputs = [out[:, 1 + self.num_register_tokens :] for out in outputs]
+        if reshape:
+            B, _, w, h = x.shape
+            p = self.patch_size
+            outputs = [out.reshape(B, w // p, h // p, -1).permute(0, 3, 1, 2).contiguous() for out in outputs]
+        if return_class_token:
+            return tuple(zip(outputs, class_tokens, strict=True))
+        return tuple(outputs)
+
+    def forward(self, *args, is_training: bool = False, **kwargs):
+        ret = self.forward_features(*args, **kwargs)
+        if is_training:
+            return ret
+        return self.head(ret["x_norm_clstoken"])
+
+
+def build_backbone(spec: ModelSpec, device: str | torch.device | None = None) -> DinoVisionTransformer:
+    """The architecture of ``spec``. ``device="meta"`` allocates and initialises nothing (to be loaded with
+    ``assign=True``); otherwise parameters get torch's default initialisation."""
+    with torch.device(device or "cpu"):
+        return DinoVisionTransformer(
+            embed_dim=spec.embed_dim,
+            depth=spec.depth,
+            num_heads=spec.num_heads,
+            ffn=spec.ffn,
+            ffn_hidden=spec.ffn_hidden,
+            num_register_tokens=spec.num_register_tokens,
+            interpolate_offset=spec.interpolate_offset,
+            interpolate_antialias=spec.interpolate_antialias,
+        )

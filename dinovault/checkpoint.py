@@ -1,0 +1,134 @@
+"""Reading a DINOv2 checkpoint safely and checking it against the catalog before any module sees it.
+
+``torch.load(weights_only=True)`` never runs code from the file; ``mmap=True`` maps the tensors instead of
+reading them into fresh memory, and ``load_backbone`` assigns those tensors to a model built on the meta
+device, so loading costs about what reading the file costs and nothing is initialised at random.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from .catalog import CATALOG, ModelSpec
+from .errors import CheckpointError
+
+_REFETCH = "fetch it again: invoke fetch --model {name} (or dvc pull models/dinov2/{name}.pth)"
+_CHUNKED = re.compile(r"^blocks\.\d+\.\d+\.")
+
+
+def _read(path: Path, spec: ModelSpec):
+    hint = _REFETCH.format(name=spec.name)
+    try:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as err:
+            if "mmap" not in str(err):
+                raise
+            # files written by torch.save(..., _use_new_zipfile_serialization=False) cannot be mapped
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        lines = [ln.strip() for ln in str(err).splitlines()]
+        why = next((ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln), lines[0])
+        raise CheckpointError(
+            f"{path}: refused: the file holds code, not only tensors ({why[:160]})",
+            f"do not load it with weights_only=False; {hint}",
+        ) from None
+    except (RuntimeError, EOFError, ValueError, OSError) as err:
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint: {str(err).splitlines()[0][:200]}",
+            f"it may be truncated or corrupted; {hint}",
+        ) from None
+
+
+def _shapes(state_dict: Mapping) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in state_dict.items()}
+
+
+def _resembles(shapes: dict[str, tuple[int, ...]], spec: ModelSpec) -> str:
+    """A phrase naming the catalog model (other than ``spec``) a state_dict looks like, or ''."""
+    for spec in CATALOG.values():
+        if spec.state_dict_shapes() == shapes:
+            return f"looks like {spec.name} (embed dim {spec.embed_dim}, depth {spec.depth})"
+    dim = shapes.get("cls_token", (None,))[-1]
+    depth = len({k.split(".")[1] for k in shapes if k.startswith("blocks.")})
+    regs = shapes.get("register_tokens", (0, 0))[1]
+    close = [s.name for s in CATALOG.values() if s.embed_dim == dim and s.num_register_tokens == regs]
+    if close and close[0] != spec.name:
+        return f"closest is {close[0]} (embed dim {dim}) but it has {depth} blocks and other differences"
+    if dim and not close:
+        return f"has embed dim {dim}, {depth} blocks: no catalog model"
+    return ""
+
+
+def check_state_dict(state_dict: Mapping, spec: ModelSpec, source: str = "the state_dict") -> None:
+    """Raise CheckpointError unless ``state_dict`` has exactly the keys and shapes of ``spec``."""
+    hint = _REFETCH.format(name=spec.name)
+    if not isinstance(state_dict, Mapping) or not state_dict:
+        raise CheckpointError(f"{source} is not a state_dict (a dict of tensors) but {type(state_dict).__name__}", hint)
+    bad = [k for k, v in state_dict.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        keys = ", ".join(map(repr, list(state_dict)[:5]))
+        raise CheckpointError(
+            f"{source} is not a state_dict of tensors: {bad[0]!r} holds {type(state_dict[bad[0]]).__name__} "
+            f"(keys: {keys}…)",
+            "a training checkpoint? pass its backbone's state_dict (e.g. ckpt['teacher'] without the "
+            f"'backbone.' prefix); or {hint}",
+        )
+    shapes, expected = _shapes(state_dict), spec.state_dict_shapes()
+    if shapes == expected:
+        return
+    if any(_CHUNKED.match(k) for k in shapes):
+        raise CheckpointError(
+            f"{source} has chunked block keys (blocks.0.0.*): it was saved from a model built with "
+            "block_chunks>0, while the official layout is flat (blocks.0.*)",
+            "re-save it from a model built with block_chunks=0, or rename blocks.<chunk>.<i>.* to blocks.<i>.*",
+        )
+    missing = [k for k in expected if k not in shapes]
+    unexpected = [k for k in shapes if k not in expected]
+    wrong = [f"{k} {shapes[k]} (expected {expected[k]})" for k in expected if k in shapes and shapes[k] != expected[k]]
+    parts = []
+    for label, items in (("shape mismatch", wrong), ("missing", missing), ("unexpected", unexpected)):
+        if items:
+            more = f" and {len(items) - 3} more" if len(items) > 3 else ""
+            parts.append(f"{label}: {', '.join(items[:3])}{more}")
+    resembles = _resembles(shapes, spec)
+    lead = f"{source} {resembles}, not {spec.name}" if resembles else f"{source} does not match {spec.name}"
+    raise CheckpointError(
+        f"{lead} (embed dim {spec.embed_dim}, depth {spec.depth}); " + "; ".join(parts),
+        "pass the model name that matches the file, or " + hint,
+    )
+
+
+def load_state_dict(path: str | Path, spec: ModelSpec) -> dict[str, torch.Tensor]:
+    """The checked, memory-mapped state_dict of the checkpoint at ``path``, in float32."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint file at {path}", _REFETCH.format(name=spec.name))
+    state_dict = _read(path, spec)
+    check_state_dict(state_dict, spec, source=str(path))
+    return {k: v if v.dtype == torch.float32 else v.float() for k, v in state_dict.items()}
+
+
+def load_backbone(source, spec: ModelSpec, device: str | torch.device | None = None):
+    """The eval-mode backbone of ``spec`` holding the weights of ``source`` (a path or a state_dict).
+
+    Built on the meta device and filled with ``assign=True``: the checkpoint's (mmap'd) tensors become the
+    parameters, nothing is allocated twice or initialised at random.
+    """
+    from .backbone import build_backbone
+
+    if isinstance(source, Mapping):
+        check_state_dict(source, spec)
+        state_dict = dict(source)
+    else:
+        state_dict = load_state_dict(source, spec)
+    model = build_backbone(spec, device="meta")
+    model.load_state_dict(state_dict, strict=True, assign=True)
+    if device is not None and torch.device(device).type != "cpu":
+        model = model.to(device)
+    return model.eval()
