@@ -51,9 +51,9 @@ def _shapes(state_dict: Mapping) -> dict[str, tuple[int, ...]]:
 
 def _resembles(shapes: dict[str, tuple[int, ...]], spec: ModelSpec) -> str:
     """A phrase naming the catalog model (other than ``spec``) a state_dict looks like, or ''."""
-    for spec in CATALOG.values():
-        if spec.state_dict_shapes() == shapes:
-            return f"looks like {spec.name} (embed dim {spec.embed_dim}, depth {spec.depth})"
+    for other in CATALOG.values():
+        if other.state_dict_shapes() == shapes:
+            return f"looks like {other.name} (embed dim {other.embed_dim}, depth {other.depth})"
     dim = shapes.get("cls_token", (None,))[-1]
     depth = len({k.split(".")[1] for k in shapes if k.startswith("blocks.")})
     regs = shapes.get("register_tokens", (0, 0))[1]
