@@ -1,0 +1,166 @@
+"""``DINOv2FeatureExtractor``: offline DINOv2 features from images, paths or tensors.
+
+Never touches the network: the weights come from ``models/dinov2/<model>.pth`` of the repository, the folder
+named by ``DINOVAULT_MODELS_DIR``, or the folder or file given as ``weights``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torchvision import transforms
+
+from .catalog import get_spec
+from .checkpoint import load_backbone
+from .errors import DinovaultError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+REPO_MODELS_DIR = Path(__file__).resolve().parent.parent / "models" / "dinov2"
+_DTYPES = {
+    None: None,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+}
+
+
+def resolve_weights(model_name: str, weights: str | os.PathLike | None = None) -> Path:
+    """The checkpoint file for ``model_name``: ``weights`` (a file, or a folder holding ``<model>.pth``),
+    else ``$DINOVAULT_MODELS_DIR/<model>.pth``, else ``<repo>/models/dinov2/<model>.pth``."""
+    if weights is None:
+        folder = os.environ.get("DINOVAULT_MODELS_DIR")
+        weights = Path(folder) if folder else REPO_MODELS_DIR
+    path = Path(weights).expanduser()
+    if path.is_dir():
+        path = path / f"{model_name}.pth"
+    if not path.is_file():
+        raise DinovaultError(
+            f"no weights for {model_name} at {path}",
+            f"bring them with `invoke fetch --model {model_name}` or `dvc pull models/dinov2/{model_name}.pth`, "
+            "or pass weights=<file or folder>",
+        )
+    return path
+
+
+def build_transform() -> transforms.Compose:
+    """The official evaluation preprocessing: Resize 256 (bicubic), CenterCrop 224, ImageNet mean/std."""
+    return transforms.Compose(
+        [
+            transforms.Resize(256, interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """An RGB PIL image, decoded now (so a corrupt file fails here, not later)."""
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
+def _dtype(dtype) -> torch.dtype | None:
+    if isinstance(dtype, torch.dtype) and dtype in _DTYPES.values():
+        return dtype
+    if (dtype is None or isinstance(dtype, str)) and dtype in _DTYPES:
+        return _DTYPES[dtype]
+    raise ValueError(f"dtype must be float32, bfloat16 or float16 (or None), got {dtype!r}")
+
+
+class DINOv2FeatureExtractor:
+    """DINOv2 features, loaded offline.
+
+    ``extract`` takes PIL images, image paths, a uint8 tensor of raw pixels (N, 3, H, W) — these three get
+    ``.transform`` (Resize 256, CenterCrop 224, Normalize) — or a float tensor that is already model input
+    (normalised, sides multiples of 14). ``dtype`` bfloat16/float16 runs the forward under autocast.
+    """
+
+    def __init__(
+        self,
+        model_name: str = "dinov2_vitb14",
+        weights: str | os.PathLike | Mapping | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+    ):
+        self.spec = get_spec(model_name)
+        self.model_name = model_name
+        self.device = torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = _dtype(dtype)
+        self.autocast = self.dtype not in (None, torch.float32)
+        self.weights = weights if isinstance(weights, Mapping) else resolve_weights(model_name, weights)
+        self.model = load_backbone(self.weights, self.spec, device=self.device)
+        self.transform = build_transform()
+        self.embed_dim = self.spec.embed_dim
+
+    def __repr__(self) -> str:
+        return f"DINOv2FeatureExtractor({self.model_name!r}, device={str(self.device)!r}, dtype={self.dtype})"
+
+    def preprocess(self, images) -> torch.Tensor:
+        """A model-ready float batch (N, 3, H, W) from any accepted input."""
+        if isinstance(images, torch.Tensor):
+            x = images.unsqueeze(0) if images.ndim == 3 else images
+            if x.ndim != 4 or x.shape[1] != 3:
+                raise ValueError(f"expected an image tensor (N, 3, H, W), got shape {tuple(images.shape)}")
+            if x.dtype == torch.uint8:
+                return self.transform.transforms[-1](self._resize_crop(x.float() / 255))
+            if not x.is_floating_point():
+                raise ValueError(f"image tensors must be uint8 (raw pixels) or float (model input), got {x.dtype}")
+            return x.float()
+        if isinstance(images, (str, os.PathLike, Image.Image)):
+            images = [images]
+        return torch.stack([self.transform(im if isinstance(im, Image.Image) else open_image(im)) for im in images])
+
+    def _resize_crop(self, x: torch.Tensor) -> torch.Tensor:
+        resize, crop = self.transform.transforms[:2]
+        return crop(resize(x))
+
+    @torch.inference_mode()
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """forward_features of one model-ready batch, on the extractor's device and dtype."""
+        x = x.to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.autocast):
+            return self.model.forward_features(x)
+
+    def extract(
+        self,
+        images: Iterable | torch.Tensor,
+        batch_size: int = 32,
+        normalize: bool = False,
+        patch_tokens: bool = False,
+    ):
+        """CLS features (N, D) as a float32 CPU tensor, in input order; with ``patch_tokens=True`` a pair
+        (cls (N, D), patches (N, P, D)). ``normalize=True`` scales every feature vector to unit L2 norm."""
+        if isinstance(images, (str, os.PathLike, Image.Image)):
+            images = [images]
+        if isinstance(images, torch.Tensor):
+            images = images.unsqueeze(0) if images.ndim == 3 else images
+            chunks = (images[i : i + batch_size] for i in range(0, len(images), batch_size))
+        else:
+            images = list(images)
+            chunks = (images[i : i + batch_size] for i in range(0, len(images), batch_size))
+        cls_out, patch_out = [], []
+        for chunk in chunks:
+            out = self.forward(self.preprocess(chunk))
+            cls = out["x_norm_clstoken"].float()
+            cls_out.append((F.normalize(cls, dim=-1) if normalize else cls).cpu())
+            if patch_tokens:
+                patches = out["x_norm_patchtokens"].float()
+                patch_out.append((F.normalize(patches, dim=-1) if normalize else patches).cpu())
+        if not cls_out:
+            cls_out = [torch.empty(0, self.embed_dim)]
+            patch_out = [torch.empty(0, 0, self.embed_dim)]
+        cls = torch.cat(cls_out)
+        return (cls, torch.cat(patch_out)) if patch_tokens else cls
+
+    __call__ = extract
