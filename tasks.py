@@ -1,0 +1,112 @@
+"""Short commands for dinovault (`invoke --list`). Thin: each task composes DVC and the package.
+
+Everything heavy (DVC, torch) is imported inside the task that needs it, so `invoke --list` is instant.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from invoke import task
+
+# The official reference implementation used by the parity tests. It pins torch 2.0, xformers and cuml,
+# which we do not want, so it is installed with --no-deps instead of being listed in pyproject.toml.
+REFERENCE = ("dinov2", "0.0.1.dev2")
+MODEL_HELP = "a torch.hub model name, e.g. dinov2_vitb14; repeat for several / 模型名，可重复"
+
+
+def _pipeline():
+    from dinovault import pipeline
+
+    return pipeline
+
+
+@task(iterable=["model"], help={"model": MODEL_HELP + " (default: every model selected in params.yaml)"})
+def fetch(c, model=None):
+    """Download, verify and record models (`dvc repro`)."""
+    p = _pipeline()
+    with p.exit_on_error():
+        p.fetch(model or None)
+
+
+@task(name="list")
+def list_(c):
+    """Show every model and where its weights are."""
+    p = _pipeline()
+    with p.exit_on_error():
+        p.list_models()
+
+
+@task(
+    help={
+        "cloud": "compare the DVC cache with the remote instead of the pipeline with the workspace / 与远端比较",
+        "remote": "the remote to compare with (default: the default remote) / 远端名",
+    }
+)
+def status(c, cloud=False, remote=None):
+    """Show what `dvc repro` (or `dvc push`) would change."""
+    p = _pipeline()
+    with p.exit_on_error():
+        p.status(cloud=cloud, remote=remote)
+
+
+@task
+def verify(c):
+    """Re-hash workspace models against dvc.lock and the pinned SHA-256."""
+    p = _pipeline()
+    with p.exit_on_error():
+        p.verify()
+
+
+@task(
+    help={
+        "remote": "the DVC remote to push to (default: the default remote) / 远端名",
+        "jobs": "parallel transfers (default: DVC's) / 并行传输数",
+    }
+)
+def push(c, remote=None, jobs=None):
+    """Send the recorded models to the DVC remote (`dvc push`)."""
+    p = _pipeline()
+    with p.exit_on_error():
+        p.push(remote=remote, jobs=int(jobs) if jobs else None)
+
+
+@task(
+    iterable=["model"],
+    help={
+        "model": MODEL_HELP + " (default: every selected model)",
+        "remote": "the DVC remote to pull from (default: the default remote) / 远端名",
+        "jobs": "parallel transfers (default: DVC's) / 并行传输数",
+    },
+)
+def pull(c, model=None, remote=None, jobs=None):
+    """Get recorded models from the DVC remote (`dvc pull`)."""
+    p = _pipeline()
+    with p.exit_on_error():
+        p.pull(models=model or None, remote=remote, jobs=int(jobs) if jobs else None)
+
+
+@task(help={"yes": "delete without asking, even files the remote does not hold / 不询问直接删除"})
+def clean(c, yes=False):
+    """Remove unselected models from the workspace (asks first)."""
+    p = _pipeline()
+    with p.exit_on_error():
+        p.clean(yes=yes)
+
+
+@task(help={"args": "extra pytest arguments, e.g. '-k pipeline -x' / 额外的 pytest 参数"})
+def test(c, args=""):
+    """Run the whole test suite."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    p = _pipeline()
+    with p.exit_on_error():
+        root = p.find_root()
+    try:
+        have = version(REFERENCE[0])
+    except PackageNotFoundError:
+        have = None
+    if have != REFERENCE[1]:
+        c.run(f"{sys.executable} -m pip install -q --no-deps {REFERENCE[0]}=={REFERENCE[1]}")
+    with c.cd(str(root)):
+        c.run(f"{sys.executable} -m pytest {args}")
