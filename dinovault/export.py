@@ -1,0 +1,142 @@
+"""Putting a verified cache file into save_dir (``<model>.pth``, the same bytes) and its model card (``<model>.json``).
+
+The export is the cache file itself: a hard link when both are on one file system, a copy otherwise, always
+through a temporary name and an atomic rename. A target that already holds the right bytes is left untouched
+(not even its mtime), so DVC sees nothing to do.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from .catalog import LICENSE, ModelSpec
+from .download import CHUNK, read_stamp, write_stamp
+from .errors import ExportError
+from .sources import official_url
+
+_LINK_FALLBACK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES}
+
+
+def prepare_save_dir(save_dir: Path) -> Path:
+    """Create ``save_dir`` if needed and prove it can receive files; ExportError saying what to do otherwise."""
+    save_dir = Path(save_dir)
+    hint = "pass another --save_dir, or fix that path / 请换一个 --save_dir 或修正该路径"
+    if save_dir.exists() and not save_dir.is_dir():
+        raise ExportError(f"save_dir {save_dir} is a file, not a folder / 保存目录是一个文件", hint)
+    try:
+        save_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=save_dir, prefix=".dinovault-probe-"):
+            pass
+    except OSError as err:
+        what = "is under a file" if err.errno == errno.ENOTDIR else f"is not writable ({err.strerror or err})"
+        raise ExportError(f"save_dir {save_dir} {what} / 保存目录不可写", hint) from None
+    return save_dir
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _holds(path: Path, size: int, sha256: str) -> bool:
+    """Whether ``path`` already holds these bytes (a valid stamp, or a full hash when the size fits)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if st.st_size != size:
+        return False
+    if read_stamp(path, st) == sha256:
+        return True
+    from .download import file_sha256
+
+    if file_sha256(path) == sha256:
+        write_stamp(path, sha256, st)
+        return True
+    return False
+
+
+def _copy(src: Path, tmp: Path, sha256: str) -> None:
+    """Copy ``src`` to ``tmp``, hashing what is written so the copy is verified without a second read."""
+    h = hashlib.sha256()
+    with open(src, "rb", buffering=0) as fin, open(tmp, "wb", buffering=0) as fout:
+        while chunk := fin.read(CHUNK):
+            h.update(chunk)
+            view = memoryview(chunk)
+            while view:
+                view = view[fout.write(view):]
+    if h.hexdigest() != sha256:
+        raise ExportError(f"{src} changed while it was being copied", "rerun the fetch / 请重新运行")
+
+
+def export_file(src: Path, target: Path, size: int, sha256: str) -> bool:
+    """Make ``target`` hold the bytes of ``src`` (verified: ``size``/``sha256``). Returns True when it changed."""
+    src, target = Path(src), Path(target)
+    if _same_file(src, target) or _holds(target, size, sha256):
+        return False
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(src, tmp)
+        except OSError as err:
+            if err.errno not in _LINK_FALLBACK:
+                raise
+            _copy(src, tmp, sha256)
+        os.replace(tmp, target)
+    except OSError as err:
+        raise ExportError(
+            f"cannot write {target}: {err.strerror or err} / 无法写入导出文件",
+            "free space or pick another --save_dir, then rerun / 请释放空间或更换目录后重试",
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    if not _same_file(src, target):
+        write_stamp(target, sha256)
+    return True
+
+
+def card(spec: ModelSpec, size: int, sha256: str, verified: bool) -> dict:
+    """The model card. The URL is always the official one, never a mirror's (DINOV2_BASE_URL), and nothing in it
+    changes from run to run: DVC hashes of the card stay stable across machines and mirrors."""
+    return {
+        "model": spec.name,
+        "upstream_file": spec.upstream_file,
+        "url": official_url(spec),
+        "size": size,
+        "sha256": sha256,
+        "embed_dim": spec.embed_dim,
+        "num_params": spec.num_params,
+        "license": LICENSE,
+        "verified": verified,
+    }
+
+
+def write_card(path: Path, data: dict) -> bool:
+    """Write ``data`` as sorted JSON, atomically, only when the content differs. Returns True when written."""
+    path = Path(path)
+    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as err:
+        raise ExportError(f"cannot write the model card {path}: {err.strerror or err}", "check save_dir") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True
+
+
+__all__ = ["card", "export_file", "prepare_save_dir", "write_card"]

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Download DINOv2 backbones, verified against pinned SHA-256, into the torch.hub cache and --save_dir.
+
+下载 DINOv2 模型（按固定的 SHA-256 校验），放入 torch.hub 缓存和 --save_dir。
+
+Examples:
+  python scripts/download_dinov2.py --model dinov2_vits14 --save_dir models/dinov2
+  python scripts/download_dinov2.py --all            # every model selected in params.yaml
+
+Environment: DINOV2_BASE_URL (mirrors, tried in order), DINOV2_REGISTRY (another pin file), TORCH_HOME.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:  # run from a clone without installing the package
+    sys.path.insert(0, str(REPO_ROOT))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="download_dinov2.py",
+        description=__doc__.split("\n\n")[0] + "\n" + __doc__.split("\n\n")[1],
+        epilog=__doc__.split("\n\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--model", metavar="NAME", help="one torch.hub name, e.g. dinov2_vitb14 / 模型名称")
+    which.add_argument("--all", action="store_true", help="every model selected in params.yaml (the default) / 全部")
+    parser.add_argument("--save_dir", metavar="DIR", help="export <model>.pth and <model>.json here "
+                        "(without it only the torch.hub cache is filled) / 保存目录")
+    parser.add_argument("--allow-unverified", action="store_true",
+                        help="accept a model that has no pinned SHA-256 (its card says verified: false)")
+    parser.add_argument("--skip-test", action="store_true", help="skip the forward-pass smoke test / 跳过模型测试")
+    parser.add_argument("--metrics", metavar="FILE", help="write {embed_dim, num_params, forward_seconds} as JSON "
+                        "(one model only)")
+    parser.add_argument("--params", metavar="FILE", default=str(REPO_ROOT / "params.yaml"),
+                        help="the params.yaml that --all reads (default: %(default)s)")
+    args = parser.parse_args(argv)
+    if args.metrics and not args.model:
+        parser.error("--metrics needs --model NAME (one model) / --metrics 只能用于单个模型")
+    return args
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _fail(message: str) -> None:
+    print(f"✗ {message}", file=sys.stderr, flush=True)
+
+
+def _error_line(err) -> str:
+    return f"{err.message} → {err.hint}" if getattr(err, "hint", None) else str(err)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="  %(message)s", stream=sys.stderr)
+
+    from dinovault.catalog import get_spec
+    from dinovault.download import human_size
+    from dinovault.errors import DinovaultError, UnknownModelError
+    from dinovault.fetch import fetch_model
+    from dinovault.params import load_params
+
+    try:
+        names = [args.model] if args.model else list(load_params(args.params).models)
+        for name in names:
+            get_spec(name)
+    except UnknownModelError as err:
+        _fail(_error_line(err))
+        return 2
+    except DinovaultError as err:
+        _fail(_error_line(err))
+        return 1
+
+    failed = 0
+    for name in names:
+        try:
+            res = fetch_model(name, args.save_dir, allow_unverified=args.allow_unverified,
+                              smoke_test=not args.skip_test)
+        except DinovaultError as err:
+            _fail(f"{name}: {_error_line(err)}")
+            failed += 1
+            continue
+        except KeyboardInterrupt:
+            _fail("interrupted / 已中断 → rerun the same command: the download resumes / 重新运行即可继续下载")
+            return 130
+        if not res.downloaded:
+            logging.info("%s: already in the cache, %s; nothing downloaded / 已缓存", res.spec.upstream_file,
+                         "verified" if res.verified else "unverified")
+        if not res.verified:
+            logging.warning("%s: UNVERIFIED (no pinned SHA-256) / 未验证", res.spec.upstream_file)
+        _say(f"✓ 模型下载成功！ / Model downloaded: {res.spec.upstream_file} ({human_size(res.size)}, "
+             f"sha256 {res.sha256})")
+        if res.forward_seconds is not None:
+            _say(f"✓ 模型测试成功！ / Smoke test passed: output (1, {res.spec.embed_dim})")
+        else:
+            _say("- 已跳过模型测试 / Smoke test skipped (--skip-test)")
+        _say(f"✓ 模型已保存到: {res.path} / Saved to: {res.path}")
+        if args.metrics:
+            metrics = {"embed_dim": res.spec.embed_dim, "num_params": res.spec.num_params,
+                       "forward_seconds": None if res.forward_seconds is None else round(res.forward_seconds, 4)}
+            path = Path(args.metrics)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+                os.replace(tmp, path)
+            except OSError as err:
+                _fail(f"cannot write metrics {path}: {err.strerror or err} → check the path / 请检查路径")
+                failed += 1
+    if failed and len(names) > 1:
+        _fail(f"{failed} of {len(names)} models failed / {failed} 个模型失败")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
