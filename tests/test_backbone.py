@@ -7,6 +7,7 @@ resampling, an implementation independent of torch.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
 from functools import partial
@@ -20,7 +21,7 @@ from PIL import Image
 from dinovault.backbone import DinoVisionTransformer, build_backbone
 from dinovault.catalog import get_spec
 from dinovault.checkpoint import load_backbone
-from tests.support.backbone_weights import make_state_dict, reduced
+from tests.support.checkpoints import make_state_dict
 
 logging.getLogger("dinov2").setLevel(logging.ERROR)  # the reference package warns that xFormers is absent
 official = pytest.importorskip("dinov2.models.vision_transformer")
@@ -31,6 +32,11 @@ TOL = 1e-5
 RESOLUTIONS = [(224, 224), (518, 518), (280, 420)]
 MODELS = {"dinov2_vits14": None, "dinov2_vitb14": None, "dinov2_vitl14": 2, "dinov2_vitg14": 2}  # name: depth
 _cache: dict[str, tuple] = {}
+
+
+def reduced(spec, depth: int):
+    """``spec`` with fewer blocks: the real width, heads and FFN."""
+    return dataclasses.replace(spec, depth=depth)
 
 
 def official_model(spec) -> torch.nn.Module:
