@@ -4,4 +4,4 @@ so that session-scoped servers start once per test session."""
 import os
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
-from tests.support.httpserver import dinov2_server, faulty_server  # noqa: E402,F401
+from tests.support.httpserver import dinov2_server, faulty_server, torch_home_dir  # noqa: E402,F401
