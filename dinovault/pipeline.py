@@ -233,6 +233,7 @@ def fetch(models: list[str] | None = None, root: Path | None = None) -> list[Fet
             f"no model is selected in {PARAMS_FILE} / {PARAMS_FILE} 中没有选中任何模型",
             "invoke fetch --model dinov2_vits14",
         )
+    link_into_torch_cache(layout, targets, root)
     seconds: dict[str, float] = {}
 
     def timed(stage, **kwargs):  # DVC's own per-stage step, timed
@@ -259,6 +260,38 @@ def fetch(models: list[str] | None = None, root: Path | None = None) -> list[Fet
     if any(item.ran for item in results) or added:
         _say(GIT_HINT)
     return results
+
+
+def link_into_torch_cache(layout: Layout, models: list[str], root: Path) -> list[Path]:
+    """Hard-link workspace weights (e.g. from `dvc pull`) into the torch.hub cache where it lacks them, so a stage
+    that reruns (after a code change) verifies them there instead of downloading, and torch.hub finds them.
+    Only files of the pinned size; the fetch script still checks their SHA-256. Never copies."""
+    from .download import cache_path
+    from .registry import load_registry
+
+    try:
+        pins = load_registry()
+    except DinovaultError:
+        return []
+    md5s = lock_md5s(root)
+    linked = []
+    for model in models:
+        spec = CATALOG[model]
+        pin = pins.get(spec.upstream_file)
+        dest = cache_path(spec.upstream_file)
+        src = layout.weights(model)
+        if pin is None or dest.exists() or model not in md5s or not src.is_file() or src.stat().st_size != pin.size:
+            continue
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.link")
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.link(src, tmp)
+            os.replace(tmp, dest)
+            linked.append(dest)
+        except OSError:  # another file system or no permission: the stage downloads as usual
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+    return linked
 
 
 def _fetched(layout: Layout, model: str, seconds: float, ran: bool) -> Fetched:
@@ -477,11 +510,21 @@ def pull(
             result = repo.pull(targets=targets, remote=remote, jobs=jobs)
         except _dvc_errors() as err:
             raise _translate(err, "pull", where) from None
+    link_into_torch_cache(layout, [m for m in layout.params.models if not models or m in models], root)
     stats = result.get("stats", {})
     fetched = stats.get("fetched", 0)
     placed = sum(v if isinstance(v, int) else len(v) for k, v in stats.items() if k in ("added", "modified"))
     _say(f"pulled from remote {where}: {fetched} file(s) downloaded, {placed} placed in the workspace / 已拉取")
     return stats
+
+
+def check_remote(root: Path | None = None, remote: str | None = None) -> str:
+    """Fail clearly when there is no remote, or it does not answer, or (local) it was never pushed to; else its name."""
+    root = find_root(root)
+    with open_repo(root, remote=remote) as repo:
+        where = describe_remote(repo, remote)
+        _check_remote_answers(repo, remote, where)
+    return where
 
 
 def _check_remote_answers(repo, remote: str | None, where: str) -> None:
@@ -595,6 +638,7 @@ __all__ = [
     "Fetched",
     "Layout",
     "PipelineError",
+    "check_remote",
     "clean",
     "exit_on_error",
     "fetch",
