@@ -1,0 +1,59 @@
+"""tasks.py: every task documented in one line with help for each parameter; listing them imports nothing heavy."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+EXPECTED = {"fetch", "list", "status", "verify", "push", "pull", "clean", "test"}
+
+
+def _collection():
+    from invoke import Collection
+
+    sys.path.insert(0, str(ROOT))
+    try:
+        import tasks
+    finally:
+        sys.path.remove(str(ROOT))
+    return Collection.from_module(tasks)
+
+
+def test_every_task_has_a_one_line_docstring_and_help_for_each_parameter():
+    tasks = _collection().tasks
+    assert EXPECTED <= set(tasks)
+    for name, task in tasks.items():
+        doc = inspect.getdoc(task.body) or ""
+        assert doc and "\n" not in doc.strip(), f"{name}: needs a one-line docstring, got {doc!r}"
+        params = [p for p in inspect.signature(task.body).parameters if p != "c"]
+        missing = [p for p in params if not (task.help or {}).get(p)]
+        assert not missing, f"invoke {name}: no help= for {missing}"
+
+
+def test_fetch_and_pull_take_a_repeatable_model():
+    tasks = _collection().tasks
+    for name in ("fetch", "pull"):
+        assert "model" in tasks[name].iterable, name
+
+
+def test_listing_tasks_imports_neither_torch_nor_dvc():
+    code = (
+        "import sys; sys.path.insert(0, '.'); import tasks; "
+        "heavy = sorted(m for m in ('torch', 'dvc', 'dvc.repo', 'requests') if m in sys.modules); print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    res = subprocess.run([str(BIN / "invoke"), "--list"], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    for name in EXPECTED:
+        assert f"  {name} " in res.stdout or f"  {name}\n" in res.stdout
+
+
+def test_help_of_a_task_shows_its_parameters():
+    res = subprocess.run([str(BIN / "invoke"), "--help", "fetch"], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0
+    assert "--model" in res.stdout and "dinov2_vitb14" in res.stdout
