@@ -89,8 +89,9 @@ class Block(nn.Module):
         self.ls2 = LayerScale(dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x + self.ls1(self.attn(self.norm1(x)))
-        return x + self.ls2(self.mlp(self.norm2(x)))
+        # x + branch * gamma in one fused pass (addcmul), the same value as x + ls(branch) to float rounding
+        x = torch.addcmul(x, self.attn(self.norm1(x)), self.ls1.gamma)
+        return torch.addcmul(x, self.mlp(self.norm2(x)), self.ls2.gamma)
 
 
 class DinoVisionTransformer(nn.Module):
