@@ -374,3 +374,19 @@ def test_file_size_limit_then_resume(served, tmp_path):
     assert r.returncode == 0, r.stderr
     assert served.log[0].range == f"bytes={2 * (1 << 20)}-" and served.sent(FILE) == SMALL_SIZE - 2 * (1 << 20)
     assert dest.read_bytes() == served.files[FILE].read_bytes()
+
+
+def test_ctrl_c_keeps_the_partial_for_resume(served, tmp_path):
+    home = tmp_path / "th"
+    part, sidecar = part_paths(home / "hub" / "checkpoints" / FILE)
+    served.fault(FILE, throttle=1_000_000)
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), "--model", "dinov2_vits14", "--skip-test"],
+                            env=cli_env(served, home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _wait_for(lambda: part.exists() and part.stat().st_size >= 1 << 20)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "interrupted" in err and "resumes" in err
+    assert part.stat().st_size >= 1 << 20 and sidecar.exists()
+    assert not (home / "hub" / "checkpoints" / FILE).exists()
