@@ -110,3 +110,32 @@ def test(c, args=""):
         c.run(f"{sys.executable} -m pip install -q --no-deps {REFERENCE[0]}=={REFERENCE[1]}")
     with c.cd(str(root)):
         c.run(f"{sys.executable} -m pytest {args}")
+
+
+@task(
+    help={
+        "model": "a torch.hub model name, e.g. dinov2_vitb14 / 模型名",
+        "images": "the folder of images, searched recursively / 图片文件夹（递归）",
+        "out": "the .npz to write: features, relative paths, model name / 输出的 .npz 文件",
+        "batch_size": "images per forward pass (default 32) / 每批图片数",
+        "weights": "checkpoint file or folder (default: models/dinov2 or $DINOVAULT_MODELS_DIR) / 权重文件或文件夹",
+        "device": "cpu, cuda, cuda:1… (default: cuda when available) / 设备",
+        "dtype": "bfloat16 or float16 to run under autocast (default: float32) / 精度",
+        "normalize": "scale every feature vector to unit L2 norm / L2 归一化",
+    }
+)
+def extract(
+    c, model="dinov2_vitb14", images="", out="", batch_size=32, weights=None, device=None, dtype=None, normalize=False
+):
+    """Extract features for every image in a folder into one .npz; unreadable files are listed and skipped."""
+    from dinovault import features
+    from dinovault.errors import DinovaultError
+
+    p = _pipeline()
+    with p.exit_on_error():
+        if not images or not out:
+            raise DinovaultError("extract needs --images DIR and --out FILE", "e.g. --images photos --out feats.npz")
+        result = features.extract_folder(
+            model, images, out, int(batch_size), weights=weights, device=device, dtype=dtype, normalize=normalize
+        )
+        print(features.summary(result))

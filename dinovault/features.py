@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from .errors import DinovaultError
+
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 
 
@@ -57,7 +59,7 @@ def extract_folder(
 
     images_dir, out = Path(images_dir), Path(out)
     if not images_dir.is_dir():
-        raise NotADirectoryError(f"no image folder at {images_dir}")
+        raise DinovaultError(f"no image folder at {images_dir}", "pass an existing folder: --images DIR")
     extractor = (
         model if isinstance(model, DINOv2FeatureExtractor) else DINOv2FeatureExtractor(model, weights, device, dtype)
     )
@@ -102,6 +104,15 @@ def extract_folder(
     finally:
         os.unlink(scratch.name)
     return ExtractResult(out, extractor.model_name, len(paths), skipped)
+
+
+def summary(result: ExtractResult) -> str:
+    """What a run wrote and what it skipped, for the command line."""
+    lines = [f"{result.count} images → {result.out} ({result.model})"]
+    if result.skipped:
+        lines.append(f"skipped {len(result.skipped)} file(s):")
+        lines += [f"  {path}: {reason}" for path, reason in result.skipped]
+    return "\n".join(lines)
 
 
 def _save_npz(out: Path, **arrays) -> None:
