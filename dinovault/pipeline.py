@@ -266,6 +266,10 @@ def link_into_torch_cache(layout: Layout, models: list[str], root: Path) -> list
     """Hard-link workspace weights (e.g. from `dvc pull`) into the torch.hub cache where it lacks them, so a stage
     that reruns (after a code change) verifies them there instead of downloading, and torch.hub finds them.
     Only files of the pinned size; the fetch script still checks their SHA-256. Never copies."""
+    # a workspace file with 3 links is already in the DVC cache and the torch cache: skip the imports (fast no-op)
+    models = [m for m in models if layout.weights(m).is_file() and layout.weights(m).stat().st_nlink < 3]
+    if not models:
+        return []
     from .download import cache_path
     from .registry import load_registry
 
