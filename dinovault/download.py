@@ -406,8 +406,13 @@ def _describe(err: BaseException) -> str:
         return "timed out (no data within the read timeout)"
     if isinstance(err, requests.exceptions.ChunkedEncodingError) or "IncompleteRead" in text:
         return "connection closed before the end of the file"
+    if isinstance(err, requests.exceptions.SSLError):
+        return "TLS error (certificate not trusted?)"
     if isinstance(err, requests.ConnectionError):
-        return f"connection failed ({text[:160]})"
+        known = ("Connection refused", "Name or service not known", "Temporary failure in name resolution",
+                 "No route to host", "Network is unreachable", "Connection reset by peer", "Connection aborted")
+        why = next((k for k in known if k in text), text[:160])
+        return f"connection failed ({why})"
     return f"{type(err).__name__}: {text[:160]}"
 
 
@@ -468,7 +473,7 @@ class _Transfer:
                 wait = self.policy.wait(max(attempt, 1), err.retry_after)
                 if wait is None:
                     raise _SourceFailed(f"{err.reason}; asked to retry after {err.retry_after:.0f}s") from None
-                log.warning("%s: %s; retrying in %.1fs", url, err.reason, wait)
+                log.warning("%s: %s; retrying in %.2gs", url, err.reason, wait)
                 time.sleep(wait)
             except _Restart as err:
                 self.discard()
