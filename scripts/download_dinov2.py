@@ -41,8 +41,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--skip-test", action="store_true", help="skip the forward-pass smoke test / 跳过模型测试")
     parser.add_argument("--metrics", metavar="FILE", help="write {embed_dim, num_params, forward_seconds} as JSON "
                         "(one model only)")
-    parser.add_argument("--params", metavar="FILE", default=str(REPO_ROOT / "params.yaml"),
-                        help="the params.yaml that --all reads (default: %(default)s)")
+    parser.add_argument("--params", metavar="FILE",
+                        help="params.yaml: the models of --all, and smoke_test: false skips the test "
+                        f"(default: {REPO_ROOT / 'params.yaml'}, read only by --all unless given)")
     args = parser.parse_args(argv)
     if args.metrics and not args.model:
         parser.error("--metrics needs --model NAME (one model) / --metrics 只能用于单个模型")
@@ -71,8 +72,13 @@ def main(argv=None) -> int:
     from dinovault.fetch import fetch_model
     from dinovault.params import load_params
 
+    smoke = not args.skip_test
     try:
-        names = [args.model] if args.model else list(load_params(args.params).models)
+        params = load_params(args.params or REPO_ROOT / "params.yaml") if args.params or not args.model else None
+        names = [args.model] if args.model else list(params.models)
+        skip_reason = "--skip-test"
+        if params is not None and not params.smoke_test and smoke:
+            smoke, skip_reason = False, "smoke_test: false in params.yaml"
         for name in names:
             get_spec(name)
     except UnknownModelError as err:
@@ -85,8 +91,7 @@ def main(argv=None) -> int:
     failed = 0
     for name in names:
         try:
-            res = fetch_model(name, args.save_dir, allow_unverified=args.allow_unverified,
-                              smoke_test=not args.skip_test)
+            res = fetch_model(name, args.save_dir, allow_unverified=args.allow_unverified, smoke_test=smoke)
         except DinovaultError as err:
             _fail(f"{name}: {_error_line(err)}")
             failed += 1
@@ -104,7 +109,7 @@ def main(argv=None) -> int:
         if res.forward_seconds is not None:
             _say(f"✓ 模型测试成功！ / Smoke test passed: output (1, {res.spec.embed_dim})")
         else:
-            _say("- 已跳过模型测试 / Smoke test skipped (--skip-test)")
+            _say(f"- 已跳过模型测试 / Smoke test skipped ({skip_reason})")
         _say(f"✓ 模型已保存到: {res.path} / Saved to: {res.path}")
         if args.metrics:
             metrics = {"embed_dim": res.spec.embed_dim, "num_params": res.spec.num_params,

@@ -147,6 +147,16 @@ def test_cli_all_reads_params_and_fails_if_any_model_fails(served, tmp_path):
     assert r.returncode == 0 and r.stdout.count("✓ 模型下载成功！") == 2
 
 
+def test_params_smoke_test_false_skips_the_test(served, tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("models:\n  - dinov2_vits14\nsmoke_test: false\n")
+    metrics = tmp_path / "metrics" / "m.json"
+    r = cli("--model", "dinov2_vits14", "--params", params, "--metrics", metrics, env=cli_env(served, tmp_path / "th"))
+    assert r.returncode == 0, r.stderr
+    assert "Smoke test skipped (smoke_test: false in params.yaml)" in r.stdout
+    assert json.loads(metrics.read_text()) == {"embed_dim": 384, "num_params": 22_056_576, "forward_seconds": None}
+
+
 def test_import_and_help_do_not_import_torch(tmp_path):
     code = "import dinovault.fetch, dinovault.export, sys; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
