@@ -400,7 +400,9 @@ def with_reg(machine, dinov2_server, tmp_path_factory) -> dict[str, str]:
     return {"DINOV2_REGISTRY": str(registry)}
 
 
-def test_selection_changes_stages_and_clean_removes_only_unselected(machine, fetched, with_reg, tmp_path):
+def test_selection_changes_stages_and_clean_removes_only_unselected(
+    machine, fetched, with_reg, dinov2_server, tmp_path
+):
     # same machine as clone A: its torch cache already holds dinov2_vits14
     f = machine.clone("f", torch_home=Path(fetched.env["TORCH_HOME"]), extra_env=with_reg)
     f.select(VITS, REG)
@@ -433,8 +435,12 @@ def test_selection_changes_stages_and_clean_removes_only_unselected(machine, fet
     assert not (f.path / "metrics" / f"{REG}.json").exists()
     assert f.weights(VITS).is_file() and md5(f.weights(VITS)) == f.lock_md5(VITS)
     assert "up to date" in f.dvc("status").stdout
-    # --yes removes one the remote does not hold, without asking
+    # select the reg model again: `invoke fetch` brings it back from the DVC cache, without a request
     f.select(REG)
+    before = requests_to(dinov2_server)
+    res = f.invoke("fetch")
+    assert f.weights(REG).is_file() and requests_to(dinov2_server) == before, res.text
+    # --yes removes one the remote does not hold, without asking
     f.dvc("remote", "modify", "--local", "home", "url", tmp_path / "empty-remote")
     res = f.invoke("clean", "--yes")
     assert f"removed {VITS}" in res.text
@@ -518,7 +524,7 @@ def test_pull_from_a_remote_that_does_not_answer_names_it(plain, tmp_path):
 def test_tasks_outside_the_repository_fail_clearly(plain, tmp_path):
     outside = tmp_path / "elsewhere"
     outside.mkdir()
-    for task in ("fetch", "list", "status", "verify", "push", "pull", "clean"):
+    for task in ("fetch", "list", "status", "verify", "push", "pull", "clean", "test"):
         res = plain.invoke("-r", plain.path, task, ok=False, cwd=outside)
         assert "is not inside a dinovault repository" in res.stderr, (task, res.stderr)
         assert "不在 dinovault 仓库中" in res.stderr
