@@ -1,0 +1,203 @@
+"""Benchmark of the DVC pipeline around the two default models (dinov2_vits14, dinov2_vitb14).
+
+Builds official-format checkpoints (real architectures, random weights), serves them from a loopback HTTP server,
+makes a temporary clone of this checkout with a private HOME/TORCH_HOME, runs `invoke fetch` and `invoke push`,
+then measures, alternating runs in one session:
+
+1. a no-op `invoke fetch` (both models up to date) against `dvc status` in the same repository (target ≤ 1.3×);
+2. disk used by each fetched, committed model across workspace, DVC cache and torch cache, counted as unique
+   inodes × allocated blocks, against its size (target ≤ 1.05× on ext4);
+3. `dvc pull` of both models from the default local remote into a fresh clone (empty DVC cache) against `cp` of
+   the same bytes (target ≤ 2×).
+
+Prints figures and ratios; asserts nothing about time. Usage: python bench/bench_pipeline.py [--runs N] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT))
+
+from dinovault.catalog import get_spec  # noqa: E402
+from tests.support.checkpoints import save_checkpoint  # noqa: E402
+from tests.support.httpserver import start_server, write_registry  # noqa: E402
+
+MODELS = ("dinov2_vits14", "dinov2_vitb14")
+
+
+def snapshot(dest: Path, env: dict) -> Path:
+    """This checkout's files (tracked + untracked, not ignored; no local dvc.lock/models/metrics) as a git repo."""
+    listed = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "-co", "--exclude-standard", "-z"], capture_output=True, check=True
+    ).stdout.decode()
+    produced = re.compile(r"^(dvc\.lock|models/.*\.(pth|json)|metrics/.*)$")
+    for rel in filter(None, listed.split("\0")):
+        if (ROOT / rel).is_file() and not produced.match(rel):
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, dest / rel)
+    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "snapshot"]):
+        subprocess.run(["git", *cmd], cwd=dest, check=True, env=env)
+    return dest
+
+
+def run(args, cwd, env) -> float:
+    start = time.perf_counter()
+    res = subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if res.returncode:
+        sys.exit(f"failed: {' '.join(map(str, args))}\n{res.stdout}\n{res.stderr}")
+    return elapsed
+
+
+def disk_ratio(paths: list[Path]) -> tuple[int, int, int]:
+    """(file size, bytes allocated by the unique inodes among ``paths``, number of unique inodes)."""
+    seen = {}
+    for p in paths:
+        st = os.stat(p)
+        seen[(st.st_dev, st.st_ino)] = st.st_blocks * 512
+    return os.stat(paths[0]).st_size, sum(seen.values()), len(seen)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=5, help="alternating runs per comparison")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    opts = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="dinovault-bench-pipeline-"))
+    fs = subprocess.run(["stat", "-f", "-c", "%T", str(work)], capture_output=True, text=True).stdout.strip()
+    server = None
+    try:
+        print(f"work folder {work} (file system: {fs})")
+        www = work / "www"
+        files = []
+        for name in MODELS:
+            spec = get_spec(name)
+            t = time.perf_counter()
+            files.append(save_checkpoint(spec, www / "dinov2" / spec.upstream_path))
+            print(f"built {name}: {files[-1].stat().st_size / 1e6:.1f} MB in {time.perf_counter() - t:.1f} s")
+        server = start_server(www)
+        registry = write_registry(work / "registry.txt", files)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DINOV2_", "DVC_"))}
+        env.update(
+            HOME=str(work / "home"),
+            XDG_CACHE_HOME=str(work / "home" / ".cache"),
+            TORCH_HOME=str(work / "torch"),
+            DINOV2_BASE_URL=server.base_url,
+            DINOV2_REGISTRY=str(registry),
+            DVC_NO_ANALYTICS="1",
+            DVC_GLOBAL_CONFIG_DIR=str(work / "dvc-global"),
+            DVC_SYSTEM_CONFIG_DIR=str(work / "dvc-system"),
+            DVC_SITE_CACHE_DIR=str(work / "dvc-site"),
+            GIT_AUTHOR_NAME="bench",
+            GIT_AUTHOR_EMAIL="bench@dinovault.invalid",
+            GIT_COMMITTER_NAME="bench",
+            GIT_COMMITTER_EMAIL="bench@dinovault.invalid",
+            PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        )
+        (work / "home").mkdir()
+        a = snapshot(work / "a", env)
+        t = run([BIN / "invoke", "fetch"], a, env)
+        print(f"first `invoke fetch` of both models (download, verify, export, smoke test): {t:.1f} s")
+        subprocess.run(["git", "add", "-A"], cwd=a, check=True, env=env)
+        subprocess.run(["git", "commit", "-q", "-m", "models"], cwd=a, check=True, env=env)
+        t = run([BIN / "invoke", "push"], a, env)
+        print(f"`invoke push` to the default remote: {t:.1f} s")
+
+        # 1. no-op fetch vs dvc status
+        run([BIN / "dvc", "status"], a, env)  # warm
+        fetch_t, status_t = [], []
+        for _ in range(opts.runs):
+            fetch_t.append(run([BIN / "invoke", "fetch"], a, env))
+            status_t.append(run([BIN / "dvc", "status"], a, env))
+        f_med, s_med = statistics.median(fetch_t), statistics.median(status_t)
+        print(
+            f"\n1. no-op `invoke fetch` {f_med:.3f} s vs `dvc status` {s_med:.3f} s (medians of {opts.runs}): "
+            f"{f_med / s_med:.2f}x (target <= 1.3x)"
+        )
+
+        # 2. disk
+        print("\n2. disk used across workspace + DVC cache + torch cache, unique inodes x allocated blocks:")
+        lock = (a / "dvc.lock").read_text(encoding="utf-8")
+        for name, served in zip(MODELS, files, strict=True):
+            weights = a / "models" / "dinov2" / f"{name}.pth"
+            md5 = re.search(rf"path: models/dinov2/{name}\.pth\n\s+hash: md5\n\s+md5: (\w+)", lock).group(1)
+            obj = a / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+            cached = Path(env["TORCH_HOME"]) / "hub" / "checkpoints" / served.name
+            size, used, inodes = disk_ratio([weights, obj, cached])
+            print(
+                f"   {name}: {size / 1e6:.1f} MB file, {used / 1e6:.1f} MB used by {inodes} inode(s): "
+                f"{used / size:.3f}x (target <= 1.05x)"
+            )
+
+        # 3. dvc pull vs cp
+        remote = work / "home" / ".cache" / "dinovault" / "dvc-remote"
+        objects = [p for p in remote.rglob("*") if p.is_file()]
+        total = sum(p.stat().st_size for p in objects)
+        b = work / "b"
+        subprocess.run(["git", "clone", "-q", str(a), str(b)], check=True, env=env)
+        env_b = dict(env, TORCH_HOME=str(work / "torch-b"))
+        times: dict[str, list[float]] = {k: [] for k in ("pull", "cp", "invoke", "noverify", "cpmd5")}
+
+        def fresh() -> None:
+            shutil.rmtree(b / ".dvc" / "cache", ignore_errors=True)
+            shutil.rmtree(work / "cp", ignore_errors=True)
+            for p in (b / "models" / "dinov2").glob("*.*"):
+                p.unlink()
+
+        for _ in range(opts.runs):
+            fresh()
+            times["pull"].append(run([BIN / "dvc", "pull"], b, env_b))
+            fresh()
+            (work / "cp").mkdir()
+            times["cp"].append(run(["cp", *objects, work / "cp"], work, env))
+            fresh()
+            times["invoke"].append(run([BIN / "invoke", "pull"], b, env_b))
+            fresh()
+            run([BIN / "dvc", "remote", "modify", "--local", "home", "verify", "false"], b, env_b)
+            times["noverify"].append(run([BIN / "dvc", "pull"], b, env_b))
+            (b / ".dvc" / "config.local").unlink()
+            fresh()
+            (work / "cp").mkdir()
+            times["cpmd5"].append(run(["sh", "-c", 'cp "$@" cp/ && md5sum cp/* >/dev/null', "sh", *objects], work, env))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        print(
+            f"\n3. `dvc pull` of both models ({total / 1e6:.1f} MB, {len(objects)} objects, hash-verified) "
+            f"{med['pull']:.3f} s vs `cp` {med['cp']:.3f} s (medians of {opts.runs}): "
+            f"{med['pull'] / med['cp']:.2f}x (target <= 2x)"
+        )
+        print(
+            f"   `invoke pull` (same, plus torch-cache links and summary): {med['invoke']:.3f} s: "
+            f"{med['invoke'] / med['cp']:.2f}x"
+        )
+        print(
+            f"   `dvc pull` with verify off (no re-hash: a tampered object would be placed): {med['noverify']:.3f} s: "
+            f"{med['noverify'] / med['cp']:.2f}x"
+        )
+        print(
+            f"   `cp` + `md5sum` of the copies (the same work as a verified pull): {med['cpmd5']:.3f} s; "
+            f"`dvc pull` / that = {med['pull'] / med['cpmd5']:.2f}x"
+        )
+    finally:
+        if server is not None:
+            server.close()
+        if opts.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
