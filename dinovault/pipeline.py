@@ -401,9 +401,29 @@ def status(root: Path | None = None, cloud: bool = False, remote: str | None = N
         _say(f"{where}: up to date / 已是最新")
         return True
     _say(f"{where}: changed / 有变化")
+    fetched = lock_md5s(root)
     for target, what in changes.items():
-        _say(f"  {target}: {what if isinstance(what, str) else json.dumps(what, ensure_ascii=False)}")
+        _say(f"  {target}: {_describe_change(target, what, fetched)}")
     return False
+
+
+def _describe_change(target: str, what, fetched: dict[str, str]) -> str:
+    """One line for one entry of `dvc status`: a stage never run, or what changed in it."""
+    kind, _, model = target.partition("@")
+    if kind == STAGE and model in CATALOG and model not in fetched:
+        return f"not fetched yet / 尚未获取 (invoke fetch --model {model})"
+    if isinstance(what, str):
+        return what
+    parts = []
+    for item in what if isinstance(what, list) else [what]:
+        if isinstance(item, str):
+            parts.append(item)
+            continue
+        for section, files in item.items():
+            if isinstance(files, dict):
+                files = ", ".join(f"{path} ({state})" for path, state in files.items())
+            parts.append(f"{section}: {files}")
+    return "; ".join(parts)
 
 
 # ---------------------------------------------------------------------------------------------- verify

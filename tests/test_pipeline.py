@@ -529,3 +529,9 @@ def test_tasks_outside_the_repository_fail_clearly(plain, tmp_path):
         assert "is not inside a dinovault repository" in res.stderr, (task, res.stderr)
         assert "不在 dinovault 仓库中" in res.stderr
         assert "Traceback" not in res.stderr
+
+
+def test_status_in_a_fresh_clone_says_what_is_not_fetched(plain):
+    out = plain.invoke("status").stdout
+    for model in (VITS, VITB):
+        assert f"fetch@{model}: not fetched yet" in out and f"invoke fetch --model {model}" in out
