@@ -678,6 +678,8 @@ def ensure_file(
         ) from None
     try:
         if dest.exists():
+            if rehash or read_stamp(dest) is None:
+                log.info("verifying %s (%s)", dest, _human(dest.stat().st_size))
             check = check_file(dest, pin, rehash=rehash)
             if check.ok:
                 return DownloadResult(dest, check.size, check.sha256, None, 0, check.hashed, pin is not None)
