@@ -583,6 +583,8 @@ class _Transfer:
                 self.hstate = (hasher.finish(), written)
             except OSError:
                 self.hstate = None
+        if self.hstate is None:
+            raise _Restart(f"could not re-read the partial download {self.part} to hash it")
         if expected is not None and written < expected:
             raise _Retryable(f"the response ended after {written} of {expected} bytes", progressed=written > offset)
         return self.finish(url, written, self.hstate[0], resumed=offset > 0)
