@@ -131,6 +131,9 @@ def test_cli_without_save_dir_fills_only_the_cache(served, tmp_path):
     assert r.returncode == 0, r.stderr
     cached = tmp_path / "th" / "hub" / "checkpoints" / FILE
     assert f"Saved to: {cached}" in r.stdout and cached.read_bytes() == served.files[FILE].read_bytes()
+    # not a terminal: plain progress lines (size, percentage, speed, ETA), no carriage returns
+    assert f"downloading {FILE}: 3.0 MiB" in r.stderr and "(100%)" in r.stderr and "ETA" in r.stderr
+    assert "\r" not in r.stderr and "✗" not in r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["registry.txt", "th", "www"]  # nothing written in cwd
 
 
