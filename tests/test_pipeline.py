@@ -535,3 +535,19 @@ def test_status_in_a_fresh_clone_says_what_is_not_fetched(plain):
     out = plain.invoke("status").stdout
     for model in (VITS, VITB):
         assert f"fetch@{model}: not fetched yet" in out and f"invoke fetch --model {model}" in out
+
+
+def test_a_failed_download_records_nothing_and_says_why(plain, dinov2_server):
+    params = plain.path / "params.yaml"
+    good = params.read_bytes()
+    try:
+        res = plain.invoke("fetch", "--model", "dinov2_vitl14", ok=False)  # the test registry does not pin it
+        assert "dinov2_vitl14_pretrain.pth has no pinned SHA-256" in res.stderr, res.stderr
+        assert "fetch@dinov2_vitl14" in res.stderr and "阶段运行失败" in res.stderr
+        assert "Traceback" not in res.stderr
+        assert not (plain.path / "models" / "dinov2" / "dinov2_vitl14.pth").exists()
+        lock = plain.path / "dvc.lock"
+        assert not lock.exists() or "dinov2_vitl14" not in lock.read_text()
+        assert "  - dinov2_vitl14" in params.read_text()  # the selection is kept: rerun to retry
+    finally:
+        params.write_bytes(good)
