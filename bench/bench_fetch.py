@@ -14,6 +14,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -128,9 +129,21 @@ def run_fetch(env: dict, save_dir: Path) -> dict:
     return res
 
 
-def run_curl(url: str, out: Path) -> float:
-    t0 = time.perf_counter()
+CURL_CPU: list[float] = []
+
+
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def run_curl(url: str, out: Path, sha: bool = False) -> float:
+    c0, t0 = _children_cpu(), time.perf_counter()
     subprocess.run(["curl", "-s", "-f", "-o", str(out), url], check=True)
+    if not sha:
+        CURL_CPU.append(_children_cpu() - c0)
+    else:  # the sequential baseline: download, then a second full read to hash
+        subprocess.run(["sha256sum", str(out)], check=True, capture_output=True)
     return time.perf_counter() - t0
 
 
@@ -158,17 +171,17 @@ def bench(size: int, runs: int, server_kind: str, work: Path) -> None:
           f"at {server.base_url}")
     url = f"{server.base_url}/{spec.upstream_path}"
     os.environ.update(DINOV2_BASE_URL=server.base_url, DINOV2_REGISTRY=str(registry))
-    curl_t, fetch_wall, fetch_in, rss = [], [], [], []
+    curl_t, curl_sha_t, fetch_wall, fetch_in, rss = [], [], [], [], []
     try:
         for i in range(runs):
             out = work / "curl.out"
             env, save = fresh(work)
             # alternate who goes first, and start each from a clean page cache state (no dirty pages of the
             # previous run being written back while this one writes)
-            for who in ("curl", "fetch") if i % 2 == 0 else ("fetch", "curl"):
+            for who in ("curl", "fetch", "curl+sha") if i % 2 == 0 else ("curl+sha", "fetch", "curl"):
                 os.sync()
-                if who == "curl":
-                    curl_t.append(run_curl(url, out))
+                if who.startswith("curl"):
+                    (curl_sha_t if who == "curl+sha" else curl_t).append(run_curl(url, out, sha=who == "curl+sha"))
                     out.unlink()
                 else:
                     res = run_fetch(env, save)
@@ -176,11 +189,13 @@ def bench(size: int, runs: int, server_kind: str, work: Path) -> None:
             fetch_wall.append(res["wall"])
             fetch_in.append(res["seconds"])
             rss.append(res["maxrss_mb"])
-            print(f"  run {i + 1}: curl {curl_t[-1]:.3f}s | fetch {res['wall']:.3f}s "
+            print(f"  run {i + 1}: curl {curl_t[-1]:.3f}s (CPU {CURL_CPU[-1]:.2f}s), "
+                  f"curl+sha256sum {curl_sha_t[-1]:.3f}s | "
+                  f"fetch {res['wall']:.3f}s "
                   f"(in-process {res['seconds']:.3f}s, CPU {res['cpu']:.2f}s), peak RSS {res['maxrss_mb']:.0f} MB")
-        mc, mw, mi = (statistics.median(x) for x in (curl_t, fetch_wall, fetch_in))
-        print(f"median over {runs}: curl {mc:.3f}s, fetch {mw:.3f}s (process wall, incl. Python start-up), "
-              f"{mi:.3f}s in-process")
+        mc, ms, mw, mi = (statistics.median(x) for x in (curl_t, curl_sha_t, fetch_wall, fetch_in))
+        print(f"median over {runs}: curl {mc:.3f}s, curl+sha256sum {ms:.3f}s, "
+              f"fetch {mw:.3f}s (process wall, incl. Python start-up), {mi:.3f}s in-process")
         print(f"ratio fetch/curl: {mw / mc:.2f}x wall, {mi / mc:.2f}x in-process (target <= 1.3x); "
               f"peak RSS max {max(rss):.0f} MB (target <= 150 MB)")
 
