@@ -340,7 +340,7 @@ def test_kill_9_at_half_then_rerun_transfers_only_the_rest(served, tmp_path):
 
 
 def test_two_processes_one_transfer_both_succeed(served, tmp_path):
-    served.fault(FILE, throttle=4_000_000)
+    served.fault(FILE, throttle=2_000_000)  # ~1.5 s: the second process starts while the first downloads
     env = cli_env(served, tmp_path / "th")
     procs = [
         subprocess.Popen([sys.executable, str(SCRIPT), "--model", "dinov2_vits14", "--skip-test",
@@ -351,6 +351,7 @@ def test_two_processes_one_transfer_both_succeed(served, tmp_path):
     results = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results
     assert served.hits(FILE) == 1 and served.sent(FILE) == SMALL_SIZE
+    assert sum("another process is downloading" in err for _, err in results) == 1
     a, b = (tmp_path / f"out{i}" / "dinov2_vits14.pth" for i in range(2))
     assert a.read_bytes() == b.read_bytes() == served.files[FILE].read_bytes()
 
