@@ -227,11 +227,13 @@ def test_sides_not_multiple_of_14_give_a_clear_error(hw):
         ours(torch.zeros(1, 3, *hw))
 
 
-def test_building_loading_and_forward_warn_nothing():
+def test_building_loading_and_forward_warn_nothing(tmp_path):
     spec = reduced(get_spec("dinov2_vits14_reg"), 2)
+    path = tmp_path / "reg.pth"
+    torch.save(make_state_dict(spec), path)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        model = load_backbone(make_state_dict(spec), spec)
+        model = load_backbone(path, spec)
         with torch.inference_mode():
             model(image_batch(1, 280, 420))
             model.get_intermediate_layers(image_batch(1, 224, 224), n=2)
