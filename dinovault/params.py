@@ -32,15 +32,20 @@ def _read(path: Path):
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
-        raise ParamsError(f"cannot read {path}: {err.strerror or err}", "run from the repository root / 请在仓库根目录运行") from None
+        raise ParamsError(
+            f"cannot read {path}: {err.strerror or err}", "run from the repository root / 请在仓库根目录运行"
+        ) from None
     try:
         data = _yaml().load(text)
     except YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ParamsError(f"{where}: not valid YAML ({getattr(err, 'problem', None) or err})", "fix the file / 请修正该文件") from None
+        problem = getattr(err, "problem", None) or err
+        raise ParamsError(f"{where}: not valid YAML ({problem})", "fix the file / 请修正该文件") from None
     if not hasattr(data, "lc") or not isinstance(data, dict):
-        raise ParamsError(f"{path}: expected a mapping with 'models', 'save_dir', 'smoke_test'", "see README / 参见 README")
+        raise ParamsError(
+            f"{path}: expected a mapping with 'models', 'save_dir', 'smoke_test'", "see README / 参见 README"
+        )
     return data
 
 
