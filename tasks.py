@@ -58,17 +58,54 @@ def verify(c):
         p.verify()
 
 
+RETRIES_HELP = "retries after a transient failure such as a lost connection (default 2) / 临时故障后的重试次数"
+
+
+@task(
+    help={
+        "url": "s3://bucket/prefix, ssh://user@host[:port]/path, webdav[s]://host[:port]/path / 远程地址",
+        "name": "remote name (default: team) / 远程名称",
+        "endpoint_url": "S3-compatible server, e.g. http://minio.lan:9000 (S3 only) / S3 兼容服务地址",
+        "access_key_id": "S3 access key id (to .dvc/config.local only) / 访问密钥 ID（仅写入 config.local）",
+        "secret_access_key": "S3 secret access key (to .dvc/config.local only) / 访问密钥（仅写入 config.local）",
+        "profile": "AWS profile from ~/.aws instead of keys (S3) / 使用 ~/.aws 中的配置",
+        "region": "S3 region, if the server needs one / S3 区域",
+        "keyfile": "SSH private key (default: the SSH agent and ~/.ssh) / SSH 私钥文件",
+        "user": "WebDAV (or SSH) user name / 用户名",
+        "password": "WebDAV (or SSH) password (to .dvc/config.local only) / 密码（仅写入 config.local）",
+        "jobs": "parallel transfers for this remote (saved in .dvc/config) / 此远程的并行传输数",
+        "default": "make it the default remote; --no-default to only add it / 设为默认远程",
+        "check": "create the bucket/folder and probe it; --no-check to skip / 创建并读写测试",
+    }
+)
+def remote(c, url, name="team", endpoint_url=None, access_key_id=None, secret_access_key=None, profile=None,
+           region=None, keyfile=None, user=None, password=None, jobs=None, default=True, check=True):
+    """Add or change the team DVC remote (S3, SSH, WebDAV); secrets go to .dvc/config.local; creates and probes it."""
+    from dinovault import remotes
+
+    p = _pipeline()
+    with p.exit_on_error():
+        remotes.configure(
+            p.find_root(), url, name, default=default, check=check, endpoint_url=endpoint_url,
+            access_key_id=access_key_id, secret_access_key=secret_access_key, profile=profile, region=region,
+            keyfile=keyfile, user=user, password=password, jobs=int(jobs) if jobs else None,
+        )
+
+
 @task(
     help={
         "remote": "the DVC remote to push to (default: the default remote) / 远端名",
         "jobs": "parallel transfers (default: DVC's) / 并行传输数",
+        "retries": RETRIES_HELP,
     }
 )
-def push(c, remote=None, jobs=None):
-    """Send the recorded models to the DVC remote (`dvc push`)."""
+def push(c, remote=None, jobs=None, retries=2):
+    """Send what DVC tracks to the remote (`dvc push`): only what it lacks, retried, with a summary."""
+    from dinovault import remotes
+
     p = _pipeline()
     with p.exit_on_error():
-        p.push(remote=remote, jobs=int(jobs) if jobs else None)
+        remotes.push(p.find_root(), remote, jobs=int(jobs) if jobs else None, retries=int(retries))
 
 
 @task(
@@ -77,13 +114,16 @@ def push(c, remote=None, jobs=None):
         "model": MODEL_HELP + " (default: every selected model)",
         "remote": "the DVC remote to pull from (default: the default remote) / 远端名",
         "jobs": "parallel transfers (default: DVC's) / 并行传输数",
+        "retries": RETRIES_HELP,
     },
 )
-def pull(c, model=None, remote=None, jobs=None):
-    """Get recorded models from the DVC remote (`dvc pull`)."""
+def pull(c, model=None, remote=None, jobs=None, retries=2):
+    """Get recorded models from the DVC remote (`dvc pull`), hash-checked and retried, with a summary."""
+    from dinovault import remotes
+
     p = _pipeline()
     with p.exit_on_error():
-        p.pull(models=model or None, remote=remote, jobs=int(jobs) if jobs else None)
+        remotes.pull(p.find_root(), model or None, remote, jobs=int(jobs) if jobs else None, retries=int(retries))
 
 
 @task(help={"yes": "delete without asking, even files the remote does not hold / 不询问直接删除"})

@@ -34,9 +34,11 @@ RETRY_DELAYS = (1.0, 3.0, 8.0)
 class RemoteError(DinovaultError):
     """A remote that cannot be configured, reached or used; ``str()`` is one line (English / 中文)."""
 
-    def __init__(self, message: str, transient: bool = False):
+    def __init__(self, message: str, transient: bool = False, cause: str | None = None):
         super().__init__(message)
         self.transient = transient
+        self.cause = cause  # a key of _RULES, or None
+        self.original: BaseException | None = None  # the pipeline's error this one explains
 
 
 # ------------------------------------------------------------------------------------------------------ URLs
@@ -212,13 +214,16 @@ def configure(
     with _restored_on_error(root):
         try:
             with Repo(root) as repo:
+                # DVC validates the merged config on every edit, so the old local settings go first (an S3 key
+                # would not be valid next to a new ssh:// URL)
+                with repo.config.edit("local") as conf:
+                    conf["remote"].pop(name, None)
                 with repo.config.edit("repo") as conf:
                     conf["remote"][name] = {"url": remote.url, **settings.shared}
                     if default:
                         conf["core"]["remote"] = name
-                with repo.config.edit("local") as conf:
-                    conf["remote"].pop(name, None)
-                    if settings.local:
+                if settings.local:
+                    with repo.config.edit("local") as conf:
                         conf["remote"][name] = dict(settings.local)
         except ConfigError as err:
             raise RemoteError(f"DVC refused the remote settings: {err} / DVC 拒绝了这些远程设置") from None
@@ -244,8 +249,8 @@ def _open_remote(root: Path, name: str | None):
     except NoRemoteError:
         repo.close()
         raise RemoteError(
-            f"no DVC remote{f' named {name!r}' if name else ' is set as default'}; add one with "
-            "`invoke remote --url s3://bucket/prefix` (or ssh://, webdav://) / 未配置远程存储，请先运行 invoke remote"
+            f"no DVC remote is configured{f' under the name {name!r}' if name else ''} / 未配置 DVC 远端 — add one: "
+            "`invoke remote --url s3://bucket/prefix` (or ssh://, webdav://) or `dvc remote add -d NAME URL`"
         ) from None
     except Exception:
         repo.close()
@@ -278,7 +283,7 @@ def probe(root: str | os.PathLike, name: str | None = None, *, create: bool = Tr
     except RemoteError:
         raise
     except Exception as err:  # noqa: BLE001 - every failure becomes one explained line
-        raise explain(err, where, f"probe: {step}") from None
+        raise explain_text(_why_forbidden(remote, _chain_text(err)), where, f"probe: {step}") from None
     say(f"{where}: write/read/delete probe OK / 读写删除测试通过")
 
 
@@ -286,7 +291,10 @@ def _ensure_container(fs, path: str) -> None:
     if fs.protocol == "s3":
         bucket = path.split("/", 1)[0]
         if not fs.exists(bucket):
-            fs.fs.mkdir(bucket)  # s3fs: a bare bucket name creates the bucket
+            try:
+                fs.fs.mkdir(bucket)  # s3fs: a bare bucket name creates the bucket
+            except FileExistsError:  # another account's bucket (HEAD said 403): the write probe tells if we may
+                pass
         return
     if fs.protocol in ("webdav", "webdavs"):
         # DVC's WebDAV paths are relative to the remote's URL, so the folders of the URL itself are made from the
@@ -316,40 +324,52 @@ def _describe(repo, remote) -> str:
 # --------------------------------------------------------------------------------------- explaining errors
 
 
-_RULES: list[tuple[str, str, str, bool]] = [
-    # (pattern over the error chain, what failed, what to check, transient?)
-    (r"SignatureDoesNotMatch|InvalidAccessKeyId|InvalidClientTokenId|AuthorizationHeaderMalformed"
+_RULES: list[tuple[str, str, str, str]] = [
+    # (cause, pattern over the error chain and DVC's log, what failed, what to check); first match wins
+    ("credentials",
+     r"SignatureDoesNotMatch|InvalidAccessKeyId|InvalidClientTokenId|AuthorizationHeaderMalformed"
      r"|\b401\b|Unauthorized|PermissionDenied\b|Permission denied \(publickey|No more authentication methods"
      r"|Authentication failed|NoCredentialsError|Unable to locate credentials|Auth fail",
      "wrong or missing credentials / 凭据错误或缺失",
-     "check the key, secret, key file or password in .dvc/config.local (invoke remote … again) / "
-     "请检查 .dvc/config.local 中的密钥、私钥文件或密码", False),
-    (r"AccessDenied|\b403\b|Forbidden|Permission denied|PermissionError|EACCES|Errno 13|read-only file system",
+     "check the key, secret, key file or password in .dvc/config.local (run `invoke remote …` again) / "
+     "请检查 .dvc/config.local 中的密钥、私钥文件或密码"),
+    ("permission",
+     r"AccessDenied|\b403\b|Forbidden|Permission denied|PermissionError|EACCES|Errno 13|read-only file system",
      "permission denied / 没有权限",
-     "check that this user may write to the bucket or folder / 请检查该用户对存储桶或目录的写权限", False),
-    (r"Name or service not known|nodename nor servname|getaddrinfo|Could not resolve|Temporary failure in name "
+     "check that this user may write to the bucket or folder / 请检查该用户对存储桶或目录的写权限"),
+    ("host",
+     r"Name or service not known|nodename nor servname|getaddrinfo|Could not resolve|Temporary failure in name "
      r"resolution|gaierror|No address associated",
      "unknown host / 主机名无法解析",
-     "check the host name in the URL or --endpoint-url / 请检查地址或 --endpoint-url 中的主机名", False),
-    (r"NoSuchBucket|bucket does not exist",
+     "check the host name in the URL or --endpoint-url / 请检查地址或 --endpoint-url 中的主机名"),
+    ("bucket", r"NoSuchBucket|bucket does not exist",
      "the bucket does not exist / 存储桶不存在",
-     "run `invoke remote --url …` to create it, or check its name / 请运行 invoke remote 创建，或检查名称", False),
-    (r"Connection refused|ConnectionRefused|Errno 111|ECONNREFUSED|Could not connect to the endpoint",
+     "run `invoke remote --url …` to create it, or check its name / 请运行 invoke remote 创建，或检查名称"),
+    ("refused", r"Connection refused|ConnectionRefused|Errno 111|ECONNREFUSED|Could not connect to the endpoint",
      "connection refused / 连接被拒绝",
-     "check that the server is running and the port is right / 请检查服务器是否在运行、端口是否正确", True),
-    (r"Connection not open|Connection lost|ConnectionLost|Connection reset|ConnectionReset|Broken pipe"
+     "check that the server is running and the port is right / 请检查服务器是否在运行、端口是否正确"),
+    ("lost",
+     r"Connection not open|Connection lost|ConnectionLost|Connection reset|ConnectionReset|Broken pipe"
      r"|Server disconnected|RemoteProtocolError|ReadError|WriteError|IncompleteRead|EndpointConnectionError"
      r"|Connection closed|ServerDisconnected|ClientOSError|ConnectionError|ConnectError|Errno 104|Errno 32",
      "connection lost / 连接中断",
      "the server went away during the transfer; rerun when it is back, only what is missing is sent / "
-     "传输中服务器断开；恢复后重新运行即可，只会发送缺失的部分", True),
-    (r"timed out|Timeout|ETIMEDOUT", "timed out / 超时",
-     "check the network and that the server is not overloaded / 请检查网络与服务器负载", True),
-    (r"\b5\d\d\b|InternalError|ServiceUnavailable|SlowDown|Service Unavailable|Bad Gateway",
-     "server error / 服务器错误", "retry later or check the server's logs / 请稍后重试或查看服务器日志", True),
-    (r"No space left|ENOSPC|QuotaExceeded|Insufficient Storage|\b507\b",
-     "no space left / 空间不足", "free space on the remote / 请清理远程存储空间", False),
+     "传输中服务器断开；恢复后重新运行即可，只会发送缺失的部分"),
+    ("timeout", r"timed out|Timeout|ETIMEDOUT", "timed out / 超时",
+     "check the network and that the server is not overloaded / 请检查网络与服务器负载"),
+    ("server", r"\b50[0234]\b|InternalError|ServiceUnavailable|SlowDown|Service Unavailable|Bad Gateway",
+     "server error / 服务器错误", "retry later or check the server's logs / 请稍后重试或查看服务器日志"),
+    ("space", r"No space left|ENOSPC|QuotaExceeded|Insufficient Storage|\b507\b",
+     "no space left / 空间不足", "free space on the remote / 请清理远程存储空间"),
+    ("corrupt", r"corrupt|hash mismatch|checksum mismatch",
+     "an object on the remote is corrupted (its hash does not match; it was not placed in the workspace) / "
+     "远程对象已损坏（哈希不符，未放入工作区）",
+     "push it again from a machine that has the file (`invoke push`) / 请在有该文件的机器上重新 invoke push"),
+    ("missing", r"Missing cache files|neither locally nor on remote|failed to pull data",
+     "the remote lacks some files / 远程存储缺少部分文件",
+     "run `invoke push` where they were fetched, or check --remote / 请在获取模型的机器上运行 invoke push"),
 ]
+TRANSIENT = {"refused", "lost", "timeout", "server"}
 
 
 def _chain_text(err: BaseException) -> str:
@@ -357,24 +377,39 @@ def _chain_text(err: BaseException) -> str:
     while err is not None and id(err) not in seen:
         seen.add(id(err))
         parts.append(f"{type(err).__name__}: {err}")
-        code = getattr(err, "response", None)
-        if isinstance(code, dict):  # botocore ClientError
-            parts.append(str(code.get("Error", {}).get("Code", "")))
+        response = getattr(err, "response", None)
+        if isinstance(response, dict):  # botocore ClientError
+            parts.append(str(response.get("Error", {}).get("Code", "")))
         err = err.__cause__ or err.__context__
     return " | ".join(parts)
 
 
 def explain_text(text: str, where: str, doing: str) -> RemoteError:
-    for pattern, what, check, transient in _RULES:
+    """The first rule that matches ``text`` gives the line; ``cause`` is None when none does."""
+    for cause, pattern, what, check in _RULES:
         if re.search(pattern, text, re.IGNORECASE):
-            return RemoteError(f"{where}: {doing} failed: {what} — {check}", transient=transient)
+            return RemoteError(f"{where}: {doing} failed: {what} — {check}", cause in TRANSIENT, cause)
     detail = text.strip().splitlines()[0][:300] if text.strip() else "unknown error"
-    return RemoteError(f"{where}: {doing} failed: {detail} / 操作失败", transient=False)
+    return RemoteError(f"{where}: {doing} failed: {detail} / 操作失败")
 
 
 def explain(err: BaseException, where: str, doing: str) -> RemoteError:
     """Turn an exception from DVC or a filesystem into one clear line."""
     return explain_text(_chain_text(err), where, doing)
+
+
+def _why_forbidden(remote, text: str) -> str:
+    """S3 answers a HEAD with a bare 403 both for a wrong secret and for a missing permission; a LIST answers with
+    the real error code, so ask once more when that is all we have."""
+    if remote.fs.protocol != "s3" or not re.search(r"\b403\b|Forbidden", text) or re.search(
+        r"SignatureDoesNotMatch|InvalidAccessKeyId|AccessDenied", text
+    ):
+        return text
+    try:
+        remote.fs.fs.ls(remote.path.split("/", 1)[0], refresh=True)
+    except Exception as err:  # noqa: BLE001
+        return _chain_text(err) + " | " + text
+    return text
 
 
 class _Captured(logging.Handler):
@@ -412,33 +447,26 @@ def _capture_dvc_logs() -> Iterator[_Captured]:
 
 @dataclass
 class Transfer:
-    """What one push or pull moved."""
+    """What one `push` or `pull` moved, over all its attempts."""
 
     direction: str  # "push" or "pull"
     remote: str
     objects: int = 0
     bytes: int = 0
     present: int = 0  # objects the destination already had
-    repaired: int = 0  # truncated objects found on the remote and re-sent
+    repaired: int = 0  # truncated objects found on the remote and sent again
     seconds: float = 0.0
-    attempts: int = 1
+    attempts: int = 0
 
     def summary(self) -> str:
         mb = self.bytes / 1e6
         rate = f", {mb / self.seconds:.0f} MB/s" if self.seconds > 0 and self.bytes else ""
-        verb, zh = ("pushed", "已上传") if self.direction == "push" else ("pulled", "已下载")
-        extra = f", {self.repaired} truncated object(s) re-sent / 重新发送了不完整对象" if self.repaired else ""
+        verb, zh = ("sent", "已上传") if self.direction == "push" else ("received", "已下载")
+        extra = f", {self.repaired} truncated object(s) sent again" if self.repaired else ""
         retried = f", {self.attempts} attempts" if self.attempts > 1 else ""
         return (f"{verb} {self.objects} object(s), {mb:.1f} MB in {self.seconds:.1f} s{rate} "
                 f"({'to' if self.direction == 'push' else 'from'} '{self.remote}'; {self.present} already there"
                 f"{extra}{retried}) / {zh} {self.objects} 个对象，{mb:.1f} MB")
-
-
-def _used_objects(repo, targets, remote_name):
-    objs = set()
-    for hashes in repo.used_objs(targets, remote=remote_name).values():
-        objs.update(hashes)
-    return objs
 
 
 def _local_size(repo, hash_info) -> int:
@@ -448,33 +476,49 @@ def _local_size(repo, hash_info) -> int:
         return 0
 
 
-def _plan_push(repo, remote, targets, jobs) -> tuple[set, int, int]:
-    """(objects to send, objects already there, truncated ones deleted so that DVC sends them again)."""
-    objs = _used_objects(repo, targets, remote.name)
-    status = repo.cloud.status(objs, jobs=jobs, remote=remote.name)
-    to_send, present = set(status.new), set(status.ok)
-    repaired = 0
-    if remote.fs.protocol in NON_ATOMIC_UPLOADS and present:
-        odb = repo.cloud.get_remote_odb(remote.name, "push")
-        for hi in list(present):
-            want = _local_size(repo, hi)
-            path = odb.oid_to_path(hi.value)
-            try:
-                have = odb.fs.size(path)
-            except FileNotFoundError:
-                continue
-            if want and have is not None and have != want:
-                odb.fs.rm_file(path)
-                present.discard(hi)
-                to_send.add(hi)
-                repaired += 1
-    return to_send, len(present), repaired
+def _plan_push(root: Path, remote_name: str | None, jobs: int | None) -> tuple[str, str, set, int, int]:
+    """(remote name, description, objects to send with their sizes, objects already there, truncated ones removed).
+
+    Truncated objects (a WebDAV upload cut short) are deleted so that DVC sends them again.
+    """
+    repo, remote = _open_remote(root, remote_name)
+    with repo:
+        where = _describe(repo, remote)
+        try:
+            objs = set()
+            for hashes in repo.used_objs(remote=remote.name).values():
+                objs.update(hashes)
+            status = repo.cloud.status(objs, jobs=jobs, remote=remote.name)
+            to_send, present = set(status.new), set(status.ok)
+            repaired = 0
+            if remote.fs.protocol in NON_ATOMIC_UPLOADS and present:
+                odb = repo.cloud.get_remote_odb(remote.name, "push")
+                for hi in list(present):
+                    want = _local_size(repo, hi)
+                    try:
+                        have = odb.fs.size(odb.oid_to_path(hi.value))
+                    except FileNotFoundError:
+                        continue
+                    if want and have is not None and have != want:
+                        odb.fs.rm_file(odb.oid_to_path(hi.value))
+                        present.discard(hi)
+                        to_send.add(hi)
+                        repaired += 1
+            sizes = {hi.value: _local_size(repo, hi) for hi in to_send}
+        except Exception as err:  # noqa: BLE001 - explained below
+            _forget_connections(remote)
+            raise explain_text(_why_forbidden(remote, _chain_text(err)), where, "push") from None
+        return remote.name, where, sizes, len(present), repaired
 
 
-def _cache_objects(repo) -> dict[str, int]:
-    root = Path(repo.cache.local.path)
+def _cache_objects(root: Path) -> dict[str, int]:
+    """Path → size of every object in the repository's DVC cache (default location, or core cache.dir)."""
+    from dvc.repo import Repo
+
+    with Repo(root) as repo:
+        cache = Path(repo.cache.local.path)
     out = {}
-    for dirpath, _dirs, files in os.walk(root):
+    for dirpath, _dirs, files in os.walk(cache):
         for f in files:
             p = os.path.join(dirpath, f)
             with contextlib.suppress(OSError):
@@ -488,64 +532,85 @@ def _forget_connections(remote) -> None:
         type(remote.fs.fs).clear_instance_cache()
 
 
-def _transfer(direction, root, remote_name, targets, jobs, retries, say) -> Transfer:
+def _explain_failure(root: Path, remote_name: str | None, text: str, doing: str) -> tuple[str, RemoteError]:
+    try:
+        repo, remote = _open_remote(root, remote_name)
+    except RemoteError:
+        return remote_name or "?", explain_text(text, f"remote {remote_name or '(default)'}", doing)
+    with repo:
+        err = explain_text(_why_forbidden(remote, text), _describe(repo, remote), doing)
+        _forget_connections(remote)
+        return remote.name, err
+
+
+# Where the pipeline's own message is as clear as ours (and its tests rely on it), it is kept.
+KEEP_PIPELINE_MESSAGE = {"push": {"corrupt", "missing", None}, "pull": {"refused", "corrupt", "missing", None}}
+
+
+def _transfer(direction: str, root, remote_name, jobs, retries, say, models=None) -> Transfer:
+    """Run the pipeline's `push`/`pull` (DVC's) with retries, a cause for every failure, and a summary."""
+    from . import pipeline
+
     root = Path(root)
     delays = RETRY_DELAYS[: max(0, retries)]
-    result: Transfer | None = None
+    result = Transfer(direction, remote_name or "")
     before: dict[str, int] = {}
     t0 = time.monotonic()
     while True:
-        repo, remote = _open_remote(root, remote_name)
-        where = _describe(repo, remote)
-        if result is None:
-            result = Transfer(direction, remote.name, attempts=0)
         result.attempts += 1
+        contacted = False
         try:
-            with repo, _capture_dvc_logs() as logs:
+            if direction == "push":
+                name, where, sizes, present, repaired = _plan_push(root, remote_name, jobs)
+                contacted = True
+                result.remote = name
+                if result.attempts == 1:  # counts what had to move; later attempts only finish it
+                    result.objects, result.bytes, result.present = len(sizes), sum(sizes.values()), present
+                else:
+                    result.objects += repaired
+                result.repaired += repaired
+            elif result.attempts == 1:
+                before = _cache_objects(root)
+            with _capture_dvc_logs() as logs:
                 try:
                     if direction == "push":
-                        # the summary counts what the first attempt had to send, plus truncated leftovers re-sent
-                        to_send, present, repaired = _plan_push(repo, remote, targets, jobs)
-                        if result.attempts == 1:
-                            result.objects = len(to_send)
-                            result.bytes = sum(_local_size(repo, hi) for hi in to_send)
-                            result.present = present
-                        elif repaired:
-                            result.objects += repaired
-                        result.repaired += repaired
-                        repo.push(targets, jobs=jobs, remote=remote.name)
+                        pipeline.push(root, remote=remote_name, jobs=jobs)
                     else:
-                        if result.attempts == 1:
-                            before = _cache_objects(repo)
-                        repo.pull(targets, jobs=jobs, remote=remote.name)
-                        new = {p: s for p, s in _cache_objects(repo).items() if p not in before}
-                        result.objects, result.bytes, result.present = len(new), sum(new.values()), len(before)
-                except Exception as err:  # noqa: BLE001
+                        pipeline.pull(root, models=models, remote=remote_name, jobs=jobs)
+                except Exception as err:  # noqa: BLE001 - explained below
+                    contacted = contacted or bool(logs.texts)
                     text = " | ".join([*logs.texts, _chain_text(err)])
-                    raise explain_text(text, where, direction) from None
+                    result.remote, mine = _explain_failure(root, remote_name, text, direction)
+                    mine.original = err
+                    raise mine from None
         except RemoteError as err:
-            _forget_connections(remote)
-            if err.transient and result.attempts <= len(delays):
+            if err.transient and contacted and result.attempts <= len(delays):
                 delay = delays[result.attempts - 1]
                 say(f"{err} — retrying in {delay:.0f} s ({result.attempts}/{len(delays)}) / {delay:.0f} 秒后重试")
                 time.sleep(delay)
                 continue
+            if isinstance(err.original, DinovaultError) and err.cause in KEEP_PIPELINE_MESSAGE[direction]:
+                raise err.original from None
             raise
+        if direction == "pull":
+            new = {p: size for p, size in _cache_objects(root).items() if p not in before}
+            result.objects, result.bytes, result.present = len(new), sum(new.values()), len(before)
         result.seconds = time.monotonic() - t0
         return result
 
 
-def push(root: str | os.PathLike, remote: str | None = None, *, targets: list[str] | None = None,
-         jobs: int | None = None, retries: int = 2, say: Callable[[str], None] = print) -> Transfer:
-    """`dvc push` with retries on transient failures; only what the remote lacks is sent."""
-    result = _transfer("push", root, remote, targets, jobs, retries, say)
+def push(root: str | os.PathLike, remote: str | None = None, *, jobs: int | None = None, retries: int = 2,
+         say: Callable[[str], None] = print) -> Transfer:
+    """`invoke push`: DVC's push of everything tracked, retried on transient failures; only what the remote lacks
+    (or holds truncated) is sent."""
+    result = _transfer("push", root, remote, jobs, retries, say)
     say(result.summary())
     return result
 
 
-def pull(root: str | os.PathLike, remote: str | None = None, *, targets: list[str] | None = None,
+def pull(root: str | os.PathLike, models: list[str] | None = None, remote: str | None = None, *,
          jobs: int | None = None, retries: int = 2, say: Callable[[str], None] = print) -> Transfer:
-    """`dvc pull` with retries on transient failures."""
-    result = _transfer("pull", root, remote, targets, jobs, retries, say)
+    """`invoke pull`: the pipeline's hash-checked pull (only ``models`` when given), retried on transient failures."""
+    result = _transfer("pull", root, remote, jobs, retries, say, models=models)
     say(result.summary())
     return result

@@ -28,6 +28,8 @@ import pytest
 REQUIRE_SERVERS = os.environ.get("DINOVAULT_REQUIRE_SERVERS") == "1"
 S3_ACCESS_KEY = "DINOVAULTADMINKEY000"
 S3_SECRET_KEY = "dinovault-test-secret-0123456789abcdef0123"
+# A second, valid user that owns nothing: its writes to the admin's buckets are denied (AccessDenied).
+S3_OTHER_KEYS = ("DINOVAULTOTHERKEY000", "dinovault-other-secret-0123456789abcdef")
 
 
 class ServerUnavailable(RuntimeError):
@@ -78,9 +80,9 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
-def kill_pid(pid: int, timeout: float = 10) -> None:
-    """SIGTERM, then SIGKILL after ``timeout``; returns when the process is gone."""
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5)):
+def kill_pid(pid: int, timeout: float = 10, first: signal.Signals = signal.SIGTERM) -> None:
+    """``first`` (SIGTERM), then SIGKILL after ``timeout``; returns when the process is gone."""
+    for sig, wait in ((first, timeout), (signal.SIGKILL, 5)):
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
@@ -97,12 +99,12 @@ def kill_pid(pid: int, timeout: float = 10) -> None:
             time.sleep(0.05)
 
 
-def kill_pidfile(path: Path, timeout: float = 10) -> None:
+def kill_pidfile(path: Path, timeout: float = 10, first: signal.Signals = signal.SIGTERM) -> None:
     try:
         pid = int(path.read_text().strip())
     except (OSError, ValueError):
         return
-    kill_pid(pid, timeout)
+    kill_pid(pid, timeout, first)
 
 
 def _children(pid: int) -> list[int]:
@@ -214,8 +216,9 @@ class S3Server:
         self.ceph("auth", "get-or-create", "client.rgw.dinovault", "mon", "allow rw", "osd", "allow rwx",
                   "-o", str(r / "rgw.keyring"))
         self.start()
-        _run(["radosgw-admin", "-c", str(self.conf), "user", "create", "--uid", "dinovault", "--display-name",
-              "dinovault tests", "--access-key", self.access_key, "--secret-key", self.secret_key])
+        for uid, (key, secret) in (("dinovault", (self.access_key, self.secret_key)), ("other", S3_OTHER_KEYS)):
+            _run(["radosgw-admin", "-c", str(self.conf), "user", "create", "--uid", uid, "--display-name", uid,
+                  "--access-key", key, "--secret-key", secret])
         self.start_seconds = time.monotonic() - t0
         return self
 
@@ -245,12 +248,12 @@ class S3Server:
         self.client().create_bucket(Bucket=name)
         return name
 
-    def objects(self, bucket: str, prefix: str = "") -> dict[str, tuple[str, float]]:
-        """key -> (etag, last-modified timestamp) of every object under ``prefix``."""
+    def objects(self, bucket: str, prefix: str = "") -> dict[str, tuple[int, str]]:
+        """key -> (size, "etag@last-modified") of every object under ``prefix``; the stamp changes on rewrite."""
         out = {}
         for page in self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
-                out[obj["Key"]] = (obj["ETag"], obj["LastModified"].timestamp())
+                out[obj["Key"]] = (obj["Size"], f"{obj['ETag']}@{obj['LastModified'].timestamp()}")
         return out
 
 
@@ -264,6 +267,7 @@ class SSHServer:
     root: Path
     port: int = 0
     start_seconds: float = 0.0
+    sshd: str = field(default_factory=lambda: shutil.which("sshd") or "/usr/sbin/sshd")
 
     @property
     def user(self) -> str:
@@ -289,8 +293,7 @@ class SSHServer:
 
     def boot(self) -> SSHServer:
         t0 = time.monotonic()
-        sshd = shutil.which("sshd") or "/usr/sbin/sshd"
-        if not os.path.exists(sshd):
+        if not os.path.exists(self.sshd):
             raise ServerUnavailable("sshd is not installed (Debian: apt-get install openssh-server)")
         self.port = free_port()
         self.data.mkdir(parents=True, exist_ok=True)
@@ -313,13 +316,12 @@ class SSHServer:
             MaxSessions 100
             Subsystem sftp internal-sftp
             """))
-        self._sshd = sshd
         self.start()
         self.start_seconds = time.monotonic() - t0
         return self
 
     def start(self) -> None:
-        _run([self._sshd, "-f", str(self.root / "sshd_config"), "-E", str(self.root / "sshd.log")])
+        _run([self.sshd, "-f", str(self.root / "sshd_config"), "-E", str(self.root / "sshd.log")])
         wait_for_port(self.port, timeout=20)
 
     def stop(self) -> None:
@@ -406,7 +408,8 @@ class WebDAVServer:
         wait_for_port(self.port, timeout=30, proc=self.proc)
 
     def stop(self) -> None:
-        kill_pidfile(self.root / "wsgidav.pid", timeout=5)
+        # SIGKILL: on SIGTERM cheroot first finishes the requests in flight, which is not the crash tests want
+        kill_pidfile(self.root / "wsgidav.pid", first=signal.SIGKILL)
 
     def close(self) -> None:
         self.stop()
@@ -436,7 +439,8 @@ def _boot(kind: type, name: str):
 
 @pytest.fixture(scope="session")
 def s3_server():
-    """Ceph mon + osd + RADOS Gateway; an admin user with ``access_key``/``secret_key``; ``create_bucket(name)``."""
+    """Ceph mon + osd + RADOS Gateway; a user with ``access_key``/``secret_key`` (and ``S3_OTHER_KEYS``, one who owns
+    nothing); ``create_bucket(name)``, ``objects(bucket)``; ``stop()``/``start()`` the gateway."""
     if os.geteuid() != 0 and not REQUIRE_SERVERS:
         pytest.skip("Ceph RGW test cluster needs root here")
     server = _boot(S3Server, "s3")
