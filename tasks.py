@@ -147,9 +147,12 @@ def test(c, args=""):
     except PackageNotFoundError:
         have = None
     if have != REFERENCE[1]:
+        print(f"installing the reference {REFERENCE[0]}=={REFERENCE[1]} (--no-deps) / 安装参考实现", flush=True)
         c.run(f"{sys.executable} -m pip install -q --no-deps {REFERENCE[0]}=={REFERENCE[1]}")
     with c.cd(str(root)):
-        c.run(f"{sys.executable} -m pytest {args}")
+        result = c.run(f"{sys.executable} -m pytest {args}", warn=True)
+    if result.exited:
+        raise SystemExit(result.exited)  # pytest's own report is above; its exit code is ours
 
 
 @task(
