@@ -410,6 +410,17 @@ def test_selection_changes_stages_and_clean_removes_only_unselected(
     assert f.stages() == sorted([f"fetch@{VITS}", f"fetch@{REG}"])
     f.invoke("fetch")
     assert f.weights(VITS).is_file() and f.weights(REG).is_file()
+    assert json.loads((f.path / "metrics" / f"{REG}.json").read_text())["forward_seconds"] > 0
+
+    # smoke_test: false is a stage parameter: both stages rerun (from the torch cache), without the forward test
+    before = requests_to(dinov2_server)
+    params = f.path / "params.yaml"
+    params.write_text(params.read_text().replace("smoke_test: true", "smoke_test: false"))
+    assert "smoke_test" in f.dvc("status").stdout
+    res = f.invoke("fetch")
+    assert res.text.count("Running stage") == 2 and "Smoke test skipped" in res.text, res.text
+    assert json.loads((f.path / "metrics" / f"{REG}.json").read_text())["forward_seconds"] is None
+    assert requests_to(dinov2_server) == before
 
     # deselect the reg model: its stage goes, vits14's stays, nothing else changes
     f.select(VITS)
