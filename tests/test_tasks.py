@@ -57,3 +57,24 @@ def test_help_of_a_task_shows_its_parameters():
     res = subprocess.run([str(BIN / "invoke"), "--help", "fetch"], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0
     assert "--model" in res.stdout and "dinov2_vitb14" in res.stdout
+
+
+def quick_start_commands() -> list[str]:
+    """The shell commands of the README's Quick start code block."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Quick start", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line.strip() for line in block.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_readme_quick_start_is_two_commands_and_ci_runs_the_second():
+    first, second = quick_start_commands()  # exactly two
+    assert "pip install -e" in first and "invoke fetch --model dinov2_vitb14" in first
+    assert second == "invoke test"
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    ci_commands = [line.strip() for line in ci.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    assert ci_commands[-1] == second  # CI ends with exactly the README's second command
+    assert "ruff check ." in ci_commands
+    # and installs the project the way the first command does
+    for part in first.split("&&")[:-1]:
+        assert part.strip() in ci, part
