@@ -380,31 +380,44 @@ def test_list_shows_where_each_model_is(fetched):
 
 
 @pytest.fixture(scope="module")
-def with_reg(machine, dinov2_server, tmp_path_factory) -> dict[str, str]:
-    """The test server also serves dinov2_vits14_reg (real architecture, random weights); a registry pins both."""
+def with_more(machine, dinov2_server, tmp_path_factory) -> dict[str, str]:
+    """The test server also serves dinov2_vits14_reg and dinov2_vitb14 (real architectures, random weights);
+    the returned environment points at a registry pinning all three."""
     from dinovault.catalog import get_spec
 
     from .support.checkpoints import save_checkpoint
     from .support.httpserver import registry_line
 
-    spec = get_spec(REG)
-    served = dinov2_server.root / "dinov2" / spec.upstream_path
-    if not served.exists():
-        served.parent.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(spec, served, seed=1)
-        dinov2_server.files[served.name] = served
+    lines = [registry_line(dinov2_server.files[VITS_FILE])]
+    for seed, name in enumerate((REG, VITB), start=1):
+        spec = get_spec(name)
+        served = dinov2_server.root / "dinov2" / spec.upstream_path
+        if not served.exists():
+            save_checkpoint(spec, served, seed=seed)
+            dinov2_server.files[served.name] = served
+        lines.append(registry_line(served))
     registry = tmp_path_factory.mktemp("registry") / "registry.txt"
-    registry.write_text(
-        registry_line(dinov2_server.files[VITS_FILE]) + "\n" + registry_line(served) + "\n", encoding="utf-8"
-    )
+    registry.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return {"DINOV2_REGISTRY": str(registry)}
 
 
+def test_readme_first_command_ends_with_the_model_in_models_and_dvc_lock(machine, with_more):
+    from .test_tasks import quick_start_commands
+
+    first = quick_start_commands()[0]
+    fetch = first.split("&&")[-1].strip()  # the venv and `pip install -e` parts are what this test runs in
+    assert fetch == f"invoke fetch --model {VITB}"
+    g = machine.clone("g", extra_env=with_more)
+    g.run("bash", "-c", fetch)
+    assert g.lock_md5(VITB) == md5(g.weights(VITB))
+    assert "up to date" in g.dvc("status", f"fetch@{VITB}").stdout
+
+
 def test_selection_changes_stages_and_clean_removes_only_unselected(
-    machine, fetched, with_reg, dinov2_server, tmp_path
+    machine, fetched, with_more, dinov2_server, tmp_path
 ):
     # same machine as clone A: its torch cache already holds dinov2_vits14
-    f = machine.clone("f", torch_home=Path(fetched.env["TORCH_HOME"]), extra_env=with_reg)
+    f = machine.clone("f", torch_home=Path(fetched.env["TORCH_HOME"]), extra_env=with_more)
     f.select(VITS, REG)
     f.commit("two models")
     assert f.stages() == sorted([f"fetch@{VITS}", f"fetch@{REG}"])
