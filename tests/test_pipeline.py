@@ -546,6 +546,7 @@ def test_pull_from_a_remote_that_does_not_answer_names_it(plain, tmp_path):
 
 
 def test_tasks_outside_the_repository_fail_clearly(plain, tmp_path):
+    assert "dinov2_vitg14_reg" in plain.invoke("list", cwd=plain.path / "dinovault").stdout  # a subfolder is inside
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     for task in ("fetch", "list", "status", "verify", "push", "pull", "clean", "test"):
