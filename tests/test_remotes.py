@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.servers import S3_OTHER_KEYS, S3Server, SSHServer, free_port
+from tests.support.servers import S3_OTHER_KEYS, S3Server, ServerUnavailable, SSHServer, _boot, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -416,3 +416,24 @@ def test_missing_permission_is_told(s3_server, clone_a, restore_config):
                          "--access-key-id", key, "--secret-access-key", secret, ok=False)
     line = _one_error_line(res)
     assert "permission denied" in line and "没有权限" in line, line
+
+
+class _Unbootable:
+    """A server whose software is missing."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def boot(self):
+        raise ServerUnavailable("frobd is not installed")
+
+    def close(self):
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def test_a_server_that_cannot_start_skips_or_fails_by_the_environment():
+    """Without DINOVAULT_REQUIRE_SERVERS the tests skip with the reason; with it (CI) they fail."""
+    with pytest.raises(pytest.skip.Exception, match="frob server unavailable: frobd is not installed"):
+        _boot(_Unbootable, "frob", require=False)
+    with pytest.raises(pytest.fail.Exception, match="frobd is not installed.*DINOVAULT_REQUIRE_SERVERS=1"):
+        _boot(_Unbootable, "frob", require=True)
