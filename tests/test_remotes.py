@@ -274,8 +274,9 @@ def test_wrong_credentials_are_refused_clearly(target, clone_a, restore_config):
     # configured without the probe, the push itself is refused with the same clear line
     a.invoke("remote", "--url", target.url(place), "--name", "bad", "--no-default", "--no-check",
              *target.options(True))
-    line = _one_error_line(a.invoke("push", "--remote", "bad", "--retries", "0", ok=False))
-    assert "wrong or missing credentials" in line and "凭据" in line, line
+    for task in ("push", "pull"):
+        line = _one_error_line(a.invoke(task, "--remote", "bad", "--retries", "0", ok=False))
+        assert "wrong or missing credentials" in line and "凭据" in line, line
 
 
 def _wait_for(condition, timeout: float, proc: subprocess.Popen, what: str):
