@@ -126,11 +126,15 @@ class DINOv2FeatureExtractor:
         return crop(resize(x))
 
     @torch.inference_mode()
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """forward_features of one model-ready batch, on the extractor's device and dtype."""
+    def forward(self, x: torch.Tensor, patch_tokens: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(normed CLS (B, D), normed patch tokens (B, P, D) or None) of one model-ready batch, on the
+        extractor's device and dtype. Without patch tokens the backbone computes only what CLS needs."""
         x = x.to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.autocast):
-            return self.model.forward_features(x)
+            if not patch_tokens:
+                return self.model(x), None
+            out = self.model.forward_features(x)
+            return out["x_norm_clstoken"], out["x_norm_patchtokens"]
 
     def extract(
         self,
@@ -151,11 +155,10 @@ class DINOv2FeatureExtractor:
             chunks = (images[i : i + batch_size] for i in range(0, len(images), batch_size))
         cls_out, patch_out = [], []
         for chunk in chunks:
-            out = self.forward(self.preprocess(chunk))
-            cls = out["x_norm_clstoken"].float()
-            cls_out.append((F.normalize(cls, dim=-1) if normalize else cls).cpu())
+            cls, patches = self.forward(self.preprocess(chunk), patch_tokens)
+            cls_out.append((F.normalize(cls.float(), dim=-1) if normalize else cls.float()).cpu())
             if patch_tokens:
-                patches = out["x_norm_patchtokens"].float()
+                patches = patches.float()
                 patch_out.append((F.normalize(patches, dim=-1) if normalize else patches).cpu())
         if not cls_out:
             cls_out = [torch.empty(0, self.embed_dim)]

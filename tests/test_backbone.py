@@ -132,6 +132,9 @@ def test_masked_tokens_match_official():
     for key in ("x_norm_clstoken", "x_norm_patchtokens", "x_prenorm"):
         assert max_diff(got[key], want[key]) <= TOL
     assert got["masks"] is masks
+    with torch.inference_mode():  # model(x) computes only the CLS token in its last block
+        assert max_diff(ours(x, masks=masks), ref(x, masks=masks)) <= TOL
+        assert max_diff(ours(x, masks, is_training=True)["x_prenorm"], want["x_prenorm"]) <= TOL
 
 
 # -- register models: offset 0, size-based, antialiased ---------------------------------------------------
@@ -195,6 +198,8 @@ def test_register_model_forward_against_independent_composition():
     assert max_diff(got["x_norm_patchtokens"], normed[:, 5:]) <= 1e-4
     assert max_diff(layers[0][0], got["x_norm_patchtokens"]) <= TOL
     assert max_diff(layers[0][1], got["x_norm_clstoken"]) <= TOL
+    with torch.inference_mode():
+        assert max_diff(model(x), got["x_norm_clstoken"]) <= TOL
 
 
 # -- construction and errors ---------------------------------------------------------------------------------
