@@ -119,7 +119,8 @@ class DINOv2FeatureExtractor:
             return x.float()
         if isinstance(images, (str, os.PathLike, Image.Image)):
             images = [images]
-        return torch.stack([self.transform(im if isinstance(im, Image.Image) else open_image(im)) for im in images])
+        pils = (im.convert("RGB") if isinstance(im, Image.Image) else open_image(im) for im in images)
+        return torch.stack([self.transform(im) for im in pils])
 
     def _resize_crop(self, x: torch.Tensor) -> torch.Tensor:
         resize, crop = self.transform.transforms[:2]

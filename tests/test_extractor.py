@@ -94,6 +94,8 @@ def test_every_input_kind_gives_the_same_features(extractor, image_files):
     images = [Image.open(p).convert("RGB") for p in image_files[:3]]
     from_pil = extractor.extract(images)
     assert torch.equal(extractor.extract([str(p) for p in image_files[:3]]), from_pil)
+    gray = Image.open(next(p for p in image_files if p.name == "gray.png"))
+    assert gray.mode == "L" and torch.equal(extractor.extract(gray), extractor.extract(gray.convert("RGB")))
     assert torch.allclose(extractor.extract(images[0]), from_pil[:1], atol=1e-6)
     ready = torch.stack([extractor.transform(im) for im in images])
     assert torch.allclose(extractor.extract(ready), from_pil, atol=1e-5)
