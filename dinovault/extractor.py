@@ -146,17 +146,15 @@ class DINOv2FeatureExtractor:
     ):
         """CLS features (N, D) as a float32 CPU tensor, in input order; with ``patch_tokens=True`` a pair
         (cls (N, D), patches (N, P, D)). ``normalize=True`` scales every feature vector to unit L2 norm."""
-        if isinstance(images, (str, os.PathLike, Image.Image)):
-            images = [images]
         if isinstance(images, torch.Tensor):
             images = images.unsqueeze(0) if images.ndim == 3 else images
-            chunks = (images[i : i + batch_size] for i in range(0, len(images), batch_size))
+        elif isinstance(images, (str, os.PathLike, Image.Image)):
+            images = [images]
         else:
             images = list(images)
-            chunks = (images[i : i + batch_size] for i in range(0, len(images), batch_size))
         cls_out, patch_out = [], []
-        for chunk in chunks:
-            cls, patches = self.forward(self.preprocess(chunk), patch_tokens)
+        for start in range(0, len(images), batch_size):
+            cls, patches = self.forward(self.preprocess(images[start : start + batch_size]), patch_tokens)
             cls_out.append((F.normalize(cls.float(), dim=-1) if normalize else cls.float()).cpu())
             if patch_tokens:
                 patches = patches.float()
