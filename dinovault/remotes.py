@@ -2,7 +2,8 @@
 
 `configure` writes the remote with the URL and team-wide settings in the tracked ``.dvc/config`` and every secret or
 per-person setting in ``.dvc/config.local`` (git-ignored by DVC), creates the bucket or folder, and probes it with a
-small write/read/delete. `push` and `pull` wrap DVC's, retrying transient failures and summarising what moved.
+small write/read/delete. `push` and `pull` wrap the pipeline's (DVC's), retrying transient failures, re-sending
+objects a cut-short WebDAV upload left truncated, and summarising what moved.
 Every failure becomes one bilingual line saying what failed and what to check (`RemoteError`).
 """
 
@@ -23,12 +24,10 @@ from .errors import DinovaultError
 
 DEFAULT_NAME = "team"
 SCHEMES = ("s3", "ssh", "webdav", "webdavs")
-# Settings that are secret or belong to one person's machine: only ever written with --local.
-LOCAL_KEYS = ("access_key_id", "secret_access_key", "profile", "keyfile", "user", "password")
 # Uploads to these go straight to the final object name, so an interrupted push can leave a truncated object that
 # DVC would later count as present (seen with WebDAV: a 1.6 MB file standing for a 20 MB object).
 NON_ATOMIC_UPLOADS = ("webdav", "webdavs", "http", "https")
-RETRY_DELAYS = (1.0, 3.0, 8.0)
+RETRY_DELAYS = (1.0, 3.0, 8.0)  # seconds before retry 1, 2, 3 of a push or pull
 
 
 class RemoteError(DinovaultError):
@@ -298,17 +297,19 @@ def _ensure_container(fs, path: str) -> None:
         return
     if fs.protocol in ("webdav", "webdavs"):
         # DVC's WebDAV paths are relative to the remote's URL, so the folders of the URL itself are made from the
-        # server's root, one MKCOL per level.
+        # server's root: up to the deepest one that exists (a server's root may not be listable, e.g. Nextcloud),
+        # then one MKCOL per missing level.
         from webdav4.fsspec import WebdavFileSystem
 
         args = {k: v for k, v in fs.fs_args.items() if k not in ("base_url", "skip_instance_cache")}
         base = urlsplit(fs.fs_args["base_url"])
         top = WebdavFileSystem(base_url=f"{base.scheme}://{base.netloc}", skip_instance_cache=True, **args)
         parts = [p for p in base.path.split("/") if p]
-        for i in range(1, len(parts) + 1):
-            sub = "/".join(parts[:i])
-            if not top.exists(sub):
-                top.mkdir(sub, create_parents=False)
+        have = len(parts)
+        while have > 0 and not top.exists("/".join(parts[:have])):
+            have -= 1
+        for i in range(have + 1, len(parts) + 1):
+            top.mkdir("/".join(parts[:i]), create_parents=False)
         return
     fs.makedirs(path, exist_ok=True)
 
@@ -393,11 +394,6 @@ def explain_text(text: str, where: str, doing: str) -> RemoteError:
     return RemoteError(f"{where}: {doing} failed: {detail} / 操作失败")
 
 
-def explain(err: BaseException, where: str, doing: str) -> RemoteError:
-    """Turn an exception from DVC or a filesystem into one clear line."""
-    return explain_text(_chain_text(err), where, doing)
-
-
 def _why_forbidden(remote, text: str) -> str:
     """S3 answers a HEAD with a bare 403 both for a wrong secret and for a missing permission; a LIST answers with
     the real error code, so ask once more when that is all we have."""
@@ -418,9 +414,12 @@ class _Captured(logging.Handler):
     def __init__(self):
         super().__init__(logging.WARNING)
         self.texts: list[str] = []
+        self.warnings: list[str] = []  # shown after a transfer that succeeds
 
     def emit(self, record: logging.LogRecord) -> None:
         text = record.getMessage()
+        if record.levelno == logging.WARNING:
+            self.warnings.append(text)
         if record.exc_info and record.exc_info[1] is not None:
             text += " | " + _chain_text(record.exc_info[1])
         self.texts.append(text)
@@ -561,7 +560,7 @@ def _transfer(direction: str, root, remote_name, jobs, retries, say, models=None
         contacted = False
         try:
             if direction == "push":
-                name, where, sizes, present, repaired = _plan_push(root, remote_name, jobs)
+                name, _where, sizes, present, repaired = _plan_push(root, remote_name, jobs)
                 contacted = True
                 result.remote = name
                 if result.attempts == 1:  # counts what had to move; later attempts only finish it
@@ -583,6 +582,8 @@ def _transfer(direction: str, root, remote_name, jobs, retries, say, models=None
                     result.remote, mine = _explain_failure(root, remote_name, text, direction)
                     mine.original = err
                     raise mine from None
+            for warning in logs.warnings:
+                say(f"WARNING: {warning}")
         except RemoteError as err:
             if err.transient and contacted and result.attempts <= len(delays):
                 delay = delays[result.attempts - 1]
