@@ -149,10 +149,13 @@ def startup(workdir: Path, threads: int, rounds: int) -> None:
 # -- 3. memory -----------------------------------------------------------------------------------------------
 
 _CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
+def hwm():  # VmHWM: this process's peak RSS (ru_maxrss would carry the parent's peak across fork+exec)
+    line = next(ln for ln in open("/proc/self/status") if ln.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
 mode, path, forward = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 import torch
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+base = hwm()
 start = time.perf_counter()
 if mode == "dinovault":
     from dinovault.catalog import get_spec
@@ -164,7 +167,7 @@ if mode == "dinovault":
 else:
     torch.load(path, map_location="cpu", weights_only=True)
 seconds = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = hwm()
 print(json.dumps({"peak": peak, "base": base, "seconds": seconds}))
 """
 
@@ -179,7 +182,7 @@ def memory(workdir: Path, forward: bool) -> None:
             check=True,
         )  # fmt: skip
     size = path.stat().st_size
-    print(f"[memory] dinov2_vitg14, {size / 1e9:.2f} GB file; peak RSS of a fresh child process (ru_maxrss)")
+    print(f"[memory] dinov2_vitg14, {size / 1e9:.2f} GB file; peak RSS (VmHWM) of a fresh child process")
     for mode in ("dinovault", "torch.load"):
         if mode == "dinovault" and forward:
             label = "dinovault load_backbone + forward"
