@@ -256,6 +256,29 @@ def _open_remote(root: Path, name: str | None):
         raise
 
 
+_DEFAULT_PORTS = {"ssh": 22, "http": 80, "webdav": 80, "https": 443, "webdavs": 443}
+
+
+def _reach(repo, remote, timeout: float = 10.0) -> None:
+    """Open (and close) a TCP connection to the server, so that a wrong host or port is told at once rather than
+    after the client library's own retries (botocore takes about 40 s to give up on an unknown host)."""
+    import socket
+
+    cfg = repo.config["remote"].get(remote.name, {})
+    url = urlsplit(cfg.get("url", ""))
+    if url.scheme == "s3":
+        if not cfg.get("endpointurl"):
+            return  # AWS itself
+        url = urlsplit(cfg["endpointurl"])
+    if url.scheme not in _DEFAULT_PORTS or not url.hostname:
+        return
+    if url.scheme != "ssh" and any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY",
+                                                                 "http_proxy", "ALL_PROXY", "all_proxy")):
+        return  # the client goes through a proxy; a direct connection proves nothing
+    port = url.port or int(cfg.get("port") or _DEFAULT_PORTS[url.scheme])
+    socket.create_connection((url.hostname, port), timeout=timeout).close()
+
+
 def probe(root: str | os.PathLike, name: str | None = None, *, create: bool = True,
           say: Callable[[str], None] = print) -> None:
     """Create the remote's bucket/folder if missing, then write, read back and delete a small object."""
@@ -265,6 +288,7 @@ def probe(root: str | os.PathLike, name: str | None = None, *, create: bool = Tr
     step = "connect / 连接"
     try:
         with repo:
+            _reach(repo, remote)
             if create:
                 step = "create the bucket or folder / 创建存储桶或目录"
                 _ensure_container(fs, path)
@@ -484,6 +508,7 @@ def _plan_push(root: Path, remote_name: str | None, jobs: int | None) -> tuple[s
     with repo:
         where = _describe(repo, remote)
         try:
+            _reach(repo, remote)
             objs = set()
             for hashes in repo.used_objs(remote=remote.name).values():
                 objs.update(hashes)
@@ -554,10 +579,10 @@ def _transfer(direction: str, root, remote_name, jobs, retries, say, models=None
     delays = RETRY_DELAYS[: max(0, retries)]
     result = Transfer(direction, remote_name or "")
     before: dict[str, int] = {}
+    contacted = False  # failures before the server ever answered are not retried: nothing is running there
     t0 = time.monotonic()
     while True:
         result.attempts += 1
-        contacted = False
         try:
             if direction == "push":
                 name, _where, sizes, present, repaired = _plan_push(root, remote_name, jobs)
