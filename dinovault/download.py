@@ -5,8 +5,7 @@
 - SHA-256 is computed while the bytes arrive, by a hasher thread fed through a bounded queue (hashlib releases
   the GIL), so hashing overlaps the socket reads and memory stays bounded whatever the file size.
 - Size and hash are checked before the atomic rename into place; nothing unverified ever carries the final name.
-- A "verified stamp" (under ``$TORCH_HOME/hub/dinovault/stamps``, keyed by device and inode so hard links share
-  it) lets later runs skip re-hashing while the file's size and mtime are unchanged.
+- A cached file that is already verified (see cache.py) is kept and not downloaded again.
 
 No torch here: importing torch costs seconds and hundreds of MB.
 """
@@ -16,12 +15,10 @@ from __future__ import annotations
 import email.utils
 import errno
 import hashlib
-import json
 import logging
 import os
 import queue
 import re
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -30,243 +27,19 @@ from pathlib import Path
 import requests
 from filelock import FileLock, Timeout
 
+from .cache import CHUNK, _read_json, check_file, read_stamp, write_json_atomic, write_stamp
 from .errors import DinovaultError, DownloadError
+from .progress import human_size, make_progress
 from .registry import Pin
 
 log = logging.getLogger("dinovault")
 
-CHUNK = 1 << 20  # bytes per socket read / queue item
 QUEUE_CHUNKS = 16  # hasher queue bound: at most ~16 MB in flight whatever the file size
-
-
-# ---------------------------------------------------------------- paths
-
-
-def torch_home() -> Path:
-    """``$TORCH_HOME``, defaulting exactly as torch.hub does (``$XDG_CACHE_HOME/torch`` or ``~/.cache/torch``)."""
-    default = os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "torch")
-    return Path(os.path.expanduser(os.getenv("TORCH_HOME", default)))
-
-
-def checkpoints_dir() -> Path:
-    return torch_home() / "hub" / "checkpoints"
-
-
-def cache_path(upstream_file: str) -> Path:
-    """Where torch.hub's ``load_state_dict_from_url`` looks for ``upstream_file``."""
-    return checkpoints_dir() / upstream_file
-
-
-def stamp_dir() -> Path:
-    return torch_home() / "hub" / "dinovault" / "stamps"
 
 
 def part_paths(dest: Path) -> tuple[Path, Path]:
     """The partial download beside ``dest`` and its sidecar."""
     return dest.with_name(dest.name + ".part"), dest.with_name(dest.name + ".part.json")
-
-
-# ---------------------------------------------------------------- small file helpers
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-# ---------------------------------------------------------------- verified stamps
-
-
-def _stamp_file(st: os.stat_result) -> Path:
-    return stamp_dir() / f"{st.st_dev}-{st.st_ino}.json"
-
-
-def read_stamp(path: Path, st: os.stat_result | None = None) -> str | None:
-    """The SHA-256 recorded for ``path``'s inode, if its size and mtime are unchanged since it was hashed."""
-    try:
-        st = st or os.stat(path)
-    except OSError:
-        return None
-    data = _read_json(_stamp_file(st))
-    if data and data.get("size") == st.st_size and data.get("mtime_ns") == st.st_mtime_ns:
-        sha = data.get("sha256")
-        return sha if isinstance(sha, str) else None
-    return None
-
-
-def write_stamp(path: Path, sha256: str, st: os.stat_result | None = None) -> None:
-    """Record that ``path`` (its inode, as of ``st``) hashes to ``sha256``. Best effort: a read-only cache only
-    costs a re-hash next time."""
-    try:
-        st = st or os.stat(path)
-        stamp_dir().mkdir(parents=True, exist_ok=True)
-        write_json_atomic(
-            _stamp_file(st), {"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "path": str(path)}
-        )
-    except OSError as err:
-        log.debug("could not write the verified stamp for %s: %s", path, err)
-
-
-def clear_stamp(path: Path) -> None:
-    try:
-        _stamp_file(os.stat(path)).unlink(missing_ok=True)
-    except OSError:
-        pass
-
-
-# ---------------------------------------------------------------- verification
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as fh:
-        while n := fh.readinto(buf):
-            h.update(view[:n])
-    return h.hexdigest()
-
-
-@dataclass(frozen=True)
-class FileCheck:
-    ok: bool
-    size: int
-    sha256: str | None  # None when the size alone already disagreed with the pin
-    hashed: bool  # True when the whole file was read this time (no valid stamp)
-    reason: str
-
-
-def check_file(path: Path, pin: Pin | None, *, rehash: bool = False) -> FileCheck:
-    """Check ``path`` against ``pin`` (size first, then SHA-256), trusting a valid stamp unless ``rehash``.
-
-    With ``pin=None`` the file is only hashed (once: the stamp remembers it) and reported ok.
-    """
-    path = Path(path)
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return FileCheck(False, 0, None, False, "missing")
-    if pin is not None and st.st_size != pin.size:
-        return FileCheck(False, st.st_size, None, False, f"size {st.st_size} bytes, pinned {pin.size}")
-    sha = None if rehash else read_stamp(path, st)
-    hashed = sha is None
-    if hashed:
-        sha = file_sha256(path)
-        if pin is None or sha == pin.sha256:
-            write_stamp(path, sha, st)  # the stat taken before hashing: a file changed meanwhile gets no valid stamp
-    if pin is not None and sha != pin.sha256:
-        clear_stamp(path)
-        return FileCheck(False, st.st_size, sha, hashed, f"sha256 {sha} differs from the pinned {pin.sha256}")
-    return FileCheck(True, st.st_size, sha, hashed, "ok")
-
-
-def verify_file(path: Path, pin: Pin, *, rehash: bool = False) -> bool:
-    """True when ``path`` has the pinned size and SHA-256 (stamp-aware; ``rehash=True`` forces a full read)."""
-    return check_file(path, pin, rehash=rehash).ok
-
-
-# ---------------------------------------------------------------- progress
-
-
-class NullProgress:
-    def start(self, desc: str, total: int | None, initial: int = 0) -> None:
-        pass
-
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-class LineProgress(NullProgress):
-    """Plain periodic lines for logs and CI (no carriage returns)."""
-
-    def __init__(self, stream=None, interval: float = 5.0):
-        self.stream = stream or sys.stderr
-        self.interval = interval
-
-    def start(self, desc, total, initial=0):
-        self.desc, self.total, self.done, self.initial = desc, total, initial, initial
-        self.t0 = self.last = time.monotonic()
-        resumed = f" (resuming at {_human(initial)})" if initial else ""
-        self._line(f"downloading {desc}: {_human(total) if total else 'unknown size'}{resumed}")
-
-    def update(self, n):
-        self.done += n
-        now = time.monotonic()
-        if now - self.last >= self.interval:
-            self.last = now
-            self._status(now)
-
-    def close(self):
-        if hasattr(self, "t0"):
-            self._status(time.monotonic())
-            del self.t0
-
-    def _status(self, now):
-        rate = (self.done - self.initial) / max(now - self.t0, 1e-9)
-        if self.total:
-            eta = (self.total - self.done) / rate if rate > 0 else float("inf")
-            pct = 100 * self.done / self.total
-            self._line(f"  {self.desc}: {_human(self.done)} / {_human(self.total)} ({pct:.0f}%), "
-                       f"{_human(rate)}/s, ETA {eta:.0f}s")
-        else:
-            self._line(f"  {self.desc}: {_human(self.done)}, {_human(rate)}/s")
-
-    def _line(self, text):
-        print(text, file=self.stream, flush=True)
-
-
-class TqdmProgress(NullProgress):
-    def start(self, desc, total, initial=0):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=total, initial=initial, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
-                        dynamic_ncols=True, leave=False)
-
-    def update(self, n):
-        self.bar.update(n)
-
-    def close(self):
-        if getattr(self, "bar", None) is not None:
-            self.bar.close()
-            self.bar = None
-
-
-def make_progress(progress=None):
-    """``None``/``True``: a tqdm bar on a terminal, periodic lines otherwise; ``False``: silent; or an object with
-    ``start(desc, total, initial)``, ``update(n)``, ``close()``."""
-    if progress is False:
-        return NullProgress()
-    if progress is None or progress is True:
-        return TqdmProgress() if sys.stderr.isatty() else LineProgress()
-    return progress
-
-
-def _human(n: float | None) -> str:
-    if n is None:
-        return "?"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
-
-
-human_size = _human
 
 
 # ---------------------------------------------------------------- retry policy
@@ -681,7 +454,7 @@ def ensure_file(
     try:
         if dest.exists():
             if rehash or read_stamp(dest) is None:
-                log.info("verifying %s (%s)", dest, _human(dest.stat().st_size))
+                log.info("verifying %s (%s)", dest, human_size(dest.stat().st_size))
             check = check_file(dest, pin, rehash=rehash)
             if check.ok:
                 return DownloadResult(dest, check.size, check.sha256, None, 0, check.hashed, pin is not None)
@@ -714,19 +487,4 @@ def new_session() -> requests.Session:
     return session
 
 
-__all__ = [
-    "DownloadResult",
-    "FileCheck",
-    "RetryPolicy",
-    "cache_path",
-    "check_file",
-    "checkpoints_dir",
-    "clear_stamp",
-    "ensure_file",
-    "file_sha256",
-    "make_progress",
-    "read_stamp",
-    "torch_home",
-    "verify_file",
-    "write_stamp",
-]
+__all__ = ["DownloadResult", "RetryPolicy", "ensure_file", "new_session", "part_paths"]

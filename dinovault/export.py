@@ -14,8 +14,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from .cache import CHUNK, read_stamp, write_stamp
 from .catalog import LICENSE, ModelSpec
-from .download import CHUNK, read_stamp, write_stamp
 from .errors import ExportError
 from .sources import official_url
 
@@ -55,7 +55,7 @@ def _holds(path: Path, size: int, sha256: str) -> bool:
         return False
     if read_stamp(path, st) == sha256:
         return True
-    from .download import file_sha256
+    from .cache import file_sha256
 
     if file_sha256(path) == sha256:
         write_stamp(path, sha256, st)

@@ -11,8 +11,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from .cache import cache_path, clear_stamp
 from .catalog import ModelSpec, get_spec
-from .download import cache_path, clear_stamp, ensure_file
+from .download import ensure_file
 from .errors import CheckpointError, VerificationError
 from .export import card, export_file, prepare_save_dir, write_card
 from .registry import load_registry, registry_path

@@ -270,7 +270,7 @@ def link_into_torch_cache(layout: Layout, models: list[str], root: Path) -> list
     models = [m for m in models if layout.weights(m).is_file() and layout.weights(m).stat().st_nlink < 3]
     if not models:
         return []
-    from .download import cache_path
+    from .cache import cache_path
     from .registry import load_registry
 
     try:

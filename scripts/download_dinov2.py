@@ -67,10 +67,10 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="  %(message)s", stream=sys.stderr)
 
     from dinovault.catalog import get_spec
-    from dinovault.download import human_size
     from dinovault.errors import DinovaultError, UnknownModelError
     from dinovault.fetch import fetch_model
     from dinovault.params import load_params
+    from dinovault.progress import human_size
 
     smoke = not args.skip_test
     try:

@@ -15,19 +15,12 @@ from pathlib import Path
 import pytest
 
 from dinovault import download
+from dinovault.cache import cache_path, check_file, read_stamp, torch_home, verify_file
 from dinovault.catalog import get_spec
-from dinovault.download import (
-    LineProgress,
-    RetryPolicy,
-    cache_path,
-    check_file,
-    part_paths,
-    read_stamp,
-    torch_home,
-    verify_file,
-)
+from dinovault.download import RetryPolicy, part_paths
 from dinovault.errors import DownloadError, RegistryError, VerificationError
 from dinovault.fetch import fetch_model
+from dinovault.progress import LineProgress
 from dinovault.registry import load_registry
 from dinovault.sources import OFFICIAL_BASE_URL, base_urls, official_url, source_urls
 from tests.support.httpserver import SMALL_SIZE, start_server

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from dinovault.cache import cache_path, read_stamp
 from dinovault.catalog import LICENSE, get_spec
-from dinovault.download import cache_path, part_paths, read_stamp
+from dinovault.download import part_paths
 from dinovault.errors import CheckpointError, DownloadError
 from dinovault.fetch import fetch_model
 from dinovault.sources import official_url

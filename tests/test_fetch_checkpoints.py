@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from dinovault.catalog import CATALOG, get_spec
-from dinovault.download import LineProgress, NullProgress, TqdmProgress, make_progress
+from dinovault.progress import LineProgress, NullProgress, TqdmProgress, make_progress
 from tests.support.checkpoints import make_state_dict
 
 KEYS = {"dinov2_vits14": 175, "dinov2_vitb14": 175, "dinov2_vitl14": 343, "dinov2_vitg14": 567}

@@ -1,0 +1,157 @@
+"""Where checkpoints live and whether they are verified, without downloading anything.
+
+- ``$TORCH_HOME/hub/checkpoints/<upstream file>`` is torch.hub's cache, TORCH_HOME defaulting as torch does.
+- A "verified stamp" (under ``$TORCH_HOME/hub/dinovault/stamps``, keyed by device and inode so hard links share
+  it) lets later runs skip re-hashing while the file's size and mtime are unchanged.
+
+No torch here: importing torch costs seconds and hundreds of MB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from .registry import Pin
+
+log = logging.getLogger("dinovault")
+
+CHUNK = 1 << 20  # bytes per read, from disk or from the socket
+
+
+# ---------------------------------------------------------------- paths
+
+
+def torch_home() -> Path:
+    """``$TORCH_HOME``, defaulting exactly as torch.hub does (``$XDG_CACHE_HOME/torch`` or ``~/.cache/torch``)."""
+    default = os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "torch")
+    return Path(os.path.expanduser(os.getenv("TORCH_HOME", default)))
+
+
+def checkpoints_dir() -> Path:
+    return torch_home() / "hub" / "checkpoints"
+
+
+def cache_path(upstream_file: str) -> Path:
+    """Where torch.hub's ``load_state_dict_from_url`` looks for ``upstream_file``."""
+    return checkpoints_dir() / upstream_file
+
+
+def stamp_dir() -> Path:
+    return torch_home() / "hub" / "dinovault" / "stamps"
+
+
+# ---------------------------------------------------------------- small file helpers
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+# ---------------------------------------------------------------- verified stamps
+
+
+def _stamp_file(st: os.stat_result) -> Path:
+    return stamp_dir() / f"{st.st_dev}-{st.st_ino}.json"
+
+
+def read_stamp(path: Path, st: os.stat_result | None = None) -> str | None:
+    """The SHA-256 recorded for ``path``'s inode, if its size and mtime are unchanged since it was hashed."""
+    try:
+        st = st or os.stat(path)
+    except OSError:
+        return None
+    data = _read_json(_stamp_file(st))
+    if data and data.get("size") == st.st_size and data.get("mtime_ns") == st.st_mtime_ns:
+        sha = data.get("sha256")
+        return sha if isinstance(sha, str) else None
+    return None
+
+
+def write_stamp(path: Path, sha256: str, st: os.stat_result | None = None) -> None:
+    """Record that ``path`` (its inode, as of ``st``) hashes to ``sha256``. Best effort: a read-only cache only
+    costs a re-hash next time."""
+    try:
+        st = st or os.stat(path)
+        stamp_dir().mkdir(parents=True, exist_ok=True)
+        write_json_atomic(
+            _stamp_file(st), {"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "path": str(path)}
+        )
+    except OSError as err:
+        log.debug("could not write the verified stamp for %s: %s", path, err)
+
+
+def clear_stamp(path: Path) -> None:
+    try:
+        _stamp_file(os.stat(path)).unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------- verification
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(buf):
+            h.update(view[:n])
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    ok: bool
+    size: int
+    sha256: str | None  # None when the size alone already disagreed with the pin
+    hashed: bool  # True when the whole file was read this time (no valid stamp)
+    reason: str
+
+
+def check_file(path: Path, pin: Pin | None, *, rehash: bool = False) -> FileCheck:
+    """Check ``path`` against ``pin`` (size first, then SHA-256), trusting a valid stamp unless ``rehash``.
+
+    With ``pin=None`` the file is only hashed (once: the stamp remembers it) and reported ok.
+    """
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return FileCheck(False, 0, None, False, "missing")
+    if pin is not None and st.st_size != pin.size:
+        return FileCheck(False, st.st_size, None, False, f"size {st.st_size} bytes, pinned {pin.size}")
+    sha = None if rehash else read_stamp(path, st)
+    hashed = sha is None
+    if hashed:
+        sha = file_sha256(path)
+        if pin is None or sha == pin.sha256:
+            write_stamp(path, sha, st)  # the stat taken before hashing: a file changed meanwhile gets no valid stamp
+    if pin is not None and sha != pin.sha256:
+        clear_stamp(path)
+        return FileCheck(False, st.st_size, sha, hashed, f"sha256 {sha} differs from the pinned {pin.sha256}")
+    return FileCheck(True, st.st_size, sha, hashed, "ok")
+
+
+def verify_file(path: Path, pin: Pin, *, rehash: bool = False) -> bool:
+    """True when ``path`` has the pinned size and SHA-256 (stamp-aware; ``rehash=True`` forces a full read)."""
+    return check_file(path, pin, rehash=rehash).ok
