@@ -1,6 +1,7 @@
 """Push and pull of a model-sized file (346 MB) through dinovault's remotes against each protocol's standard client,
 on loopback, in the same run: S3 (Ceph RGW) vs boto3, SSH vs sftp, WebDAV (wsgidav) vs curl. Prints MB/s and the
-ratio ours / theirs (the issue's target is >= 0.7); never asserts.
+ratio ours / theirs (the issue's target is >= 0.7); never asserts. "no-op s" is the same command with nothing to
+move (start-up, DVC's index and remote status); "net" subtracts it, leaving the transfer itself.
 
     python bench/bench_remotes.py [--size-mb 346] [--kinds s3,ssh,webdav] [--repeat 3] [--jobs N]
 
@@ -85,7 +86,8 @@ class Bench:
             return ["--url", s.url(place), "--keyfile", str(s.keyfile)]
         return ["--url", s.url(place), "--user", s.user, "--password", s.password]
 
-    def ours(self, i: int, in_process: bool) -> tuple[float, float]:
+    def ours(self, i: int, in_process: bool) -> tuple[float, float, float, float]:
+        """(push, pull, no-op push, no-op pull) seconds; a no-op is the same command with nothing to move."""
         from dinovault import remotes
 
         name = f"b{i}{'p' if in_process else 'c'}"
@@ -101,14 +103,18 @@ class Bench:
                 empty_cache(self.repo)
                 pull = timed(lambda: remotes.pull(self.repo, None, name, jobs=self.jobs, retries=0, **quiet))
             os.chdir(ROOT)
+            noop_push = noop_pull = 0.0
         else:
-            push = timed(lambda: sh(BIN / "invoke", "push", "--remote", name, *jobs, cwd=self.repo, env=self.env))
+            def run(task):
+                return timed(lambda: sh(BIN / "invoke", task, "--remote", name, *jobs, cwd=self.repo, env=self.env))
+
+            push, noop_push = run("push"), run("push")
             data = None
             empty_cache(self.repo)
-            pull = timed(lambda: sh(BIN / "invoke", "pull", "--remote", name, *jobs, cwd=self.repo, env=self.env))
+            pull, noop_pull = run("pull"), run("pull")
         if data is not None:
             assert (self.repo / FILE).read_bytes() == data, "pulled bytes differ"
-        return push, pull
+        return push, pull, noop_push, noop_pull
 
     def theirs(self, i: int, tmp: Path) -> tuple[float, float]:
         local = self.repo / FILE
@@ -160,7 +166,8 @@ def main() -> None:
         repo = make_repo(tmp, size, env)
         mb = size / 1e6
         print(f"file: {mb:.0f} MB, best of {args.repeat}; jobs: {args.jobs or 'DVC default'}; cpus: {os.cpu_count()}")
-        print(f"{'remote':8} {'direction':9} {'ours MB/s':>10} {'in-proc':>8} {'client':>8} {'MB/s':>7} {'ratio':>6}")
+        print(f"{'remote':7} {'dir':5} {'ours MB/s':>9} {'no-op s':>8} {'net MB/s':>8} {'in-proc':>8} "
+              f"{'client':>7} {'MB/s':>6} {'ratio':>6} {'net ratio':>9}")
         kinds = {"s3": (S3Server, "boto3"), "ssh": (SSHServer, "sftp"), "webdav": (WebDAVServer, "curl")}
         for kind in args.kinds.split(","):
             cls, client = kinds[kind]
@@ -181,10 +188,13 @@ def main() -> None:
                 inproc.append(b.ours(i, in_process=True))
                 theirs.append(b.theirs(i, tmp))
             for d, direction in enumerate(("push", "pull")):
-                o = mb / min(t[d] for t in ours)
+                best = min(t[d] for t in ours)
+                noop = min(t[d + 2] for t in ours)
+                o, net = mb / best, mb / max(best - noop, 1e-3)
                 p = mb / min(t[d] for t in inproc)
                 c = mb / min(t[d] for t in theirs)
-                print(f"{kind:8} {direction:9} {o:10.0f} {p:8.0f} {client:>8} {c:7.0f} {o / c:6.2f}")
+                print(f"{kind:7} {direction:5} {o:9.0f} {noop:8.2f} {net:8.0f} {p:8.0f} {client:>7} {c:6.0f} "
+                      f"{o / c:6.2f} {net / c:9.2f}")
     finally:
         for server in servers:
             server.close()
