@@ -453,16 +453,18 @@ class _Captured(logging.Handler):
 def _capture_dvc_logs() -> Iterator[_Captured]:
     handler = _Captured()
     loggers = [logging.getLogger(n) for n in ("dvc", "dvc_data", "dvc_objects")]
-    saved = [(lg, lg.propagate, lg.handlers[:]) for lg in loggers]
+    saved = [(lg, lg.propagate, lg.handlers[:], lg.level) for lg in loggers]
     for lg in loggers:  # our one line replaces DVC's error line per file
         lg.handlers[:] = [handler]
         lg.propagate = False
+        lg.setLevel(logging.INFO)  # DVC draws its progress bars (on a terminal) only at INFO, as its CLI does
     try:
         yield handler
     finally:
-        for lg, propagate, handlers in saved:
+        for lg, propagate, handlers, level in saved:
             lg.handlers[:] = handlers
             lg.propagate = propagate
+            lg.setLevel(level)
 
 
 # ------------------------------------------------------------------------------------------ push and pull
