@@ -212,7 +212,7 @@ def target(request) -> Target:
 
 def _place(target: Target, name: str) -> str:
     """A fresh bucket (S3) or folder for one test."""
-    return f"dv-{name}-{target.kind}-{int(time.monotonic() * 1000) % 10**8}"
+    return f"dv-{name}-{target.kind}-{time.monotonic_ns() % 10**10}"
 
 
 def _content_md5(path_or_bytes) -> str:
@@ -279,58 +279,48 @@ def test_wrong_credentials_are_refused_clearly(target, clone_a, restore_config):
         assert "wrong or missing credentials" in line and "凭据" in line, line
 
 
-def _wait_for(condition, timeout: float, proc: subprocess.Popen, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = condition()
-        if got:
-            return got
-        if proc.poll() is not None:
-            pytest.fail(f"the push ended before {what}:\n{proc.stdout.read()}")
-        time.sleep(0.01)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 def _complete(target: Target, place: str, wanted: dict[str, int]) -> dict[str, tuple[int, object]]:
     return {k: v for k, v in target.objects(place).items() if wanted.get(k) == v[0]}
 
 
-def _freeze_after_two_objects(a: Clone, target: Target, place: str, wanted: dict[str, int], *push_args, env=None):
-    """Start a push, wait until two objects are complete on the server, freeze the push.
+def _frozen_push(a: Clone, target: Target, tag: str, *push_args, env=None):
+    """A push to a fresh remote 'flaky', frozen (SIGSTOP) once two objects are complete on the server.
 
     For WebDAV it also waits for an upload in flight (a file still short of its size), so that the stop cuts a
-    transfer rather than falling between two. Returns (proc, complete objects, the short ones).
+    transfer rather than falling between two. A push quick enough to finish before that is tried again on a fresh
+    remote (up to 3 times). Returns (place, proc, complete objects, the short ones).
     """
-    proc = a.popen_invoke("push", "--remote", "flaky", "--jobs", "2", *push_args, env=env)
-
-    def ready():
-        seen = target.objects(place)
-        done = sum(wanted.get(k) == v[0] for k, v in seen.items())
-        short = any(k in wanted and v[0] < wanted[k] for k, v in seen.items())
-        return done >= 2 and (short or target.kind != "webdav")
-
-    _wait_for(ready, 120, proc, "two objects arrived")
-    os.killpg(proc.pid, signal.SIGSTOP)
-    seen = target.objects(place)
-    arrived = {k: v for k, v in seen.items() if wanted.get(k) == v[0]}
-    truncated = {k for k, v in seen.items() if k in wanted and v[0] != wanted[k]}
-    if len(arrived) == len(wanted):
-        os.killpg(proc.pid, signal.SIGCONT)
-        proc.communicate()
-        pytest.fail("the whole push arrived before it could be interrupted; use bigger data")
-    return proc, arrived, truncated
+    wanted = a.cache_objects()
+    for _ in range(3):
+        place = _place(target, tag)
+        a.invoke("remote", "--url", target.url(place), "--name", "flaky", "--no-default", *target.options())
+        proc = a.popen_invoke("push", "--remote", "flaky", "--jobs", "2", *push_args, env=env)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            seen = target.objects(place)
+            done = sum(wanted.get(k) == v[0] for k, v in seen.items())
+            short = any(k in wanted and v[0] < wanted[k] for k, v in seen.items())
+            if done >= 2 and (short or target.kind != "webdav"):
+                os.killpg(proc.pid, signal.SIGSTOP)
+                seen = target.objects(place)
+                arrived = {k: v for k, v in seen.items() if wanted.get(k) == v[0]}
+                if len(arrived) < len(wanted):
+                    return place, proc, arrived, {k for k in seen if k in wanted and k not in arrived}
+                os.killpg(proc.pid, signal.SIGCONT)
+                break
+            time.sleep(0.003)
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, out
+    pytest.fail("three pushes ended before they could be interrupted; use bigger data")
 
 
 def test_push_interrupted_by_a_stopped_server_resumes(target, clone_a, restore_config):
     a = clone_a
-    place = _place(target, "cut")
-    a.invoke("remote", "--url", target.url(place), "--name", "flaky", "--no-default", *target.options())
     wanted = a.cache_objects()
-
     # botocore retries each request 4 times with backoff against a dead endpoint (~5 s per object); one retry
     # keeps this test short and changes nothing else
     env = {"AWS_MAX_ATTEMPTS": "2"} if target.kind == "s3" else None
-    proc, arrived, truncated = _freeze_after_two_objects(a, target, place, wanted, "--retries", "0", env=env)
+    place, proc, arrived, truncated = _frozen_push(a, target, "cut", "--retries", "0", env=env)
     if target.kind != "webdav":  # S3 and dvc-ssh upload under a temporary name, so nothing is ever half there
         assert not truncated
     target.server.stop()
@@ -365,11 +355,8 @@ def test_push_retries_over_a_server_restart(kind, request, clone_a, restore_conf
     """The server goes down and comes back during a push: the push retries by itself and completes."""
     target = Target(kind, request.getfixturevalue(f"{kind}_server"))
     a = clone_a
-    place = _place(target, "retry")
-    a.invoke("remote", "--url", target.url(place), "--name", "flaky", "--no-default", *target.options())
     wanted = a.cache_objects()
-
-    proc, arrived, _ = _freeze_after_two_objects(a, target, place, wanted)
+    place, proc, arrived, _ = _frozen_push(a, target, "retry")
     target.server.stop()
     target.server.start()
     os.killpg(proc.pid, signal.SIGCONT)
