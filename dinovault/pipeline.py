@@ -21,6 +21,7 @@ from pathlib import Path
 from .catalog import CATALOG, MODEL_NAMES, get_spec
 from .errors import DinovaultError
 from .params import Params, add_models, load_params
+from .progress import human_size
 
 STAGE = "fetch"
 PARAMS_FILE = "params.yaml"
@@ -256,7 +257,7 @@ def fetch(models: list[str] | None = None, root: Path | None = None) -> list[Fet
     results = [_fetched(layout, m, seconds.get(stage_name(m), 0.0), stage_name(m) in ran_names) for m in targets]
     for item in results:
         state = "fetched / 已获取" if item.ran else "up to date / 已是最新"
-        _say(f"{item.model}: {item.path}  {_human(item.size)}  sha256:{item.sha256}  {item.seconds:.1f}s  {state}")
+        _say(f"{item.model}: {item.path}  {human_size(item.size)}  sha256:{item.sha256}  {item.seconds:.1f}s  {state}")
     if any(item.ran for item in results) or added:
         _say(GIT_HINT)
     return results
@@ -305,16 +306,6 @@ def _fetched(layout: Layout, model: str, seconds: float, ran: bool) -> Fetched:
     return Fetched(model, layout.rel(path), int(size), str(card.get("sha256", "?")), seconds, ran)
 
 
-def _human(n: int | None) -> str:
-    if n is None:
-        return "?"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return "?"
-
-
 # ---------------------------------------------------------------------------------------------- list / status
 
 
@@ -357,7 +348,7 @@ def list_models(root: Path | None = None) -> list[dict]:
             r["model"],
             str(r["dim"]),
             f"{r['params'] / 1e6:.1f}M",
-            _human(r["size"]),
+            human_size(r["size"]),
             mark[r["selected"]],
             mark[r["workspace"]],
             mark[r["cache"]],
@@ -473,7 +464,7 @@ def verify(root: Path | None = None) -> list[str]:
             problems.append(f"{rel}: " + "; ".join(bad))
             _say(f"FAIL {rel}: " + "; ".join(bad))
         else:
-            _say(f"ok   {rel}  {_human(size)}  sha256:{sha}")
+            _say(f"ok   {rel}  {human_size(size)}  sha256:{sha}")
     if problems:
         raise PipelineError(
             f"verification failed for {len(problems)} file(s) / {len(problems)} 个文件校验失败:\n  "
@@ -555,6 +546,8 @@ def _check_remote_answers(repo, remote: str | None, where: str) -> None:
     """Fail early and clearly when the remote is missing or does not answer (DVC would only say 'missing files')."""
     from dvc.config import NoRemoteError
 
+    from .remotes import reach
+
     try:
         odb = repo.cloud.get_remote_odb(remote, "pull")
     except NoRemoteError as err:
@@ -562,7 +555,7 @@ def _check_remote_answers(repo, remote: str | None, where: str) -> None:
     except _dvc_errors() as err:
         raise _translate(err, "pull", where) from None
     try:
-        _probe_endpoint(repo, remote)
+        reach(repo, remote)
         odb.fs.info(odb.path)
         answered = True
     except FileNotFoundError:
@@ -580,26 +573,6 @@ def _check_remote_answers(repo, remote: str | None, where: str) -> None:
             "run `invoke push` on the machine that fetched the models, or point at the team remote: "
             "`dvc remote add -d NAME URL` / 请先在已获取模型的机器上 `invoke push`，或设置团队远端",
         )
-
-
-_DEFAULT_PORTS = {"http": 80, "https": 443, "webdav": 80, "webdavs": 443, "ssh": 22, "s3": 443}
-
-
-def _probe_endpoint(repo, remote: str | None, timeout: float = 10.0) -> None:
-    """Open a TCP connection to a network remote's server, so 'does not answer' is told apart from 'empty'."""
-    import socket
-    from urllib.parse import urlsplit
-
-    name = remote or repo.config["core"].get("remote")
-    conf = repo.config["remote"].get(name, {})
-    url = urlsplit(conf.get("url", ""))
-    if url.scheme == "s3":
-        url = urlsplit(conf.get("endpointurl") or "https://s3.amazonaws.com")
-    if url.scheme not in _DEFAULT_PORTS or not url.hostname:
-        return
-    port = url.port or conf.get("port") or _DEFAULT_PORTS[url.scheme]
-    with socket.create_connection((url.hostname, int(port)), timeout=timeout):
-        pass
 
 
 # ---------------------------------------------------------------------------------------------- clean

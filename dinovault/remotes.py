@@ -257,14 +257,16 @@ def _open_remote(root: Path, name: str | None):
 
 
 _DEFAULT_PORTS = {"ssh": 22, "http": 80, "webdav": 80, "https": 443, "webdavs": 443}
+_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
 
-def _reach(repo, remote, timeout: float = 10.0) -> None:
-    """Open (and close) a TCP connection to the server, so that a wrong host or port is told at once rather than
-    after the client library's own retries (botocore takes about 40 s to give up on an unknown host)."""
+def reach(repo, name: str | None = None, timeout: float = 10.0) -> None:
+    """Open (and close) a TCP connection to a network remote's server (default: the default remote), so that a
+    wrong host or port is told at once rather than after the client library's own retries (botocore takes about
+    40 s to give up on an unknown host), and 'does not answer' is told apart from 'empty'."""
     import socket
 
-    cfg = repo.config["remote"].get(remote.name, {})
+    cfg = repo.config["remote"].get(name or repo.config["core"].get("remote"), {})
     url = urlsplit(cfg.get("url", ""))
     if url.scheme == "s3":
         if not cfg.get("endpointurl"):
@@ -272,8 +274,7 @@ def _reach(repo, remote, timeout: float = 10.0) -> None:
         url = urlsplit(cfg["endpointurl"])
     if url.scheme not in _DEFAULT_PORTS or not url.hostname:
         return
-    if url.scheme != "ssh" and any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY",
-                                                                 "http_proxy", "ALL_PROXY", "all_proxy")):
+    if url.scheme != "ssh" and any(os.environ.get(v) for v in _PROXY_VARS):
         return  # the client goes through a proxy; a direct connection proves nothing
     port = url.port or int(cfg.get("port") or _DEFAULT_PORTS[url.scheme])
     socket.create_connection((url.hostname, port), timeout=timeout).close()
@@ -288,7 +289,7 @@ def probe(root: str | os.PathLike, name: str | None = None, *, create: bool = Tr
     step = "connect / 连接"
     try:
         with repo:
-            _reach(repo, remote)
+            reach(repo, remote.name)
             if create:
                 step = "create the bucket or folder / 创建存储桶或目录"
                 _ensure_container(fs, path)
@@ -510,7 +511,7 @@ def _plan_push(root: Path, remote_name: str | None, jobs: int | None) -> tuple[s
     with repo:
         where = _describe(repo, remote)
         try:
-            _reach(repo, remote)
+            reach(repo, remote.name)
             objs = set()
             for hashes in repo.used_objs(remote=remote.name).values():
                 objs.update(hashes)
