@@ -27,29 +27,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 
 from dinovault.catalog import get_spec  # noqa: E402
 from tests.support.checkpoints import save_checkpoint  # noqa: E402
+from tests.support.clones import BIN, Machine, snapshot_worktree  # noqa: E402
 from tests.support.httpserver import start_server, write_registry  # noqa: E402
 
 MODELS = ("dinov2_vits14", "dinov2_vitb14")
-
-
-def snapshot(dest: Path, env: dict) -> Path:
-    """This checkout's files (tracked + untracked, not ignored; no local dvc.lock/models/metrics) as a git repo."""
-    listed = subprocess.run(
-        ["git", "-C", str(ROOT), "ls-files", "-co", "--exclude-standard", "-z"], capture_output=True, check=True
-    ).stdout.decode()
-    produced = re.compile(r"^(dvc\.lock|models/.*\.(pth|json)|metrics/.*)$")
-    for rel in filter(None, listed.split("\0")):
-        if (ROOT / rel).is_file() and not produced.match(rel):
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, dest / rel)
-    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "snapshot"]):
-        subprocess.run(["git", *cmd], cwd=dest, check=True, env=env)
-    return dest
 
 
 def run(args, cwd, env) -> float:
@@ -90,25 +75,9 @@ def main() -> None:
             print(f"built {name}: {files[-1].stat().st_size / 1e6:.1f} MB in {time.perf_counter() - t:.1f} s")
         server = start_server(www)
         registry = write_registry(work / "registry.txt", files)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DINOV2_", "DVC_"))}
-        env.update(
-            HOME=str(work / "home"),
-            XDG_CACHE_HOME=str(work / "home" / ".cache"),
-            TORCH_HOME=str(work / "torch"),
-            DINOV2_BASE_URL=server.base_url,
-            DINOV2_REGISTRY=str(registry),
-            DVC_NO_ANALYTICS="1",
-            DVC_GLOBAL_CONFIG_DIR=str(work / "dvc-global"),
-            DVC_SYSTEM_CONFIG_DIR=str(work / "dvc-system"),
-            DVC_SITE_CACHE_DIR=str(work / "dvc-site"),
-            GIT_AUTHOR_NAME="bench",
-            GIT_AUTHOR_EMAIL="bench@dinovault.invalid",
-            GIT_COMMITTER_NAME="bench",
-            GIT_COMMITTER_EMAIL="bench@dinovault.invalid",
-            PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        )
-        (work / "home").mkdir()
-        a = snapshot(work / "a", env)
+        machine = Machine(work, {"DINOV2_BASE_URL": server.base_url, "DINOV2_REGISTRY": str(registry)})
+        env = dict(machine.env, TORCH_HOME=str(work / "torch"))
+        a = snapshot_worktree(work / "a", env)
         t = run([BIN / "invoke", "fetch"], a, env)
         print(f"first `invoke fetch` of both models (download, verify, export, smoke test): {t:.1f} s")
         subprocess.run(["git", "add", "-A"], cwd=a, check=True, env=env)
@@ -143,12 +112,11 @@ def main() -> None:
             )
 
         # 3. dvc pull vs cp
-        remote = work / "home" / ".cache" / "dinovault" / "dvc-remote"
+        remote = machine.default_remote
         objects = [p for p in remote.rglob("*") if p.is_file()]
         total = sum(p.stat().st_size for p in objects)
-        b = work / "b"
-        subprocess.run(["git", "clone", "-q", str(a), str(b)], check=True, env=env)
-        env_b = dict(env, TORCH_HOME=str(work / "torch-b"))
+        clone_b = machine.clone("b", source=a)  # empty DVC cache, TORCH_HOME work/torch-b
+        b, env_b = clone_b.path, clone_b.env
         times: dict[str, list[float]] = {k: [] for k in ("pull", "cp", "invoke", "noverify", "cpmd5")}
 
         def fresh() -> None:

@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import io
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -27,9 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.support.clones import BIN, Machine, copy_worktree, select_models  # noqa: E402
 from tests.support.servers import S3Server, ServerUnavailable, SSHServer, WebDAVServer  # noqa: E402
 
-BIN = Path(sys.executable).parent
 FILE = "data/model.bin"
 
 
@@ -48,14 +47,8 @@ def timed(fn) -> float:
 
 def make_repo(base: Path, size: int, env: dict) -> Path:
     """A snapshot of this checkout, no model selected, with one random ``size``-byte file tracked by `dvc add`."""
-    repo = base / "repo"
-    listed = sh("git", "-C", ROOT, "ls-files", "-co", "--exclude-standard", "-z").stdout
-    for rel in filter(None, listed.split("\0")):
-        if (ROOT / rel).is_file() and not re.match(r"^(dvc\.lock|models/.*\.(pth|json)|metrics/.*)$", rel):
-            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, repo / rel)
-    params = repo / "params.yaml"
-    params.write_text(re.sub(r"^models:.*\n(?:  - .*\n)*", "models: []\n", params.read_text(), count=1, flags=re.M))
+    repo = copy_worktree(base / "repo")
+    select_models(repo / "params.yaml")
     (repo / "data").mkdir()
     with open(repo / FILE, "wb") as fh:
         for _ in range(size // 2**20):
@@ -156,10 +149,7 @@ def main() -> None:
     args = ap.parse_args()
     size = int(args.size_mb * 1e6)
     tmp = Path(tempfile.mkdtemp(prefix="dinovault-bench-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "AWS_"))}
-    env.update(HOME=str(tmp / "home"), DVC_NO_ANALYTICS="1", DVC_GLOBAL_CONFIG_DIR=str(tmp / "dvc-global"),
-               DVC_SYSTEM_CONFIG_DIR=str(tmp / "dvc-system"), GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@b.invalid",
-               GIT_COMMITTER_NAME="b", GIT_COMMITTER_EMAIL="b@b.invalid", PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    env = Machine(tmp).env
     os.environ.update({k: env[k] for k in ("HOME", "DVC_GLOBAL_CONFIG_DIR", "DVC_SYSTEM_CONFIG_DIR")})
     servers = []
     try:

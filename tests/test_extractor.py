@@ -14,19 +14,10 @@ from PIL import Image
 from torchvision import transforms
 
 from dinovault import DINOv2FeatureExtractor
-from dinovault.catalog import get_spec
 from dinovault.errors import CheckpointError, DinovaultError
-from tests.support.checkpoints import save_checkpoint
 
 logging.getLogger("dinov2").setLevel(logging.ERROR)
 NAME = "dinov2_vits14"
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("models")
-    save_checkpoint(get_spec(NAME), folder / f"{NAME}.pth", seed=11)
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -14,21 +14,12 @@ import pytest
 import torch
 from PIL import Image
 
-from dinovault.catalog import get_spec
 from dinovault.errors import DinovaultError
 from dinovault.extractor import DINOv2FeatureExtractor
 from dinovault.features import extract_folder
-from tests.support.checkpoints import save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "dinov2_vits14"
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("models")
-    save_checkpoint(get_spec(NAME), folder / f"{NAME}.pth", seed=12)
-    return folder
 
 
 @pytest.fixture

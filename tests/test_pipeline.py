@@ -14,14 +14,12 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from tests.support.clones import Clone, Machine, snapshot_worktree
+
 VITS = "dinov2_vits14"
 VITB = "dinov2_vitb14"
 VITS_FILE = "dinov2_vits14_pretrain.pth"
@@ -39,155 +37,19 @@ def md5(path: Path) -> str:
     return h.hexdigest()
 
 
-def snapshot_worktree(dest: Path) -> Path:
-    """A git repository holding this checkout's files as they are now (tracked, and untracked but not ignored),
-    without anything a local run may have produced (dvc.lock, models, metrics): what a fresh clone sees."""
-    listed = subprocess.run(
-        ["git", "-C", str(ROOT), "ls-files", "-co", "--exclude-standard", "-z"], capture_output=True, check=True
-    ).stdout.decode()
-    tracked = set(
-        subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z"], capture_output=True, check=True)
-        .stdout.decode()
-        .split("\0")
-    )
-    produced = re.compile(r"^(dvc\.lock|models/.*\.(pth|json)|metrics/.*)$")
-    for rel in filter(None, listed.split("\0")):
-        src = ROOT / rel
-        if not src.is_file() or (rel not in tracked and produced.match(rel)):
-            continue
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, dest / rel)
-    return dest
-
-
-class Machine:
-    """One computer: HOME, DVC's global/system/site folders; clones made on it get their own TORCH_HOME."""
-
-    def __init__(self, base: Path, server_env: dict[str, str], source: Path):
-        self.base = base
-        self.source = source
-        self.home = base / "home"
-        for sub in ("home", "dvc-global", "dvc-system", "dvc-site"):
-            (base / sub).mkdir(parents=True, exist_ok=True)
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("DINOV2_", "DVC_", "GIT_"))}
-        self.env.update(server_env)
-        self.env.update(
-            HOME=str(self.home),
-            XDG_CACHE_HOME=str(self.home / ".cache"),
-            XDG_CONFIG_HOME=str(self.home / ".config"),
-            DVC_NO_ANALYTICS="1",
-            DVC_GLOBAL_CONFIG_DIR=str(base / "dvc-global"),
-            DVC_SYSTEM_CONFIG_DIR=str(base / "dvc-system"),
-            DVC_SITE_CACHE_DIR=str(base / "dvc-site"),
-            GIT_AUTHOR_NAME="dinovault test",
-            GIT_AUTHOR_EMAIL="test@dinovault.invalid",
-            GIT_COMMITTER_NAME="dinovault test",
-            GIT_COMMITTER_EMAIL="test@dinovault.invalid",
-            GIT_CONFIG_NOSYSTEM="1",
-            PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-            DINOV2_BACKOFF="0.05",
-            DINOV2_TIMEOUT="5",
-            PYTHONUNBUFFERED="1",
-        )
-
-    @property
-    def default_remote(self) -> Path:
-        return self.home / ".cache" / "dinovault" / "dvc-remote"
-
-    def clone(
-        self, name: str, source: Path | None = None, torch_home: Path | None = None, extra_env: dict | None = None
-    ) -> Clone:
-        """A fresh clone with an empty DVC cache and, unless ``torch_home`` is shared, an empty torch cache."""
-        dest = self.base / name
-        subprocess.run(["git", "clone", "-q", str(source or self.source), str(dest)], check=True, env=self.env)
-        env = dict(self.env, TORCH_HOME=str(torch_home or self.base / f"torch-{name}"), **(extra_env or {}))
-        return Clone(dest, env)
-
-
-class Clone:
-    def __init__(self, path: Path, env: dict[str, str]):
-        self.path = path
-        self.env = env
-
-    @property
-    def torch_cache(self) -> Path:
-        return Path(self.env["TORCH_HOME"]) / "hub" / "checkpoints"
-
-    def run(self, *args, ok: bool | None = True, stdin=subprocess.DEVNULL, cwd=None) -> subprocess.CompletedProcess:
-        res = subprocess.run(
-            [str(a) for a in args], cwd=cwd or self.path, env=self.env, stdin=stdin, capture_output=True, text=True
-        )
-        shown = f"$ {' '.join(map(str, args))}\n--- stdout\n{res.stdout}\n--- stderr\n{res.stderr}"
-        if ok is True:
-            assert res.returncode == 0, shown
-        elif ok is False:
-            assert res.returncode != 0, shown
-        res.text = res.stdout + res.stderr  # type: ignore[attr-defined]
-        return res
-
-    def invoke(self, *args, **kw):
-        return self.run(BIN / "invoke", *args, **kw)
-
-    def dvc(self, *args, **kw):
-        return self.run(BIN / "dvc", *args, **kw)
-
-    def git(self, *args, **kw):
-        return self.run("git", *args, **kw)
-
-    def select(self, *models: str) -> None:
-        """Rewrite the selection in params.yaml (keeping everything else)."""
-        params = self.path / "params.yaml"
-        text = params.read_text(encoding="utf-8")
-        block = "models: []\n" if not models else "models:\n" + "".join(f"  - {m}\n" for m in models)
-        text = re.sub(r"^models:.*\n(?:  - .*\n)*", block, text, count=1, flags=re.M)
-        params.write_text(text, encoding="utf-8")
-
-    def commit(self, message: str) -> None:
-        self.git("add", "-A")
-        self.git("commit", "-q", "-m", message)
-
-    def lock(self) -> dict:
-        from ruamel.yaml import YAML
-
-        return YAML(typ="safe").load((self.path / "dvc.lock").read_text(encoding="utf-8"))
-
-    def lock_md5(self, model: str) -> str:
-        outs = self.lock()["stages"][f"fetch@{model}"]["outs"]
-        return next(o["md5"] for o in outs if o["path"].endswith(f"{model}.pth"))
-
-    def weights(self, model: str) -> Path:
-        return self.path / "models" / "dinov2" / f"{model}.pth"
-
-    def cache_object(self, md5sum: str) -> Path:
-        return self.path / ".dvc" / "cache" / "files" / "md5" / md5sum[:2] / md5sum[2:]
-
-    def stages(self) -> list[str]:
-        return sorted(line.split()[0] for line in self.dvc("stage", "list").stdout.splitlines() if line.strip())
-
-
 def requests_to(server) -> int:
     return sum(server.requests.values())
 
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory) -> Path:
-    src = snapshot_worktree(tmp_path_factory.mktemp("source"))
-    env = dict(
-        os.environ,
-        GIT_AUTHOR_NAME="t",
-        GIT_AUTHOR_EMAIL="t@t",
-        GIT_COMMITTER_NAME="t",
-        GIT_COMMITTER_EMAIL="t@t",
-        GIT_CONFIG_NOSYSTEM="1",
-    )
-    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "snapshot"]):
-        subprocess.run(["git", *cmd], cwd=src, check=True, env=env)
-    return src
+    return snapshot_worktree(tmp_path_factory.mktemp("source"))
 
 
 @pytest.fixture(scope="module")
 def machine(tmp_path_factory, dinov2_server, source) -> Machine:
-    return Machine(tmp_path_factory.mktemp("machine"), dinov2_server.env, source)
+    return Machine(tmp_path_factory.mktemp("machine"), dinov2_server.env, source, DINOV2_BACKOFF="0.05",
+                   DINOV2_TIMEOUT="5")
 
 
 @pytest.fixture(scope="module")

@@ -19,16 +19,14 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.support.clones import BIN, Clone, Machine, snapshot_worktree
 from tests.support.servers import S3_OTHER_KEYS, S3Server, ServerUnavailable, SSHServer, _boot, free_port
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 VITS = "dinov2_vits14"
 EXTRA = [f"part-{i}.bin" for i in range(8)]
 EXTRA_SIZE = 4 * 2**20
@@ -38,29 +36,11 @@ KINDS = ("s3", "ssh", "webdav")
 # ----------------------------------------------------------------------------------------------------- clones
 
 
-class Clone:
-    def __init__(self, path: Path, env: dict[str, str]):
-        self.path, self.env = path, env
+class RemoteClone(Clone):
+    """A clone with a 300 s limit per command, the duration of each shown, and what a push concerns."""
 
-    def run(self, *args, ok: bool | None = True) -> subprocess.CompletedProcess:
-        t0 = time.monotonic()
-        res = subprocess.run([str(a) for a in args], cwd=self.path, env=self.env, stdin=subprocess.DEVNULL,
-                             capture_output=True, text=True, timeout=300)
-        print(f"  [{time.monotonic() - t0:5.1f} s] {' '.join(map(str, args[:3]))}", file=sys.stderr)
-        shown = f"$ {' '.join(map(str, args))}\n--- stdout\n{res.stdout}\n--- stderr\n{res.stderr}"
-        if ok is not None:
-            assert (res.returncode == 0) == ok, shown
-        res.text = res.stdout + res.stderr  # type: ignore[attr-defined]
-        return res
-
-    def invoke(self, *args, **kw):
-        return self.run(BIN / "invoke", *args, **kw)
-
-    def dvc(self, *args, **kw):
-        return self.run(BIN / "dvc", *args, **kw)
-
-    def git(self, *args, **kw):
-        return self.run("git", *args, **kw)
+    timeout = 300
+    log_times = True
 
     def popen_invoke(self, *args, env: dict | None = None) -> subprocess.Popen:
         return subprocess.Popen([str(BIN / "invoke"), *map(str, args)], cwd=self.path, env={**self.env, **(env or {})},
@@ -68,7 +48,7 @@ class Clone:
                                 start_new_session=True)  # its own process group, to freeze it as a whole
 
     def tracked_files(self) -> list[Path]:
-        return [self.path / "models" / "dinov2" / f"{VITS}.pth", *(self.path / "data" / "extra" / n for n in EXTRA)]
+        return [self.weights(VITS), *(self.path / "data" / "extra" / n for n in EXTRA)]
 
     def cache_objects(self) -> dict[str, int]:
         """md5 → size of every object the workspace uses (what `dvc push` sends; the .dir object included)."""
@@ -79,61 +59,25 @@ class Clone:
             return {hi.value: os.path.getsize(repo.cache.local.oid_to_path(hi.value)) for hi in used}
 
 
-def _snapshot_worktree(dest: Path) -> Path:
-    """This checkout's files as they are now (tracked, and untracked but not ignored), minus local run products."""
-    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-co", "--exclude-standard", "-z"],
-                            capture_output=True, check=True).stdout.decode()
-    produced = re.compile(r"^(dvc\.lock|models/.*\.(pth|json)|metrics/.*)$")
-    for rel in filter(None, listed.split("\0")):
-        if (ROOT / rel).is_file() and not produced.match(rel):
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, dest / rel)
-    return dest
-
-
 @pytest.fixture(scope="module")
-def machine(tmp_path_factory, dinov2_server):
+def machine(tmp_path_factory, dinov2_server) -> Machine:
     """An isolated HOME and DVC config folders, and a git repository of this checkout to clone from."""
     base = tmp_path_factory.mktemp("remotes")
-    for sub in ("home", "dvc-global", "dvc-system", "dvc-site", "source"):
-        (base / sub).mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DINOV2_", "DVC_", "GIT_", "AWS_"))}
-    env.update(dinov2_server.env, HOME=str(base / "home"), XDG_CACHE_HOME=str(base / "home" / ".cache"),
-               DVC_NO_ANALYTICS="1", DVC_GLOBAL_CONFIG_DIR=str(base / "dvc-global"),
-               DVC_SYSTEM_CONFIG_DIR=str(base / "dvc-system"), DVC_SITE_CACHE_DIR=str(base / "dvc-site"),
-               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t.invalid", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@t.invalid", GIT_CONFIG_NOSYSTEM="1", PYTHONUNBUFFERED="1",
-               PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    source = Clone(_snapshot_worktree(base / "source"), env)
-    source.git("init", "-q", "-b", "main")
-    source.git("add", "-A")
-    source.git("commit", "-q", "-m", "snapshot")
-    return base, env
-
-
-def make_clone(machine, name: str, source: Path | None = None) -> Clone:
-    """A fresh clone with an empty DVC cache and its own empty TORCH_HOME."""
-    base, env = machine
-    dest = base / name
-    subprocess.run(["git", "clone", "-q", str(source or base / "source"), str(dest)], check=True, env=env)
-    return Clone(dest, dict(env, TORCH_HOME=str(base / f"torch-{name}")))
+    return Machine(base, dinov2_server.env, snapshot_worktree(base / "source"), clone_class=RemoteClone)
 
 
 @pytest.fixture(scope="module")
-def clone_a(machine):
+def clone_a(machine) -> RemoteClone:
     """dinov2_vits14 fetched (the only selected model) plus data/extra tracked with `dvc add`, committed."""
-    a = make_clone(machine, "a")
-    params = a.path / "params.yaml"
-    params.write_text(re.sub(r"^models:.*\n(?:  - .*\n)*", f"models:\n  - {VITS}\n", params.read_text(), count=1,
-                             flags=re.M))
+    a = machine.clone("a")
+    a.select(VITS)
     a.invoke("fetch", "--model", VITS)
     extra = a.path / "data" / "extra"
     extra.mkdir(parents=True)
     for i, name in enumerate(EXTRA):
         (extra / name).write_bytes(os.urandom(EXTRA_SIZE - i))
     a.dvc("add", "-q", "data/extra")
-    a.git("add", "-A")
-    a.git("commit", "-q", "-m", "fetched dinov2_vits14 and extra data")
+    a.commit("fetched dinov2_vits14 and extra data")
     return a
 
 
@@ -250,7 +194,7 @@ def test_round_trip_through_the_remote(target, clone_a, machine):
     assert "sent 0 object(s)" in a.invoke("push").text
     a.git("commit", "-q", "-am", f"team remote on {target.kind}")
 
-    b = make_clone(machine, f"b-{target.kind}", source=a.path)
+    b = machine.clone(f"b-{target.kind}", source=a.path)
     assert not (b.path / ".dvc" / "cache").exists() and not Path(b.env["TORCH_HOME"]).exists()
     b.invoke("remote", "--url", target.url(place), *target.options())  # a teammate adds their own credentials
     assert b.git("status", "--porcelain").stdout == "", "re-adding the same remote changed a tracked file"
@@ -283,7 +227,7 @@ def _complete(target: Target, place: str, wanted: dict[str, int]) -> dict[str, t
     return {k: v for k, v in target.objects(place).items() if wanted.get(k) == v[0]}
 
 
-def _frozen_push(a: Clone, target: Target, tag: str, *push_args, env=None):
+def _frozen_push(a: RemoteClone, target: Target, tag: str, *push_args, env=None):
     """A push to a fresh remote 'flaky', frozen (SIGSTOP) once two objects are complete on the server.
 
     For WebDAV it also waits for an upload in flight (a file still short of its size), so that the stop cuts a

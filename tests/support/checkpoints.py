@@ -11,7 +11,9 @@ import dataclasses
 import math
 from pathlib import Path
 
-from dinovault.catalog import PATCH_SIZE, ModelSpec
+import pytest
+
+from dinovault.catalog import PATCH_SIZE, ModelSpec, get_spec
 
 
 def _pos_embed(torch, g, n_pos: int, dim: int):
@@ -106,6 +108,14 @@ def save_malicious(spec: ModelSpec, path: Path, marker: Path) -> Path:
     sd = make_state_dict(spec, seed=3)
     sd["__payload__"] = Payload(marker)
     return save_object(sd, path)
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory) -> Path:
+    """A models folder holding ``dinov2_vits14.pth`` (seeded random weights), fresh for each test module."""
+    folder = tmp_path_factory.mktemp("models")
+    save_checkpoint(get_spec("dinov2_vits14"), folder / "dinov2_vits14.pth", seed=11)
+    return folder
 
 
 def write_registry(path: Path, files) -> Path:
