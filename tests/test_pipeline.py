@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -239,6 +240,29 @@ def test_list_shows_where_each_model_is(fetched):
 
 
 # ---------------------------------------------------------------------------------------------- selection, clean
+
+
+def test_extractor_loads_the_fetched_model_offline(fetched, dinov2_server):
+    """Issue 4's done-when: after `invoke fetch`, DINOv2FeatureExtractor(model_name=...) finds the clone's
+    models/dinov2 by itself and needs no network (the download URL points at a closed port; no request arrives)."""
+    script = (
+        "from pathlib import Path\n"
+        "from PIL import Image\n"
+        "import dinovault\n"
+        "from dinovault import DINOv2FeatureExtractor\n"
+        "print(Path(dinovault.__file__).resolve())\n"
+        "extractor = DINOv2FeatureExtractor(model_name='dinov2_vits14', device='cpu')\n"
+        "images = [Image.new('RGB', (300 + 40 * i, 260), (60 * i, 90, 200)) for i in range(3)]\n"
+        "features = extractor.extract(images)\n"
+        "print(tuple(features.shape), bool(features.isfinite().all()), extractor.embed_dim)\n"
+    )
+    offline = Clone(fetched.path, {**fetched.env, "DINOV2_BASE_URL": "http://127.0.0.1:9/dinov2"})
+    before = requests_to(dinov2_server)
+    res = offline.run(sys.executable, "-c", script)
+    module_path, result = res.stdout.strip().splitlines()[-2:]
+    assert Path(module_path).is_relative_to(fetched.path.resolve())  # the clone's package, so its models/ folder
+    assert result == "(3, 384) True 384"
+    assert requests_to(dinov2_server) == before
 
 
 @pytest.fixture(scope="module")
