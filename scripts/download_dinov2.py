@@ -13,9 +13,7 @@ Environment: DINOV2_BASE_URL (mirrors, tried in order), DINOV2_REGISTRY (another
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -66,6 +64,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="  %(message)s", stream=sys.stderr)
 
+    from dinovault.cache import write_json_atomic
     from dinovault.catalog import get_spec
     from dinovault.errors import DinovaultError, UnknownModelError
     from dinovault.fetch import fetch_model
@@ -117,9 +116,7 @@ def main(argv=None) -> int:
             path = Path(args.metrics)
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-                os.replace(tmp, path)
+                write_json_atomic(path, metrics)
             except OSError as err:
                 _fail(f"cannot write metrics {path}: {err.strerror or err} → check the path / 请检查路径")
                 failed += 1
