@@ -14,7 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .cache import CHUNK, read_stamp, write_stamp
+from .cache import CHUNK, file_sha256, read_stamp, write_stamp
 from .catalog import LICENSE, ModelSpec
 from .errors import ExportError
 from .sources import official_url
@@ -55,8 +55,6 @@ def _holds(path: Path, size: int, sha256: str) -> bool:
         return False
     if read_stamp(path, st) == sha256:
         return True
-    from .cache import file_sha256
-
     if file_sha256(path) == sha256:
         write_stamp(path, sha256, st)
         return True
