@@ -8,9 +8,11 @@ then measures, alternating runs in one session:
 2. disk used by each fetched, committed model across workspace, DVC cache and torch cache, counted as unique
    inodes × allocated blocks, against its size (target ≤ 1.05× on ext4);
 3. `dvc pull` of both models from the default local remote into a fresh clone (empty DVC cache) against `cp` of
-   the same bytes (target ≤ 2×).
+   the same bytes (target ≤ 2×); with ``--cold`` (root) the page cache is dropped before each timed command, so
+   both read the remote from disk as on a machine that has not just pushed.
 
-Prints figures and ratios; asserts nothing about time. Usage: python bench/bench_pipeline.py [--runs N] [--keep]
+Prints figures and ratios; asserts nothing about time.
+Usage: python bench/bench_pipeline.py [--runs N] [--cold] [--keep]
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5, help="alternating runs per comparison")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    ap.add_argument("--cold", action="store_true", help="drop the page cache before each timed pull/cp (needs root)")
     opts = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="dinovault-bench-pipeline-"))
@@ -124,6 +127,9 @@ def main() -> None:
             shutil.rmtree(work / "cp", ignore_errors=True)
             for p in (b / "models" / "dinov2").glob("*.*"):
                 p.unlink()
+            if opts.cold:
+                os.sync()
+                Path("/proc/sys/vm/drop_caches").write_text("3\n")
 
         for _ in range(opts.runs):
             fresh()
