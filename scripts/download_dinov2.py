@@ -68,12 +68,15 @@ def main(argv=None) -> int:
     from dinovault.catalog import get_spec
     from dinovault.errors import DinovaultError, UnknownModelError
     from dinovault.fetch import fetch_model
-    from dinovault.params import load_params
     from dinovault.progress import human_size
 
     smoke = not args.skip_test
     try:
-        params = load_params(args.params or REPO_ROOT / "params.yaml") if args.params or not args.model else None
+        params = None
+        if args.params or not args.model:  # ruamel.yaml is only imported when params.yaml is read
+            from dinovault.params import load_params
+
+            params = load_params(args.params or REPO_ROOT / "params.yaml")
         names = [args.model] if args.model else list(params.models)
         skip_reason = "--skip-test"
         if params is not None and not params.smoke_test and smoke:
