@@ -432,7 +432,8 @@ def hash_file(path: Path) -> tuple[str, str, int]:
 
 
 def verify(root: Path | None = None) -> list[str]:
-    """Re-hash every selected model in the workspace against dvc.lock (md5) and the pinned registry (sha256)."""
+    """Re-hash every model in the workspace against dvc.lock (md5) and the pinned registry (sha256). A model recorded
+    in dvc.lock but missing fails; one selected but never fetched is only reported."""
     from .registry import load_registry
 
     root = find_root(root)
@@ -440,6 +441,7 @@ def verify(root: Path | None = None) -> list[str]:
     pins = load_registry()
     md5s = lock_md5s(root)
     problems: list[str] = []
+    checked = 0
     present = {p.stem for p in layout.save_dir.glob("*.pth")} if layout.save_dir.is_dir() else set()
     for model in [*layout.params.models, *sorted(present - set(layout.params.models))]:
         if model not in CATALOG:
@@ -447,8 +449,12 @@ def verify(root: Path | None = None) -> list[str]:
         path = layout.weights(model)
         rel = layout.rel(path)
         if not path.is_file():
+            if model not in md5s:  # selected but never fetched: nothing recorded, so nothing to contradict
+                _say(f"-    {rel}: not fetched yet / 尚未获取 (invoke fetch --model {model})")
+                continue
             problems.append(f"{rel}: missing / 缺失 (invoke pull --model {model}, or invoke fetch --model {model})")
             continue
+        checked += 1
         md5, sha, size = hash_file(path)
         pin = pins.get(CATALOG[model].upstream_file)
         bad = []
@@ -471,7 +477,7 @@ def verify(root: Path | None = None) -> list[str]:
             + "\n  ".join(problems),
             "restore with `dvc checkout --relink` or `invoke pull`, or fetch again / 请用 `invoke pull` 或重新获取",
         )
-    _say("all models verified / 全部模型校验通过")
+    _say("all models verified / 全部模型校验通过" if checked else "no model fetched yet, nothing to verify / 尚无模型")
     return problems
 
 

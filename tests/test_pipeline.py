@@ -221,6 +221,27 @@ def test_verify_names_a_file_that_does_not_match(machine, fetched):
     assert "dvc.lock" in res.text and "pinned" in res.text
 
 
+def test_verify_fails_on_a_recorded_missing_file_but_not_on_a_model_never_fetched(fetched):
+    a = fetched
+    params = a.path / "params.yaml"
+    original = params.read_text(encoding="utf-8")
+    a.select(VITS, VITB)  # dinov2_vitb14 selected, never fetched: nothing in dvc.lock to contradict
+    try:
+        res = a.invoke("verify")
+        assert f"models/dinov2/{VITB}.pth: not fetched yet" in res.text
+        assert "all models verified" in res.text
+    finally:
+        params.write_text(original, encoding="utf-8")
+    weights = a.weights(VITS)
+    aside = weights.with_name("aside.bin")
+    weights.rename(aside)  # recorded in dvc.lock, gone from the workspace: a failure naming the file
+    try:
+        res = a.invoke("verify", ok=False)
+        assert f"models/dinov2/{VITS}.pth: missing" in res.text
+    finally:
+        aside.rename(weights)
+
+
 def test_list_shows_where_each_model_is(fetched):
     out = fetched.invoke("list").stdout
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("dinov2_")}
