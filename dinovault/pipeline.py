@@ -494,7 +494,24 @@ def _pull_targets(layout: Layout, models: list[str] | None) -> list[str] | None:
                 f"{name} is not selected in {PARAMS_FILE}, so no stage records it / {name} 未在 {PARAMS_FILE} 中选中",
                 f"invoke fetch --model {name}",
             )
+        if name not in lock_md5s(layout.root, layout):
+            raise PipelineError(
+                f"{name} was never fetched: dvc.lock records no file to pull / {name} 尚未获取，dvc.lock 中无记录",
+                f"invoke fetch --model {name} (then git commit dvc.lock and invoke push on that machine)",
+            )
     return [stage_name(m) for m in dict.fromkeys(models)]
+
+
+def _recorded_targets(repo) -> list[str] | None:
+    """The stages whose outputs dvc.lock records (None: all of them). A selected model that was never fetched has
+    nothing to pull; DVC would fail on it as if its file were missing from the remote."""
+    stages = list(repo.index.stages)
+    unrecorded = [s for s in stages if any(not out.hash_info for out in s.outs)]
+    if not unrecorded:
+        return None
+    for stage in unrecorded:
+        _say(f"{stage.addressing}: not fetched yet, nothing to pull / 尚未获取，无需拉取")
+    return [s.addressing for s in stages if s not in unrecorded]
 
 
 def push(
@@ -527,6 +544,11 @@ def pull(
     with open_repo(root, remote=remote, verify=True) as repo:
         where = describe_remote(repo, remote)
         _check_remote_answers(repo, remote, where)
+        if targets is None:
+            targets = _recorded_targets(repo)
+            if targets == []:
+                _say("no model fetched yet, nothing to pull / 尚无已获取的模型")
+                return {}
         try:
             result = repo.pull(targets=targets, remote=remote, jobs=jobs)
         except _dvc_errors() as err:

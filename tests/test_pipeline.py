@@ -182,6 +182,23 @@ def test_push_then_pull_on_a_second_clone_gives_the_same_bytes(machine, fetched,
     assert md5(c.weights(VITS)) == a.lock_md5(VITS)
 
 
+def test_pull_skips_a_selected_model_that_was_never_fetched(machine, fetched):
+    """The README's path: the default selection holds two models and only one was fetched and pushed. A second
+    clone's `invoke pull` gets that one and says the other was never fetched, instead of failing on it."""
+    a = fetched
+    a.git("add", "-A")
+    a.git("commit", "-q", "--allow-empty", "-m", "fetch dinov2_vits14")  # dvc.lock, whatever ran before
+    a.invoke("push")
+    d = machine.clone("d", source=a.path)
+    d.select(VITS, VITB)  # dinov2_vitb14 selected, never fetched: no record in dvc.lock
+    res = d.invoke("pull")
+    assert f"fetch@{VITB}: not fetched yet" in res.text
+    assert md5(d.weights(VITS)) == a.lock_md5(VITS)
+    assert not d.weights(VITB).exists()
+    res = d.invoke("pull", "--model", VITB, ok=False)
+    assert f"{VITB} was never fetched" in res.text and f"invoke fetch --model {VITB}" in res.text
+
+
 def test_tampered_remote_object_is_detected_and_not_placed(machine, fetched):
     a = fetched
     if not (machine.default_remote / "files").exists():
