@@ -108,9 +108,9 @@ def extract_folder(
 
 def summary(result: ExtractResult) -> str:
     """What a run wrote and what it skipped, for the command line."""
-    lines = [f"{result.count} images → {result.out} ({result.model})"]
+    lines = [f"✓ {result.count} images → {result.out} ({result.model}) / 已提取 {result.count} 张图片的特征"]
     if result.skipped:
-        lines.append(f"skipped {len(result.skipped)} file(s):")
+        lines.append(f"skipped {len(result.skipped)} file(s) / 跳过 {len(result.skipped)} 个文件:")
         lines += [f"  {path}: {reason}" for path, reason in result.skipped]
     return "\n".join(lines)
 
