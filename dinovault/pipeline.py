@@ -487,6 +487,7 @@ def verify(root: Path | None = None) -> list[str]:
 def _pull_targets(layout: Layout, models: list[str] | None) -> list[str] | None:
     if not models:
         return None
+    recorded = lock_md5s(layout.root, layout)
     for name in models:
         get_spec(name)
         if name not in layout.params.models:
@@ -494,7 +495,7 @@ def _pull_targets(layout: Layout, models: list[str] | None) -> list[str] | None:
                 f"{name} is not selected in {PARAMS_FILE}, so no stage records it / {name} 未在 {PARAMS_FILE} 中选中",
                 f"invoke fetch --model {name}",
             )
-        if name not in lock_md5s(layout.root, layout):
+        if name not in recorded:
             raise PipelineError(
                 f"{name} was never fetched: dvc.lock records no file to pull / {name} 尚未获取，dvc.lock 中无记录",
                 f"invoke fetch --model {name} (then git commit dvc.lock and invoke push on that machine)",
