@@ -49,10 +49,15 @@ def stamp_dir() -> Path:
 # ---------------------------------------------------------------- small file helpers
 
 
+def json_text(data: dict) -> str:
+    """The one JSON layout of every file dinovault writes: sorted keys, stable from run to run."""
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
 def write_json_atomic(path: Path, data: dict) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        tmp.write_text(json_text(data), encoding="utf-8")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

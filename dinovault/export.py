@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import os
 import tempfile
 from pathlib import Path
 
-from .cache import CHUNK, file_sha256, read_stamp, write_stamp
+from .cache import CHUNK, file_sha256, json_text, read_stamp, write_json_atomic, write_stamp
 from .catalog import LICENSE, ModelSpec
 from .errors import ExportError
 from .sources import official_url
@@ -120,20 +119,15 @@ def card(spec: ModelSpec, size: int, sha256: str, verified: bool) -> dict:
 def write_card(path: Path, data: dict) -> bool:
     """Write ``data`` as sorted JSON, atomically, only when the content differs. Returns True when written."""
     path = Path(path)
-    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     try:
-        if path.read_text(encoding="utf-8") == text:
+        if path.read_text(encoding="utf-8") == json_text(data):
             return False
     except (OSError, UnicodeDecodeError):
         pass
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        write_json_atomic(path, data)
     except OSError as err:
         raise ExportError(f"cannot write the model card {path}: {err.strerror or err}", "check save_dir") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return True
 
 
