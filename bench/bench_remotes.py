@@ -4,6 +4,11 @@ ratio ours / theirs (the issue's target is >= 0.7); never asserts. "no-op s" is 
 move (start-up, DVC's index and remote status); "net" subtracts it, leaving the transfer itself.
 
     python bench/bench_remotes.py [--size-mb 346] [--kinds s3,ssh,webdav] [--repeat 3] [--jobs N]
+    python bench/bench_remotes.py --kinds s3 --wan 0.1,10,80 --no-in-process   # through the WAN emulator
+
+``--wan RTT,CONN,LINK`` puts every client (ours and theirs) behind tests/support/wan.py in front of the server: RTT
+seconds, CONN MB/s per connection, LINK MB/s for the link; boto3 then uses ``TransferConfig(max_concurrency=10)``.
+"time x" is ours / theirs in seconds (the issue's target through the emulator: <= 1.15 against boto3).
 
 "ours" is `invoke push` / `invoke pull` as a user runs them (a fresh process: interpreter, DVC import, status check,
 transfer, hash check on pull); "ours (in-process)" is `dinovault.remotes.push/pull` timed inside this process, without
@@ -28,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.clones import BIN, Machine, copy_worktree, select_models  # noqa: E402
 from tests.support.servers import S3Server, ServerUnavailable, SSHServer, WebDAVServer  # noqa: E402
+from tests.support.wan import WanProcess  # noqa: E402
 
 FILE = "data/model.bin"
 
@@ -66,18 +72,21 @@ def empty_cache(repo: Path) -> None:
 
 
 class Bench:
-    def __init__(self, kind: str, server, repo: Path, env: dict, jobs: int | None):
+    def __init__(self, kind: str, server, repo: Path, env: dict, jobs: int | None, port: int):
         self.kind, self.server, self.repo, self.env, self.jobs = kind, server, repo, env, jobs
-        self.src = repo / ".dvc" / "cache" / "files" / "md5"
+        self.port = port  # the server's, or the WAN emulator's in front of it
+
+    def url(self, place: str) -> str:
+        return self.server.url(place).replace(f":{self.server.port}/", f":{self.port}/", 1)
 
     def remote_args(self, place: str) -> list[str]:
         s = self.server
         if self.kind == "s3":
-            return ["--url", f"s3://{place}/dvc", "--endpoint-url", s.endpoint, "--access-key-id", s.access_key,
-                    "--secret-access-key", s.secret_key]
+            return ["--url", f"s3://{place}/dvc", "--endpoint-url", f"http://127.0.0.1:{self.port}",
+                    "--access-key-id", s.access_key, "--secret-access-key", s.secret_key]
         if self.kind == "ssh":
-            return ["--url", s.url(place), "--keyfile", str(s.keyfile)]
-        return ["--url", s.url(place), "--user", s.user, "--password", s.password]
+            return ["--url", self.url(place), "--keyfile", str(s.keyfile)]
+        return ["--url", self.url(place), "--user", s.user, "--password", s.password]
 
     def ours(self, i: int, in_process: bool) -> tuple[float, float, float, float]:
         """(push, pull, no-op push, no-op pull) seconds; a no-op is the same command with nothing to move."""
@@ -115,14 +124,16 @@ class Bench:
         back.unlink(missing_ok=True)
         s = self.server
         if self.kind == "s3":
-            client = s.client()
+            from boto3.s3.transfer import TransferConfig
+
+            client, config = s.client(endpoint=f"http://127.0.0.1:{self.port}"), TransferConfig(max_concurrency=10)
             bucket = s.create_bucket(f"bench-boto3-{i}-{os.getpid()}")
-            push = timed(lambda: client.upload_file(str(local), bucket, "model.bin"))
-            pull = timed(lambda: client.download_file(bucket, "model.bin", str(back)))
+            push = timed(lambda: client.upload_file(str(local), bucket, "model.bin", Config=config))
+            pull = timed(lambda: client.download_file(bucket, "model.bin", str(back), Config=config))
         elif self.kind == "ssh":
             dest = s.data / f"sftp-{i}"
             dest.mkdir(exist_ok=True)
-            sftp = [str(a) for a in ("sftp", "-q", "-b", "-", "-i", s.keyfile, "-P", s.port, "-o",
+            sftp = [str(a) for a in ("sftp", "-q", "-b", "-", "-i", s.keyfile, "-P", self.port, "-o",
                                      "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
                                      f"{s.user}@127.0.0.1")]
 
@@ -132,7 +143,7 @@ class Bench:
             push = timed(lambda: batch(f"put {local} {dest}/model.bin"))
             pull = timed(lambda: batch(f"get {dest}/model.bin {back}"))
         else:
-            url = f"http://127.0.0.1:{s.port}/curl-{i}.bin"
+            url = f"http://127.0.0.1:{self.port}/curl-{i}.bin"
             auth = f"{s.user}:{s.password}"
             push = timed(lambda: sh("curl", "-sSf", "-u", auth, "-T", local, url))
             pull = timed(lambda: sh("curl", "-sSf", "-u", auth, "-o", back, url))
@@ -145,19 +156,24 @@ def main() -> None:
     ap.add_argument("--size-mb", type=float, default=346)
     ap.add_argument("--kinds", default="s3,ssh,webdav")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--jobs", type=int, default=None, help="passed to invoke push/pull (default: DVC's)")
+    ap.add_argument("--jobs", type=int, default=None, help="passed to invoke push/pull (default: dinovault's)")
+    ap.add_argument("--wan", metavar="RTT,CONN,LINK", help="through the WAN emulator: seconds, MB/s, MB/s")
+    ap.add_argument("--no-in-process", dest="in_process", action="store_false", help="skip the in-process runs")
     args = ap.parse_args()
     size = int(args.size_mb * 1e6)
+    wan = [float(x) for x in args.wan.split(",")] if args.wan else None
     tmp = Path(tempfile.mkdtemp(prefix="dinovault-bench-"))
     env = Machine(tmp).env
     os.environ.update({k: env[k] for k in ("HOME", "DVC_GLOBAL_CONFIG_DIR", "DVC_SYSTEM_CONFIG_DIR")})
-    servers = []
+    servers, fronts = [], []
     try:
         repo = make_repo(tmp, size, env)
         mb = size / 1e6
-        print(f"file: {mb:.0f} MB, best of {args.repeat}; jobs: {args.jobs or 'DVC default'}; cpus: {os.cpu_count()}")
+        link = f"RTT {wan[0] * 1e3:.0f} ms, {wan[1]:g} MB/s per connection, {wan[2]:g} MB/s link" if wan else "loopback"
+        print(f"file: {mb:.0f} MB, best of {args.repeat}; jobs: {args.jobs or 'default'}; cpus: {os.cpu_count()}; "
+              f"{link}")
         print(f"{'remote':7} {'dir':5} {'ours MB/s':>9} {'no-op s':>8} {'net MB/s':>8} {'in-proc':>8} "
-              f"{'client':>7} {'MB/s':>6} {'ratio':>6} {'net ratio':>9}")
+              f"{'client':>7} {'MB/s':>6} {'ratio':>6} {'net ratio':>9} {'time x':>6}")
         kinds = {"s3": (S3Server, "boto3"), "ssh": (SSHServer, "sftp"), "webdav": (WebDAVServer, "curl")}
         for kind in args.kinds.split(","):
             cls, client = kinds[kind]
@@ -171,21 +187,29 @@ def main() -> None:
             if kind == "s3":  # the first writes create the gateway's data pools: keep that out of the figures
                 warm = server.create_bucket(f"bench-warm-{os.getpid()}")
                 server.client().put_object(Bucket=warm, Key="warm", Body=os.urandom(8 * 2**20))
-            b = Bench(kind, server, repo, env, args.jobs)
+            port = server.port
+            if wan:
+                fronts.append(WanProcess(("127.0.0.1", server.port), rtt=wan[0], conn_rate=wan[1] * 1e6,
+                                         link_rate=wan[2] * 1e6))
+                port = fronts[-1].port
+            b = Bench(kind, server, repo, env, args.jobs, port)
             ours, inproc, theirs = [], [], []
             for i in range(args.repeat):
                 ours.append(b.ours(i, in_process=False))
-                inproc.append(b.ours(i, in_process=True))
+                if args.in_process:
+                    inproc.append(b.ours(i, in_process=True))
                 theirs.append(b.theirs(i, tmp))
             for d, direction in enumerate(("push", "pull")):
                 best = min(t[d] for t in ours)
                 noop = min(t[d + 2] for t in ours)
                 o, net = mb / best, mb / max(best - noop, 1e-3)
-                p = mb / min(t[d] for t in inproc)
+                p = f"{mb / min(t[d] for t in inproc):8.0f}" if inproc else f"{'-':>8}"
                 c = mb / min(t[d] for t in theirs)
-                print(f"{kind:7} {direction:5} {o:9.0f} {noop:8.2f} {net:8.0f} {p:8.0f} {client:>7} {c:6.0f} "
-                      f"{o / c:6.2f} {net / c:9.2f}")
+                print(f"{kind:7} {direction:5} {o:9.0f} {noop:8.2f} {net:8.0f} {p} {client:>7} {c:6.0f} "
+                      f"{o / c:6.2f} {net / c:9.2f} {c / o:6.2f}")
     finally:
+        for front in fronts:
+            front.close()
         for server in servers:
             server.close()
         shutil.rmtree(tmp, ignore_errors=True)

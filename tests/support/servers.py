@@ -236,11 +236,11 @@ class S3Server:
             kill_pidfile(self.root / f"run/ceph-{name}.pid")
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def client(self, access_key: str | None = None, secret_key: str | None = None):
+    def client(self, access_key: str | None = None, secret_key: str | None = None, endpoint: str | None = None):
         import boto3
         from botocore.config import Config
 
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+        return boto3.client("s3", endpoint_url=endpoint or self.endpoint, region_name="us-east-1",
                             aws_access_key_id=access_key or self.access_key,
                             aws_secret_access_key=secret_key or self.secret_key,
                             config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}))
