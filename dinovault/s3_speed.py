@@ -1,0 +1,108 @@
+"""S3 remotes at the speed of boto3's transfer manager, and no byte sent that does not match its name.
+
+DVC moves S3 objects through s3fs, which cuts uploads into fixed 50 MiB parts (a 346 MB model: 7 streams; an 88 MB
+one: a single stream) and downloads in ``default_block_size`` chunks gathered batch by batch. On a long-haul link,
+where each connection gets a few MB/s, that is the difference between using the link and using a fraction of it.
+
+- Uploads of large objects go through boto3's transfer manager (the same client settings DVC's remote gives s3fs),
+  into the remote's own layout (``<prefix>/files/md5/ab/cdef…``), in parts of ``size / jobs``; the bytes are
+  hashed as they are read, and a file whose MD5 is not its object's name fails before the upload completes, so a
+  damaged object never lands in the remote (the multipart upload is aborted). DVC's own push then finds them there.
+- Downloads stay DVC's: s3fs's chunk size is set through fsspec's public configuration to ``size / jobs`` (bounded),
+  so one object fills every connection in one batch, with no straggling last batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+from collections.abc import Iterator
+
+from .errors import DinovaultError
+
+MIN_PART = 8 << 20  # S3's minimum part is 5 MiB; boto3's default is 8 MiB
+MAX_PART = 32 << 20  # bounds memory: s3fs and boto3 hold up to ``jobs`` parts in memory
+DEFAULT_JOBS = 16  # connections per object: a long-haul link gives each one a few MB/s
+
+
+class DamagedObjectError(DinovaultError):
+    """A file whose bytes do not hash to the name of the object it stands for."""
+
+
+def part_size(size: int, jobs: int) -> int:
+    """Parts that keep all ``jobs`` connections busy for one object, within S3's and memory's bounds."""
+    return min(MAX_PART, max(MIN_PART, math.ceil(size / max(1, jobs))))
+
+
+@contextlib.contextmanager
+def download_chunks(largest: int, jobs: int) -> Iterator[None]:
+    """s3fs file systems created inside the block download in chunks fitted to ``largest`` bytes and ``jobs``
+    connections (fsspec's configuration is applied to every new S3 file system)."""
+    from fsspec.config import conf
+
+    saved = dict(conf.get("s3", {}))
+    conf.setdefault("s3", {})["default_block_size"] = part_size(largest, jobs)
+    try:
+        yield
+    finally:
+        conf["s3"] = saved
+
+
+def client_for(fs_args: dict):
+    """A boto3 S3 client with the settings DVC gives s3fs for this remote (keys, profile, endpoint, region, TLS,
+    timeouts), and enough pooled connections for parallel parts."""
+    import boto3
+    from botocore.config import Config
+
+    session = boto3.Session(
+        aws_access_key_id=fs_args.get("key"),
+        aws_secret_access_key=fs_args.get("secret"),
+        aws_session_token=fs_args.get("token"),
+        profile_name=fs_args.get("profile"),
+    )
+    config = {k: v for k, v in (fs_args.get("config_kwargs") or {}).items() if v is not None}
+    config["max_pool_connections"] = max(DEFAULT_JOBS, int(config.get("max_pool_connections", 10)))
+    client = dict(fs_args.get("client_kwargs") or {})
+    if fs_args.get("use_ssl") is False:
+        client["use_ssl"] = False
+    return session.client("s3", config=Config(**config), **client)
+
+
+class _HashingReader:
+    """A read-only, non-seekable view of a file that checks its MD5 when the last byte has been read, so that boto3
+    reads it once, in order, and a mismatch stops the upload before it completes."""
+
+    def __init__(self, fh, md5: str, name: str):
+        self.fh, self.expected, self.name = fh, md5, name
+        self.md5 = hashlib.md5()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.fh.read(n)
+        if data:
+            self.md5.update(data)
+        elif self.md5.hexdigest() != self.expected:
+            raise DamagedObjectError(
+                f"{self.name} does not hash to its DVC object name (md5 {self.md5.hexdigest()}, expected "
+                f"{self.expected}): not uploaded / 文件内容与其 DVC 对象名不符，未上传",
+                "repair it first: invoke verify --repair / 请先运行 invoke verify --repair",
+            )
+        return data
+
+    def seekable(self) -> bool:
+        return False
+
+
+def upload_verified(client, path: str, bucket: str, key: str, md5: str, *, jobs: int = DEFAULT_JOBS,
+                    extra_args: dict | None = None, size: int) -> None:
+    """Upload ``path`` to ``bucket/key`` with boto3's transfer manager, refusing (nothing lands) if it does not hash
+    to ``md5``."""
+    from boto3.s3.transfer import TransferConfig
+
+    chunk = part_size(size, jobs)
+    config = TransferConfig(multipart_threshold=chunk, multipart_chunksize=chunk, max_concurrency=jobs)
+    with open(path, "rb", buffering=0) as fh:
+        client.upload_fileobj(_HashingReader(fh, md5, path), bucket, key, ExtraArgs=extra_args or None, Config=config)
+
+
+__all__ = ["DEFAULT_JOBS", "DamagedObjectError", "client_for", "download_chunks", "part_size", "upload_verified"]
