@@ -4,7 +4,7 @@ DVC moves S3 objects through s3fs, which cuts uploads into fixed 50 MiB parts (a
 one: a single stream) and downloads in ``default_block_size`` chunks gathered batch by batch. On a long-haul link,
 where each connection gets a few MB/s, that is the difference between using the link and using a fraction of it.
 
-- Uploads of large objects go through boto3's transfer manager (the same client settings DVC's remote gives s3fs),
+- Uploads go through boto3's transfer manager (``s3transfer``; botocore's client with the settings DVC gives s3fs),
   into the remote's own layout (``<prefix>/files/md5/ab/cdef…``), in parts of ``size / jobs``; the bytes are
   hashed as they are read, and a file whose MD5 is not its object's name fails before the upload completes, so a
   damaged object never lands in the remote (the multipart upload is aborted). DVC's own push then finds them there.
@@ -50,23 +50,22 @@ def download_chunks(largest: int, jobs: int) -> Iterator[None]:
 
 
 def client_for(fs_args: dict):
-    """A boto3 S3 client with the settings DVC gives s3fs for this remote (keys, profile, endpoint, region, TLS,
-    timeouts), and enough pooled connections for parallel parts."""
-    import boto3
+    """A botocore S3 client with the settings DVC gives s3fs for this remote (keys, profile, endpoint, region, TLS,
+    timeouts), and enough pooled connections for parallel parts. botocore, not boto3: aiobotocore (DVC's S3 layer)
+    pins botocore narrowly, and a boto3 beside it makes pip backtrack."""
     from botocore.config import Config
+    from botocore.session import Session
 
-    session = boto3.Session(
-        aws_access_key_id=fs_args.get("key"),
-        aws_secret_access_key=fs_args.get("secret"),
-        aws_session_token=fs_args.get("token"),
-        profile_name=fs_args.get("profile"),
-    )
+    session = Session(profile=fs_args.get("profile"))
     config = {k: v for k, v in (fs_args.get("config_kwargs") or {}).items() if v is not None}
     config["max_pool_connections"] = max(DEFAULT_JOBS, int(config.get("max_pool_connections", 10)))
-    client = dict(fs_args.get("client_kwargs") or {})
+    client = {k: v for k, v in (fs_args.get("client_kwargs") or {}).items() if v is not None}
     if fs_args.get("use_ssl") is False:
         client["use_ssl"] = False
-    return session.client("s3", config=Config(**config), **client)
+    return session.create_client(
+        "s3", aws_access_key_id=fs_args.get("key"), aws_secret_access_key=fs_args.get("secret"),
+        aws_session_token=fs_args.get("token"), config=Config(**config), **client,
+    )
 
 
 class _HashingReader:
@@ -97,12 +96,12 @@ def upload_verified(client, path: str, bucket: str, key: str, md5: str, *, jobs:
                     extra_args: dict | None = None, size: int) -> None:
     """Upload ``path`` to ``bucket/key`` with boto3's transfer manager, refusing (nothing lands) if it does not hash
     to ``md5``."""
-    from boto3.s3.transfer import TransferConfig
+    from s3transfer.manager import TransferConfig, TransferManager
 
     chunk = part_size(size, jobs)
-    config = TransferConfig(multipart_threshold=chunk, multipart_chunksize=chunk, max_concurrency=jobs)
-    with open(path, "rb", buffering=0) as fh:
-        client.upload_fileobj(_HashingReader(fh, md5, path), bucket, key, ExtraArgs=extra_args or None, Config=config)
+    config = TransferConfig(multipart_threshold=chunk, multipart_chunksize=chunk, max_request_concurrency=jobs)
+    with open(path, "rb", buffering=0) as fh, TransferManager(client, config) as manager:
+        manager.upload(_HashingReader(fh, md5, path), bucket, key, extra_args=extra_args).result()
 
 
 __all__ = ["DEFAULT_JOBS", "DamagedObjectError", "client_for", "download_chunks", "part_size", "upload_verified"]
