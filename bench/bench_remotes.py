@@ -6,7 +6,7 @@ move (start-up, DVC's index and remote status); "net" subtracts it, leaving the 
     python bench/bench_remotes.py [--size-mb 346] [--kinds s3,ssh,webdav] [--repeat 3] [--jobs N]
 
 "ours" is `invoke push` / `invoke pull` as a user runs them (a fresh process: interpreter, DVC import, status check,
-transfer, hash check on pull); "ours (in-process)" is `dinovault.remotes.push/pull` timed inside this process, without
+transfer, hash check on pull); "ours (in-process)" is `remotes.transfer.push/pull` timed inside this process, without
 the start-up. Pulls start from an empty DVC cache and workspace. The best of ``--repeat`` runs is shown.
 """
 
@@ -81,20 +81,19 @@ class Bench:
 
     def ours(self, i: int, in_process: bool) -> tuple[float, float, float, float]:
         """(push, pull, no-op push, no-op pull) seconds; a no-op is the same command with nothing to move."""
-        from dinovault import remotes
+        from dinovault.remotes import transfer
 
         name = f"b{i}{'p' if in_process else 'c'}"
         place = f"bench-{name}-{os.getpid()}"
         sh(BIN / "invoke", "remote", "--name", name, *self.remote_args(place), cwd=self.repo, env=self.env)
         jobs = ["--jobs", str(self.jobs)] if self.jobs else []
-        quiet = {"say": lambda _msg: None}
         if in_process:
             os.chdir(self.repo)
             with contextlib.redirect_stdout(io.StringIO()):
-                push = timed(lambda: remotes.push(self.repo, name, jobs=self.jobs, retries=0, **quiet))
+                push = timed(lambda: transfer.push(self.repo, name, jobs=self.jobs, retries=0))
                 data = (self.repo / FILE).read_bytes() if i == 0 else None
                 empty_cache(self.repo)
-                pull = timed(lambda: remotes.pull(self.repo, None, name, jobs=self.jobs, retries=0, **quiet))
+                pull = timed(lambda: transfer.pull(self.repo, None, name, jobs=self.jobs, retries=0))
             os.chdir(ROOT)
             noop_push = noop_pull = 0.0
         else:

@@ -9,28 +9,23 @@ No torch here: importing torch costs seconds and hundreds of MB.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from .files import CHUNK, file_sha256, json_text, write_json_atomic
 from .registry import Pin
+from .settings import torch_home
 
 log = logging.getLogger("dinovault")
-
-CHUNK = 1 << 20  # bytes per read, from disk or from the socket
+# the file helpers live in files.py; these names stay importable from here for the download half
+__all__ = ["CHUNK", "FileCheck", "cache_path", "check_file", "file_sha256", "json_text", "read_stamp", "torch_home",
+           "verify_file", "write_json_atomic", "write_stamp"]
 
 
 # ---------------------------------------------------------------- paths
-
-
-def torch_home() -> Path:
-    """``$TORCH_HOME``, defaulting exactly as torch.hub does (``$XDG_CACHE_HOME/torch`` or ``~/.cache/torch``)."""
-    default = os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "torch")
-    return Path(os.path.expanduser(os.getenv("TORCH_HOME", default)))
 
 
 def checkpoints_dir() -> Path:
@@ -47,20 +42,6 @@ def stamp_dir() -> Path:
 
 
 # ---------------------------------------------------------------- small file helpers
-
-
-def json_text(data: dict) -> str:
-    """The one JSON layout of every file dinovault writes: sorted keys, stable from run to run."""
-    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        tmp.write_text(json_text(data), encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _read_json(path: Path) -> dict | None:
@@ -112,16 +93,6 @@ def clear_stamp(path: Path) -> None:
 
 
 # ---------------------------------------------------------------- verification
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as fh:
-        while n := fh.readinto(buf):
-            h.update(view[:n])
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)

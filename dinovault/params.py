@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from ruamel.yaml.error import YAMLError
 
 from .catalog import MODEL_NAMES, get_spec
 from .errors import ParamsError, UnknownModelError
+from .files import write_atomic
 
 DEFAULT_MODELS = ("dinov2_vits14", "dinov2_vitb14")
 KNOWN_KEYS = {"models": list, "save_dir": str, "smoke_test": bool}
@@ -97,10 +99,9 @@ def add_models(path: str | Path, names: list[str]) -> list[str]:
         models.extend(added)
         if trailing:  # ruamel hangs the comment that follows a list on its last item: keep it last
             models.ca.items[len(models) - 1] = trailing
-        tmp = path.with_name(f".{path.name}.tmp")
-        with tmp.open("w", encoding="utf-8") as fh:
-            _yaml().dump(data, fh)
-        tmp.replace(path)
+        text = io.StringIO()
+        _yaml().dump(data, text)
+        write_atomic(path, text.getvalue())
     return added
 
 
