@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from dinovault import download
 from dinovault.cache import cache_path, check_file, read_stamp, torch_home, verify_file
 from dinovault.catalog import get_spec
 from dinovault.download import RetryPolicy, part_paths
-from dinovault.errors import DownloadError, RegistryError, VerificationError
+from dinovault.errors import DinovaultError, DownloadError, RegistryError, VerificationError
 from dinovault.fetch import fetch_model
 from dinovault.progress import LineProgress
 from dinovault.registry import load_registry
@@ -370,5 +369,5 @@ def test_retry_policy_from_env(monkeypatch):
     assert [p.wait(i, None) for i in (1, 2, 3)] == [0.5, 1.0, 2.0]
     assert p.wait(1, 7) == 7 and p.wait(1, 1e6) is None
     monkeypatch.setenv("DINOV2_TIMEOUT", "soon")
-    with pytest.raises(download.DinovaultError, match="DINOV2_TIMEOUT"):
+    with pytest.raises(DinovaultError, match="DINOV2_TIMEOUT"):
         RetryPolicy.from_env()
