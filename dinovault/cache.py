@@ -2,7 +2,7 @@
 
 - ``$TORCH_HOME/hub/checkpoints/<upstream file>`` is torch.hub's cache, TORCH_HOME defaulting as torch does.
 - A "verified stamp" (under ``$TORCH_HOME/hub/dinovault/stamps``, keyed by device and inode so hard links share
-  it) lets later runs skip re-hashing while the file's size and mtime are unchanged.
+  it) lets later runs skip re-hashing while the file's size, mtime and ctime are unchanged.
 
 No torch here: importing torch costs seconds and hundreds of MB.
 """
@@ -55,18 +55,24 @@ def _read_json(path: Path) -> dict | None:
 # ---------------------------------------------------------------- verified stamps
 
 
+def _identity(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
 def _stamp_file(st: os.stat_result) -> Path:
     return stamp_dir() / f"{st.st_dev}-{st.st_ino}.json"
 
 
 def read_stamp(path: Path, st: os.stat_result | None = None) -> str | None:
-    """The SHA-256 recorded for ``path``'s inode, if its size and mtime are unchanged since it was hashed."""
+    """The SHA-256 recorded for ``path``'s inode, if its size, mtime and ctime are unchanged since it was hashed.
+    The ctime cannot be set back by a user (writing or touching the file moves it), so a tampered file whose mtime
+    was restored does not pass as verified."""
     try:
         st = st or os.stat(path)
     except OSError:
         return None
     data = _read_json(_stamp_file(st))
-    if data and data.get("size") == st.st_size and data.get("mtime_ns") == st.st_mtime_ns:
+    if data and (data.get("size"), data.get("mtime_ns"), data.get("ctime_ns")) == _identity(st):
         sha = data.get("sha256")
         return sha if isinstance(sha, str) else None
     return None
@@ -79,7 +85,8 @@ def write_stamp(path: Path, sha256: str, st: os.stat_result | None = None) -> No
         st = st or os.stat(path)
         stamp_dir().mkdir(parents=True, exist_ok=True)
         write_json_atomic(
-            _stamp_file(st), {"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "path": str(path)}
+            _stamp_file(st), {"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                              "ctime_ns": st.st_ctime_ns, "path": str(path)}
         )
     except OSError as err:
         log.debug("could not write the verified stamp for %s: %s", path, err)
