@@ -67,7 +67,7 @@ def _validate(path: Path, data) -> Params:
     models = data.get("models", list(DEFAULT_MODELS))
     seen: set[str] = set()
     for i, name in enumerate(models):
-        line = models.lc.item(i)[0] + 1 if hasattr(models, "lc") else line_of("models")
+        line = models.lc.item(i)[0] + 1 if hasattr(models, "lc") else 0  # 0: the default selection
         if not isinstance(name, str):
             raise ParamsError(f"{path}:{line}: model names are strings, got {name!r}", "fix that line / 请修正该行")
         try:
@@ -77,7 +77,15 @@ def _validate(path: Path, data) -> Params:
         if name in seen:
             raise ParamsError(f"{path}:{line}: {name} is selected twice", "remove the duplicate / 删除重复项")
         seen.add(name)
-    return Params(tuple(models), str(data.get("save_dir", "models/dinov2")), bool(data.get("smoke_test", True)))
+    save_dir = str(data.get("save_dir", "models/dinov2"))
+    parts = Path(save_dir).parts
+    if not parts or Path(save_dir).is_absolute() or save_dir.startswith("~") or ".." in parts or parts == (".",):
+        raise ParamsError(
+            f"{path}:{line_of('save_dir')}: save_dir {save_dir!r} must be a relative path inside the repository "
+            "(DVC tracks only files inside it) / save_dir 必须是仓库内的相对路径",
+            "e.g. save_dir: models/dinov2 / 例如 save_dir: models/dinov2",
+        )
+    return Params(tuple(models), save_dir, bool(data.get("smoke_test", True)))
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
