@@ -46,20 +46,30 @@ def _root():
     return find_root()
 
 
-@task(iterable=["model"], help={"model": MODEL_HELP + " (default: every model selected in params.yaml)"})
-def fetch(c, model=None):
+FETCH_STATES = {"ran": "fetched / 已获取", "cached": "restored from DVC's run cache, not run again / 从运行缓存恢复",
+                "up to date": "up to date / 已是最新"}
+
+
+@task(
+    iterable=["model"],
+    help={
+        "model": MODEL_HELP + " (default: every model selected in params.yaml)",
+        "allow_unverified": "accept a model with no pinned SHA-256 (card: verified: false) / 接受无固定哈希的模型",
+    },
+)
+def fetch(c, model=None, allow_unverified=False):
     """Download, verify and record models (`dvc repro`)."""
     from dinovault.progress import human_size
     from dinovault.repo import commands
 
     with errors_exit():
-        report = commands.fetch(model or None)
+        report = commands.fetch(model or None, allow_unverified=allow_unverified)
     if report.added:
         say(f"selected in params.yaml / 已加入 params.yaml: {', '.join(report.added)}")
     for m in report.models:
-        state = "fetched / 已获取" if m.ran else "up to date / 已是最新"
-        say(f"{m.model}: {m.path}  {human_size(m.size)}  sha256:{m.sha256}  {m.seconds:.1f}s  {state}")
-    if report.added or any(m.ran for m in report.models):
+        check = "sha256" if m.verified else "UNVERIFIED (no pin) sha256"
+        say(f"{m.model}: {m.path}  {human_size(m.size)}  {check}:{m.sha256}  {m.seconds:.1f}s  {FETCH_STATES[m.state]}")
+    if report.added or any(m.state != "up to date" for m in report.models):
         say(GIT_HINT)
 
 
@@ -100,16 +110,25 @@ def status(c, cloud=False, remote=None):
     say(*(f"  {target}: {what}" for target, what in st.changes))
 
 
-@task
-def verify(c):
-    """Re-hash workspace models against dvc.lock and the pinned SHA-256."""
-    from dinovault.repo import commands
+@task(
+    help={
+        "repair": "put good bytes (the DVC remote first, then the pinned sources) in place of missing or damaged "
+                  "files / 修复缺失或损坏的文件",
+        "remote": "the DVC remote to take good bytes from (default: the default remote) / 远端名",
+    }
+)
+def verify(c, repair=False, remote=None):
+    """Re-hash models (workspace, DVC cache, torch.hub cache) against dvc.lock and the pins; --repair fixes them."""
+    from dinovault.repo import integrity
 
     marks = {"ok": "ok  ", "bad": "FAIL", "missing": "FAIL", "unfetched": "-   "}
     with errors_exit():
-        checked = commands.verify()
+        if repair:
+            for done in integrity.repair(remote=remote):
+                say(f"repaired {done.model} from {done.source}: {', '.join(done.placed)} linked to good bytes / 已修复")
+        checked = integrity.verify()
         say(*(f"{marks[c.state]} {c.path}: {c.detail}" for c in checked))
-        error = commands.verification_error(checked)
+        error = integrity.verification_error(checked)
         if error:
             raise error
     fetched = any(c.state == "ok" for c in checked)

@@ -60,19 +60,20 @@ def link_atomic(src: Path, dest: Path) -> None:
 @dataclass(frozen=True)
 class Digests:
     size: int
-    sha256: str
+    sha256: str | None
     md5: str | None = None
 
 
-def hash_file(path: Path, md5: bool = False) -> Digests:
-    """SHA-256 (and MD5 when asked) of ``path`` in one read; the two digests run in parallel (hashlib frees the GIL)."""
-    hashes = [hashlib.sha256()] + ([hashlib.md5()] if md5 else [])
+def hash_file(path: Path, md5: bool = False, sha256: bool = True) -> Digests:
+    """SHA-256 and/or MD5 of ``path`` in one read; two digests run in parallel (hashlib frees the GIL)."""
+    wanted = {name: hashlib.new(name) for name, on in (("sha256", sha256), ("md5", md5)) if on}
     size = 0
-    with open(path, "rb", buffering=0) as fh, ThreadPoolExecutor(len(hashes)) as pool:
+    with open(path, "rb", buffering=0) as fh, ThreadPoolExecutor(len(wanted)) as pool:
         while chunk := fh.read(_HASH_CHUNK):
             size += len(chunk)
-            list(pool.map(lambda h, c=chunk: h.update(c), hashes))
-    return Digests(size, hashes[0].hexdigest(), hashes[1].hexdigest() if md5 else None)
+            list(pool.map(lambda h, c=chunk: h.update(c), wanted.values()))
+    hexes = {name: h.hexdigest() for name, h in wanted.items()}
+    return Digests(size, hexes.get("sha256"), hexes.get("md5"))
 
 
 def file_sha256(path: Path) -> str:

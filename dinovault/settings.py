@@ -9,18 +9,22 @@ long-lived process or a test sees the environment as it is now.
 | ``TORCH_HOME``, ``XDG_CACHE_HOME`` | cache | the torch.hub cache root, defaulting exactly as torch does |
 | ``DINOVAULT_MODELS_DIR`` | extractor | where ``DINOv2FeatureExtractor`` looks for ``<model>.pth`` |
 | ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY`` (either case) | remotes.probe | a proxy is used: no direct TCP check |
+| ``DINOVAULT_ALLOW_UNVERIFIED`` | fetch script | ``1``: accept a model with no pin (invoke fetch --allow-unverified) |
 
 ``DINOVAULT_REQUIRE_SERVERS`` is read by the tests only (tests/support/servers.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import DinovaultError
 
 BASE_URL = "DINOV2_BASE_URL"
+ALLOW_UNVERIFIED = "DINOVAULT_ALLOW_UNVERIFIED"
 PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
 
@@ -60,3 +64,21 @@ def models_dir() -> str | None:
 
 def proxy_set() -> bool:
     return any(os.environ.get(name) for name in PROXY_VARS)
+
+
+def allow_unverified() -> bool:
+    return os.environ.get(ALLOW_UNVERIFIED, "") == "1"
+
+
+@contextlib.contextmanager
+def overridden(name: str, value: str) -> Iterator[None]:
+    """``name=value`` in this process's environment (inherited by the commands it runs) for the block."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import RemoteError
+from ..errors import DinovaultError, RemoteError, RepoError
+from ..files import hash_file
 from ..repo.dvc import captured_logs, describe, explain, open_repo
 from ..repo.layout import Layout, link_torch_copies
 from .probe import check_answers, get_remote, reach, why_forbidden
@@ -85,7 +86,7 @@ def _run(direction, layout: Layout, name, jobs, retries, on_retry, targets) -> T
                 with captured_logs() as logs:
                     try:
                         if direction == "push":
-                            planned = _plan_push(repo, name, jobs, result)
+                            planned = _plan_push(repo, name, jobs, result, layout)
                             contacted = True  # the server answered what it holds
                             repo.push(remote=planned, jobs=jobs)
                         else:
@@ -93,7 +94,7 @@ def _run(direction, layout: Layout, name, jobs, retries, on_retry, targets) -> T
                                 check_answers(repo, name, result.remote)
                                 contacted = True
                             _pull_once(repo, name, jobs, targets, result)
-                    except RemoteError:
+                    except DinovaultError:
                         raise
                     except Exception as err:  # noqa: BLE001 - explained below
                         raise _explain(repo, name, direction, err, logs.texts) from None
@@ -126,9 +127,9 @@ def _forget_connections(repo, name) -> None:
         type(repo.cloud.get_remote(name).fs.fs).clear_instance_cache()
 
 
-def _plan_push(repo, name, jobs, result: Transfer) -> str:
-    """What the remote lacks (truncated objects removed so they are sent again), counted into ``result``; returns
-    the remote's name."""
+def _plan_push(repo, name, jobs, result: Transfer, layout: Layout) -> str:
+    """What the remote lacks (truncated objects removed so they are sent again), counted into ``result`` and
+    re-hashed (a damaged object stops the push before anything is sent); returns the remote's name."""
     remote = get_remote(repo, name, "push")
     reach(repo, remote.name)
     objs = set().union(*repo.used_objs(remote=remote.name).values())
@@ -136,6 +137,7 @@ def _plan_push(repo, name, jobs, result: Transfer) -> str:
     to_send, present = set(status.new), set(status.ok)
     repaired = _drop_truncated(repo, remote, present) if remote.fs.protocol in NON_ATOMIC_UPLOADS else set()
     to_send |= repaired
+    _refuse_damaged(repo, to_send, layout)
     if result.attempts == 1:  # counts what had to move; later attempts only finish it
         result.objects, result.present = len(to_send), len(present) - len(repaired)
         result.bytes = sum(_size(repo, hi.value) for hi in to_send)
@@ -143,6 +145,24 @@ def _plan_push(repo, name, jobs, result: Transfer) -> str:
         result.objects += len(repaired)
     result.repaired += len(repaired)
     return remote.name
+
+
+def _refuse_damaged(repo, objs: set, layout: Layout) -> None:
+    """Re-hash every object about to be sent; one whose bytes do not match its name (md5) would spread the damage
+    to every clone that pulls it, so none is sent."""
+    names = {md5: layout.rel(layout.weights(model)) for model, md5 in layout.recorded.items()}
+    bad = []
+    for hi in sorted(objs, key=lambda h: h.value):
+        path = repo.cache.local.oid_to_path(hi.value)
+        with contextlib.suppress(OSError):  # a missing object is DVC's to report
+            if hash_file(path, md5=True, sha256=False).md5 != hi.value.removesuffix(".dir"):
+                bad.append(names.get(hi.value, path))
+    if bad:
+        raise RepoError(
+            f"push refused: {', '.join(bad)} does not match its recorded hash (damaged); nothing was sent / "
+            "拒绝推送：文件已损坏，未发送任何内容",
+            "repair, then push again / 请先修复再推送: invoke verify --repair && invoke push",
+        )
 
 
 def _drop_truncated(repo, remote, present: set) -> set:

@@ -3,17 +3,18 @@ the one DVC adapter (dvc.py) and returns data; printing is the fronts' job (task
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..cache import check_file
 from ..catalog import CATALOG, MODEL_NAMES, get_spec
 from ..errors import DinovaultError, RepoError
-from ..files import hash_file
+from ..files import hash_file, write_atomic
 from ..params import add_models
-from .dvc import describe, explain, open_repo, remote_has
+from ..registry import load_registry
+from .dvc import describe, explain, open_repo, recorded_logs, remote_has, unverified_allowed
 from .layout import PARAMS_FILE, STAGE, Layout, find_root, link_torch_copies, stage_name
 
 # ---------------------------------------------------------------------------------------------- fetch
@@ -24,9 +25,10 @@ class Fetched:
     model: str
     path: str
     size: int
-    sha256: str
+    sha256: str  # of the workspace file, checked now (or by a stamp that includes the inode's ctime)
     seconds: float
-    ran: bool
+    state: str  # "ran", "cached" (restored from DVC's run cache, not run again) or "up to date"
+    verified: bool  # matches a pin (False only with allow_unverified)
 
 
 @dataclass(frozen=True)
@@ -35,47 +37,61 @@ class FetchReport:
     models: list[Fetched]
 
 
-def fetch(models: list[str] | None = None, root: Path | None = None) -> FetchReport:
+def fetch(models: list[str] | None = None, root: Path | None = None, allow_unverified: bool = False) -> FetchReport:
     """Select ``models`` in params.yaml (keeping its comments) and reproduce their stages; None: all selected.
 
     One ``repo.reproduce(stage, single_item=True)`` per stage (DVC's public API; a fetch stage has no upstream), so
-    each stage is timed on its own; a failed stage does not stop the others and all failures are raised at the end.
+    each stage is timed on its own; a failed stage does not stop the others, all failures are raised at the end and
+    params.yaml is put back as it was. Every file reported is checked against its pin.
     """
     root = find_root(root)
     for name in models or []:
         get_spec(name)  # an unknown name fails before params.yaml is touched
+    params_before = (root / PARAMS_FILE).read_bytes()
     added = add_models(root / PARAMS_FILE, list(models)) if models else []
+    try:
+        return _reproduce(root, models, added, allow_unverified)
+    except BaseException:
+        if added:
+            write_atomic(root / PARAMS_FILE, params_before)
+        raise
+
+
+def _reproduce(root: Path, models: list[str] | None, added: list[str], allow_unverified: bool) -> FetchReport:
+    from dvc.exceptions import DvcException
+
     layout = Layout.load(root)
     targets = list(dict.fromkeys(models)) if models else list(layout.params.models)
     if not targets:
         raise RepoError(f"no model is selected in {PARAMS_FILE} / {PARAMS_FILE} 中没有选中任何模型",
                         "invoke fetch --model dinov2_vits14")
     link_torch_copies(layout, targets)
-    from dvc.exceptions import DvcException
-
-    seconds, ran, failed = {}, set(), []
-    with open_repo(root) as repo:
+    seconds, states, failed = {}, {}, []
+    with open_repo(root) as repo, recorded_logs() as heard, unverified_allowed(allow_unverified):
         for model in targets:
-            start = time.perf_counter()
+            start, mark = time.perf_counter(), len(heard)
             try:
-                if repo.reproduce(stage_name(model), single_item=True):
-                    ran.add(model)
+                ran = repo.reproduce(stage_name(model), single_item=True)
+                cached = any("is cached - skipping run" in line for line in heard[mark:])
+                states[model] = "cached" if cached else "ran" if ran else "up to date"
             except DvcException as err:
                 failed.append(explain(err, f"fetch {model}"))
             seconds[model] = time.perf_counter() - start
     if failed:
         raise failed[0] if len(failed) == 1 else RepoError("; ".join(e.message for e in failed), failed[0].hint)
-    return FetchReport(added, [_fetched(layout, m, seconds[m], m in ran) for m in targets])
+    pins = load_registry()
+    return FetchReport(added, [_checked(layout, m, pins, seconds[m], states[m]) for m in targets])
 
 
-def _fetched(layout: Layout, model: str, seconds: float, ran: bool) -> Fetched:
-    try:
-        card = json.loads(layout.card(model).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        card = {}
+def _checked(layout: Layout, model: str, pins: dict, seconds: float, state: str) -> Fetched:
+    """The workspace file as it is now: hashed, unless a stamp of this very inode (size, mtime, ctime) vouches."""
     path = layout.weights(model)
-    size = card.get("size") or (path.stat().st_size if path.exists() else 0)
-    return Fetched(model, layout.rel(path), int(size), str(card.get("sha256", "?")), seconds, ran)
+    pin = pins.get(CATALOG[model].upstream_file)
+    check = check_file(path, pin)
+    if not check.ok:
+        raise RepoError(f"{layout.rel(path)}: {check.reason} / 文件与固定哈希不符 (damaged or replaced)",
+                        "repair it / 修复: invoke verify --repair")
+    return Fetched(model, layout.rel(path), check.size, str(check.sha256), seconds, state, pin is not None)
 
 
 # ---------------------------------------------------------------------------------------------- list / status
@@ -91,8 +107,6 @@ class Listing:
 
 def list_models(root: Path | None = None) -> Listing:
     """Every catalog model: dim, parameters, pinned size; selected, in the workspace, DVC cache, default remote."""
-    from ..registry import load_registry
-
     layout = Layout.load(root)
     notes = []
     try:
@@ -154,64 +168,6 @@ def _describe_change(target: str, what, fetched: dict[str, str]) -> str:
                 files = ", ".join(f"{path} ({state})" for path, state in files.items())
             parts.append(f"{section}: {files}")
     return "; ".join(parts)
-
-
-# ---------------------------------------------------------------------------------------------- verify
-
-
-@dataclass(frozen=True)
-class Checked:
-    path: str  # relative to the repository
-    state: str  # "ok", "bad", "missing" or "unfetched" (selected, never fetched: nothing recorded to contradict)
-    detail: str  # "<size>  sha256:<hex>" when ok, what is wrong otherwise
-
-
-def verify(root: Path | None = None) -> list[Checked]:
-    """Re-hash every model in the workspace against dvc.lock (md5) and the pinned registry (sha256)."""
-    from ..progress import human_size
-    from ..registry import load_registry
-
-    layout = Layout.load(root)
-    pins, md5s = load_registry(), layout.recorded
-    present = {p.stem for p in layout.save_dir.glob("*.pth")} if layout.save_dir.is_dir() else set()
-    checked = []
-    for model in [*layout.params.models, *sorted(present - set(layout.params.models))]:
-        if model not in CATALOG:
-            continue
-        path = layout.weights(model)
-        rel = layout.rel(path)
-        if not path.is_file():
-            if model not in md5s:
-                checked.append(Checked(rel, "unfetched", f"not fetched yet / 尚未获取 (invoke fetch --model {model})"))
-            else:
-                how = f"invoke pull --model {model}, or invoke fetch --model {model}"
-                checked.append(Checked(rel, "missing", f"missing / 缺失 ({how})"))
-            continue
-        got = hash_file(path, md5=True)
-        pin = pins.get(CATALOG[model].upstream_file)
-        bad = []
-        if model in md5s and got.md5 != md5s[model]:
-            bad.append(f"md5 {got.md5} != dvc.lock {md5s[model]}")
-        if model not in md5s and model in layout.params.models:
-            bad.append("not recorded in dvc.lock / dvc.lock 中无记录 (invoke fetch)")
-        if pin is None:
-            bad.append(f"no pin for {CATALOG[model].upstream_file} in the registry / 注册表中无此文件的哈希")
-        elif got.sha256 != pin.sha256 or got.size != pin.size:
-            bad.append(f"sha256 {got.sha256} ({got.size} B) != pinned {pin.sha256} ({pin.size} B)")
-        detail = "; ".join(bad) or f"{human_size(got.size)}  sha256:{got.sha256}"
-        checked.append(Checked(rel, "bad" if bad else "ok", detail))
-    return checked
-
-
-def verification_error(checked: list[Checked]) -> RepoError | None:
-    problems = [c for c in checked if c.state in ("bad", "missing")]
-    if not problems:
-        return None
-    return RepoError(
-        f"verification failed for {len(problems)} file(s) / {len(problems)} 个文件校验失败:\n  "
-        + "\n  ".join(f"{c.path}: {c.detail}" for c in problems),
-        "restore with `dvc checkout --relink` or `invoke pull`, or fetch again / 请用 `invoke pull` 或重新获取",
-    )
 
 
 # ---------------------------------------------------------------------------------------------- clean

@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from .. import settings
 from ..errors import DinovaultError, RemoteError, RepoError
 
 
@@ -188,3 +189,35 @@ def captured_logs() -> Iterator[_Captured]:
             lg.handlers[:] = handlers
             lg.propagate = propagate
             lg.setLevel(level)
+
+
+class _Recorder(logging.Handler):
+    def __init__(self, lines: list[str]):
+        super().__init__(logging.INFO)
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def recorded_logs() -> Iterator[list[str]]:
+    """DVC's messages (INFO and above) as a list, while DVC still prints them as usual."""
+    lines: list[str] = []
+    handler, logger = _Recorder(lines), logging.getLogger("dvc")
+    logger.addHandler(handler)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+
+
+@contextlib.contextmanager
+def unverified_allowed(allow: bool) -> Iterator[None]:
+    """Let the stages DVC runs accept a model without a pin (`invoke fetch --allow-unverified`): the stage command is
+    fixed in dvc.yaml, so the choice travels in the environment (settings.ALLOW_UNVERIFIED)."""
+    if not allow:
+        yield
+        return
+    with settings.overridden(settings.ALLOW_UNVERIFIED, "1"):
+        yield
