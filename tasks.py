@@ -174,7 +174,7 @@ def _retrying(err, delay, attempt, retries) -> None:
 
 
 def _transferred(result) -> None:
-    say(*(f"{stage}: not fetched yet, nothing to pull / 尚未获取，无需拉取" for stage in result.skipped))
+    say(*(f"{stage}: not fetched yet, nothing to {result.direction} / 尚未获取，跳过" for stage in result.skipped))
     say(*(f"WARNING: {w}" for w in result.warnings), result.summary())
 
 

@@ -177,3 +177,17 @@ def test_allow_unverified_fetches_a_model_without_a_pin(machine, dinov2_server, 
     res = d.invoke("fetch", "--model", VITS, "--allow-unverified")
     assert f"UNVERIFIED (no pin) sha256:{hashlib.sha256(d.weights(VITS).read_bytes()).hexdigest()}" in res.stdout
     assert '"verified": false' in (d.path / "models" / "dinov2" / f"{VITS}.json").read_text()
+
+
+def test_a_model_selected_but_never_fetched_is_named_once(pushed):
+    a = pushed
+    params = a.path / "params.yaml"
+    before = params.read_bytes()
+    a.select(VITS, "dinov2_vitb14")
+    try:
+        for task in ("push", "status"):
+            res = a.invoke(task)
+            assert "missing version info" not in res.text and "dvc repro" not in res.text, res.text
+            assert res.text.count("dinov2_vitb14: not fetched yet") == 1, res.text
+    finally:
+        params.write_bytes(before)

@@ -80,15 +80,19 @@ def _run(direction, layout: Layout, name, jobs, retries, on_retry, targets) -> T
     t0 = time.monotonic()
     with open_repo(layout.root, remote=name, verify=direction == "pull") as repo:
         result.remote = describe(repo, name)
+        if targets is None:
+            targets = _recorded_targets(repo, result)
+        if targets == []:  # nothing fetched yet: nothing to move
+            return result
         while True:
             result.attempts += 1
             try:
                 with captured_logs() as logs:
                     try:
                         if direction == "push":
-                            planned = _plan_push(repo, name, jobs, result, layout)
+                            planned = _plan_push(repo, name, jobs, result, layout, targets)
                             contacted = True  # the server answered what it holds
-                            repo.push(remote=planned, jobs=jobs)
+                            repo.push(targets=targets, remote=planned, jobs=jobs)
                         else:
                             if result.attempts == 1:
                                 check_answers(repo, name, result.remote)
@@ -127,12 +131,12 @@ def _forget_connections(repo, name) -> None:
         type(repo.cloud.get_remote(name).fs.fs).clear_instance_cache()
 
 
-def _plan_push(repo, name, jobs, result: Transfer, layout: Layout) -> str:
+def _plan_push(repo, name, jobs, result: Transfer, layout: Layout, targets) -> str:
     """What the remote lacks (truncated objects removed so they are sent again), counted into ``result`` and
     re-hashed (a damaged object stops the push before anything is sent); returns the remote's name."""
     remote = get_remote(repo, name, "push")
     reach(repo, remote.name)
-    objs = set().union(*repo.used_objs(remote=remote.name).values())
+    objs = set().union(*repo.used_objs(targets, remote=remote.name).values())
     status = repo.cloud.status(objs, jobs=jobs, remote=remote.name)
     to_send, present = set(status.new), set(status.ok)
     repaired = _drop_truncated(repo, remote, present) if remote.fs.protocol in NON_ATOMIC_UPLOADS else set()
@@ -182,10 +186,6 @@ def _drop_truncated(repo, remote, present: set) -> set:
 
 
 def _pull_once(repo, name, jobs, targets, result: Transfer) -> None:
-    if targets is None:
-        targets = _recorded_targets(repo, result)
-        if targets == []:
-            return
     missing = _missing_outs(repo, targets)
     stats = repo.pull(targets=targets, remote=name, jobs=jobs).get("stats", {})
     result.objects = stats.get("fetched", 0)
@@ -194,7 +194,7 @@ def _pull_once(repo, name, jobs, targets, result: Transfer) -> None:
 
 def _recorded_targets(repo, result: Transfer) -> list[str] | None:
     """The stages whose outputs dvc.lock records (None: all of them). A selected model that was never fetched has
-    nothing to pull; DVC would fail on it as if its file were missing from the remote."""
+    nothing to move; DVC would warn about it (push) or fail on it as if its file were missing from the remote (pull)."""
     stages = list(repo.index.stages)
     unrecorded = [s for s in stages if any(not out.hash_info for out in s.outs)]
     result.skipped = [s.addressing for s in unrecorded]
