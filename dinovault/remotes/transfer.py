@@ -82,7 +82,7 @@ def _run(direction, layout: Layout, name, jobs, retries, on_retry, targets) -> T
         result.remote = describe(repo, name)
         if targets is None:
             targets = _recorded_targets(repo, result)
-        if targets == []:  # nothing fetched yet: nothing to move
+        if targets == [] and direction == "push":  # nothing fetched yet (a pull still checks its remote)
             return result
         while True:
             result.attempts += 1
@@ -186,6 +186,8 @@ def _drop_truncated(repo, remote, present: set) -> set:
 
 
 def _pull_once(repo, name, jobs, targets, result: Transfer) -> None:
+    if targets == []:
+        return
     missing = _missing_outs(repo, targets)
     stats = repo.pull(targets=targets, remote=name, jobs=jobs).get("stats", {})
     result.objects = stats.get("fetched", 0)
