@@ -114,7 +114,10 @@ class Bench:
         back.unlink(missing_ok=True)
         s = self.server
         if self.kind == "s3":
-            client = s.client()
+            import boto3  # the baseline only (pip install boto3): not a dependency of dinovault
+
+            client = boto3.client("s3", endpoint_url=s.endpoint, region_name="us-east-1",
+                                  aws_access_key_id=s.access_key, aws_secret_access_key=s.secret_key)
             bucket = s.create_bucket(f"bench-boto3-{i}-{os.getpid()}")
             push = timed(lambda: client.upload_file(str(local), bucket, "model.bin"))
             pull = timed(lambda: client.download_file(bucket, "model.bin", str(back)))
