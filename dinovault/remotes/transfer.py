@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,10 @@ from .probe import check_answers, get_remote, reach, why_forbidden
 # DVC would later count as present (seen with WebDAV: a 1.6 MB file standing for a 20 MB object).
 NON_ATOMIC_UPLOADS = ("webdav", "webdavs", "http", "https")
 RETRY_DELAYS = (1.0, 3.0, 8.0)  # seconds before retry 1, 2, 3 of a push or pull
+# Uploads to these go to a temporary name beside the object (dvc-objects/dvc-ssh: ".<22 url-safe chars>.tmp"),
+# renamed when complete: a push killed mid-upload leaves the temporary file behind.
+TEMP_UPLOADS = ("local", "ssh")
+_TEMP_NAME = re.compile(r"\.[A-Za-z0-9_-]{22}\.tmp$")
 
 
 @dataclass
@@ -37,6 +42,7 @@ class Transfer:
     bytes: int = 0
     present: int | None = None  # objects the remote already had (push)
     repaired: int = 0  # truncated objects found on the remote and sent again
+    temps: int = 0  # temporary files of an interrupted upload removed from the remote
     seconds: float = 0.0
     attempts: int = 0
     skipped: list[str] = field(default_factory=list)  # stages never fetched: nothing to pull
@@ -48,6 +54,7 @@ class Transfer:
         verb, zh, to = ("sent", "已上传", "to") if self.direction == "push" else ("received", "已下载", "from")
         extra = [f"{self.present} already there"] if self.present is not None else []
         extra += [f"{self.repaired} truncated object(s) sent again"] if self.repaired else []
+        extra += [f"{self.temps} leftover temporary file(s) removed"] if self.temps else []
         extra += [f"{self.attempts} attempts"] if self.attempts > 1 else []
         return (f"{verb} {self.objects} object(s), {mb:.1f} MB in {self.seconds:.1f} s{rate} "
                 f"({to} {self.remote}{''.join('; ' + e for e in extra)}) / {zh} {self.objects} 个对象，{mb:.1f} MB")
@@ -141,6 +148,8 @@ def _plan_push(repo, name, jobs, result: Transfer, layout: Layout, targets) -> s
     to_send, present = set(status.new), set(status.ok)
     repaired = _drop_truncated(repo, remote, present) if remote.fs.protocol in NON_ATOMIC_UPLOADS else set()
     to_send |= repaired
+    if remote.fs.protocol in TEMP_UPLOADS:
+        result.temps += _drop_temps(repo, remote, to_send)
     _refuse_damaged(repo, to_send, layout)
     if result.attempts == 1:  # counts what had to move; later attempts only finish it
         result.objects, result.present = len(to_send), len(present) - len(repaired)
@@ -167,6 +176,25 @@ def _refuse_damaged(repo, objs: set, layout: Layout) -> None:
             "拒绝推送：文件已损坏，未发送任何内容",
             "repair, then push again / 请先修复再推送: invoke verify --repair && invoke push",
         )
+
+
+def _drop_temps(repo, remote, to_send: set) -> int:
+    """Remove the temporary files in the remote folders of the objects about to be sent: the remote lacks those
+    objects, so a temporary file there is an upload that was cut off (or a teammate's concurrent push of the same
+    object, which then fails and is rerun)."""
+    odb = repo.cloud.get_remote_odb(remote.name, "push")
+    removed = 0
+    for folder in sorted({odb.fs.parent(odb.oid_to_path(hi.value)) for hi in to_send}):
+        try:
+            names = odb.fs.ls(folder, detail=False)
+        except FileNotFoundError:
+            continue
+        for name in names:
+            if _TEMP_NAME.search(name):
+                with contextlib.suppress(FileNotFoundError):
+                    odb.fs.rm_file(name)
+                    removed += 1
+    return removed
 
 
 def _drop_truncated(repo, remote, present: set) -> set:
