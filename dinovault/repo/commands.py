@@ -1,4 +1,4 @@
-"""The commands behind `invoke fetch/list/status/verify/clean`: each takes the repository, does its work through
+"""The commands behind `invoke fetch/list/status/clean`: each takes the repository, does its work through
 the one DVC adapter (dvc.py) and returns data; printing is the fronts' job (tasks.py)."""
 
 from __future__ import annotations
