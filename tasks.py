@@ -123,10 +123,9 @@ def verify(c, repair=False, remote=None):
 
     marks = {"ok": "ok  ", "bad": "FAIL", "missing": "FAIL", "unfetched": "-   "}
     with errors_exit():
-        if repair:
-            for done in integrity.repair(remote=remote):
-                say(f"repaired {done.model} from {done.source}: {', '.join(done.placed)} linked to good bytes / 已修复")
-        checked = integrity.verify()
+        repaired, checked = integrity.verify(repair=repair, remote=remote)
+        for done in repaired:
+            say(f"repaired {done.model} from {done.source}: {', '.join(done.placed)} linked to good bytes / 已修复")
         say(*(f"{marks[c.state]} {c.path}: {c.detail}" for c in checked))
         error = integrity.verification_error(checked)
         if error:

@@ -83,15 +83,17 @@ class _Hasher:
         return self.seen[key]
 
 
-def verify(root: Path | None = None) -> list[Checked]:
-    """Re-hash every model's workspace file, DVC cache object and torch.hub copy against dvc.lock (md5) and the pinned
-    registry (sha256). A recorded workspace file that is missing fails; a model selected but never fetched is only
-    reported; a missing cache object or torch.hub copy is no failure (`invoke verify --repair` links it again)."""
+def verify(root: Path | None = None, repair: bool = False, remote: str | None = None) -> tuple[list, list[Checked]]:
+    """(what was repaired, what was checked). Re-hash every model's workspace file, DVC cache object and torch.hub
+    copy against dvc.lock (md5) and the pinned registry (sha256), after repairing them when asked (good bytes from
+    ``remote``, default: the default remote). A recorded workspace file that is missing fails; a model selected but
+    never fetched is only reported; a missing cache object or torch.hub copy is no failure (repair links it again)."""
     layout = Layout.load(root)
-    digest = _Hasher()
-    checked = []
-    with open_repo(layout.root) as repo:
+    with open_repo(layout.root, remote=remote) as repo:
         models = _models(layout, repo)
+        repaired = _repair(repo, remote, models) if repair else []
+    digest = _Hasher()  # after a repair: the inodes are new
+    checked = []
     for model in models:
         for place, path in model.places.items():
             shown = layout.rel(path) if place == "workspace" else f"{path} ({place})"
@@ -103,7 +105,7 @@ def verify(root: Path | None = None) -> list[Checked]:
             bad = _problems(model, got, model.name in layout.params.models)
             checked.append(Checked(shown, "bad" if bad else "ok",
                                    "; ".join(bad) or f"{human_size(got.size)}  sha256:{got.sha256}"))
-    return checked
+    return repaired, checked
 
 
 def _absent(model: _Model, shown: str) -> Checked:
@@ -134,22 +136,20 @@ class Repaired:
     placed: list[str]  # the places linked to them again
 
 
-def repair(root: Path | None = None, remote: str | None = None) -> list[Repaired]:
+def _repair(repo, remote: str | None, models: list[_Model]) -> list[Repaired]:
     """Put good bytes in every place of every recorded model that is missing or does not verify."""
-    layout = Layout.load(root)
     digest = _Hasher()
     done = []
-    with open_repo(layout.root, remote=remote) as repo:
-        for model in _models(layout, repo):
-            if not model.md5 or model.pin is None:
-                continue  # nothing recorded to repair towards (never fetched, or no pin to check against)
-            bad = [p for p, path in model.places.items() if not path.is_file() or _problems(model, digest(path), True)]
-            if bad:
-                done.append(_repair_one(layout, repo, remote, model, bad, digest))
+    for model in models:
+        if not model.md5 or model.pin is None:
+            continue  # nothing recorded to repair towards (never fetched, or no pin to check against)
+        bad = [p for p, path in model.places.items() if not path.is_file() or _problems(model, digest(path), True)]
+        if bad:
+            done.append(_repair_one(repo, remote, model, bad))
     return done
 
 
-def _repair_one(layout: Layout, repo, remote: str | None, model: _Model, bad: list[str], digest) -> Repaired:
+def _repair_one(repo, remote: str | None, model: _Model, bad: list[str]) -> Repaired:
     good_places = [p for p in model.places if p not in bad]
     cache_obj = model.places["DVC cache"]
     cache_obj.parent.mkdir(parents=True, exist_ok=True)
