@@ -1,10 +1,12 @@
-"""Short commands for dinovault (`invoke --list`). Thin: each task composes DVC and the package.
+"""Short commands for dinovault (`invoke --list`). Thin: each task calls the package, prints what it returns and
+turns its errors into one `error: ...` line and a non-zero exit.
 
 Everything heavy (DVC, torch) is imported inside the task that needs it, so `invoke --list` is instant.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 from invoke import task
@@ -13,28 +15,83 @@ from invoke import task
 # which we do not want, so it is installed with --no-deps instead of being listed in pyproject.toml.
 REFERENCE = ("dinov2", "0.0.1.dev2")
 MODEL_HELP = "a torch.hub model name, e.g. dinov2_vitb14; repeat for several / 模型名，可重复"
+RETRIES_HELP = "retries after a transient failure such as a lost connection (default 2) / 临时故障后的重试次数"
+GIT_HINT = ("to record and share / 记录并共享: git add params.yaml dvc.lock models metrics && git commit -m 'models'"
+            " && invoke push")
 
 
-def _pipeline():
-    from dinovault import pipeline
+def say(*lines: str) -> None:
+    for line in lines:
+        print(line, flush=True)
 
-    return pipeline
+
+@contextlib.contextmanager
+def errors_exit():
+    """A DinovaultError becomes ``error: ...`` on stderr and exit 1; Ctrl-C exits 130. No traceback."""
+    from dinovault.errors import DinovaultError
+
+    try:
+        yield
+    except DinovaultError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        print("interrupted / 已中断", file=sys.stderr, flush=True)
+        raise SystemExit(130) from None
 
 
-@task(iterable=["model"], help={"model": MODEL_HELP + " (default: every model selected in params.yaml)"})
-def fetch(c, model=None):
+def _root():
+    from dinovault.repo.layout import find_root
+
+    return find_root()
+
+
+FETCH_STATES = {"ran": "fetched / 已获取", "cached": "restored from DVC's run cache, not run again / 从运行缓存恢复",
+                "up to date": "up to date / 已是最新"}
+
+
+@task(
+    iterable=["model"],
+    help={
+        "model": MODEL_HELP + " (default: every model selected in params.yaml)",
+        "allow_unverified": "accept a model with no pinned SHA-256 (card: verified: false) / 接受无固定哈希的模型",
+    },
+)
+def fetch(c, model=None, allow_unverified=False):
     """Download, verify and record models (`dvc repro`)."""
-    p = _pipeline()
-    with p.exit_on_error():
-        p.fetch(model or None)
+    from dinovault.progress import human_size
+    from dinovault.repo import commands
+
+    with errors_exit():
+        report = commands.fetch(model or None, allow_unverified=allow_unverified)
+    if report.added:
+        say(f"selected in params.yaml / 已加入 params.yaml: {', '.join(report.added)}")
+    for m in report.models:
+        check = "sha256" if m.verified else "UNVERIFIED (no pin) sha256"
+        say(f"{m.model}: {m.path}  {human_size(m.size)}  {check}:{m.sha256}  {m.seconds:.1f}s  {FETCH_STATES[m.state]}")
+    if report.added or any(m.state != "up to date" for m in report.models):
+        say(GIT_HINT)
 
 
 @task(name="list")
 def list_(c):
     """Show every model and where its weights are."""
-    p = _pipeline()
-    with p.exit_on_error():
-        p.list_models()
+    from dinovault.progress import human_size
+    from dinovault.repo import commands
+
+    with errors_exit():
+        listing = commands.list_models()
+    mark = {True: "yes", False: "-", None: "?"}
+    header = ("model", "dim", "params", "size", "selected", "workspace", "dvc-cache", "remote")
+    table = [header] + [
+        (r["model"], str(r["dim"]), f"{r['params'] / 1e6:.1f}M", human_size(r["size"]), mark[r["selected"]],
+         mark[r["workspace"]], mark[r["cache"]], mark[r["remote"]])
+        for r in listing.rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    say(*("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in table))
+    say(f"selected = in params.yaml (已选); workspace = {listing.save_dir} (工作区); remote = {listing.remote} (远端)",
+        *listing.notes)
 
 
 @task(
@@ -45,20 +102,36 @@ def list_(c):
 )
 def status(c, cloud=False, remote=None):
     """Show what `dvc repro` (or `dvc push`) would change."""
-    p = _pipeline()
-    with p.exit_on_error():
-        p.status(cloud=cloud, remote=remote)
+    from dinovault.repo import commands
+
+    with errors_exit():
+        st = commands.status(cloud=cloud, remote=remote)
+    say(f"{st.where}: {'changed / 有变化' if st.changes else 'up to date / 已是最新'}")
+    say(*(f"  {target}: {what}" for target, what in st.changes))
 
 
-@task
-def verify(c):
-    """Re-hash workspace models against dvc.lock and the pinned SHA-256."""
-    p = _pipeline()
-    with p.exit_on_error():
-        p.verify()
+@task(
+    help={
+        "repair": "put good bytes (the DVC remote first, then the pinned sources) in place of missing or damaged "
+                  "files / 修复缺失或损坏的文件",
+        "remote": "the DVC remote to take good bytes from (default: the default remote) / 远端名",
+    }
+)
+def verify(c, repair=False, remote=None):
+    """Re-hash models (workspace, DVC cache, torch.hub cache) against dvc.lock and the pins; --repair fixes them."""
+    from dinovault.repo import integrity
 
-
-RETRIES_HELP = "retries after a transient failure such as a lost connection (default 2) / 临时故障后的重试次数"
+    marks = {"ok": "ok  ", "bad": "FAIL", "missing": "FAIL", "unfetched": "-   "}
+    with errors_exit():
+        repaired, checked = integrity.verify(repair=repair, remote=remote)
+        for done in repaired:
+            say(f"repaired {done.model} from {done.source}: {', '.join(done.placed)} linked to good bytes / 已修复")
+        say(*(f"{marks[c.state]} {c.path}: {c.detail}" for c in checked))
+        error = integrity.verification_error(checked)
+        if error:
+            raise error
+    fetched = any(c.state == "ok" for c in checked)
+    say("all models verified / 全部模型校验通过" if fetched else "no model fetched yet, nothing to verify / 尚无模型")
 
 
 @task(
@@ -81,15 +154,27 @@ RETRIES_HELP = "retries after a transient failure such as a lost connection (def
 def remote(c, url, name="team", endpoint_url=None, access_key_id=None, secret_access_key=None, profile=None,
            region=None, keyfile=None, user=None, password=None, jobs=None, default=True, check=True):
     """Add or change the team DVC remote (S3, SSH, WebDAV); secrets go to .dvc/config.local; creates and probes it."""
-    from dinovault import remotes
+    from dinovault.remotes.config import configure
 
-    p = _pipeline()
-    with p.exit_on_error():
-        remotes.configure(
-            p.find_root(), url, name, default=default, check=check, endpoint_url=endpoint_url,
+    with errors_exit():
+        done = configure(
+            _root(), url, name, default=default, check=check, endpoint_url=endpoint_url,
             access_key_id=access_key_id, secret_access_key=secret_access_key, profile=profile, region=region,
             keyfile=keyfile, user=user, password=password, jobs=int(jobs) if jobs else None,
         )
+    if done.probed:
+        say(f"{done.probed}: write/read/delete probe OK / 读写删除测试通过")
+    say(f"remote '{done.name}' → {done.url.url}{' (default / 默认)' if done.default else ''}; "
+        f"in .dvc/config.local only / 仅写入 .dvc/config.local: {', '.join(done.secrets) or 'none'}")
+
+
+def _retrying(err, delay, attempt, retries) -> None:
+    say(f"{err.message} — retrying in {delay:.0f} s ({attempt}/{retries}) / {delay:.0f} 秒后重试")
+
+
+def _transferred(result) -> None:
+    say(*(f"{stage}: not fetched yet, nothing to {result.direction} / 尚未获取，跳过" for stage in result.skipped))
+    say(*(f"WARNING: {w}" for w in result.warnings), result.summary())
 
 
 @task(
@@ -101,11 +186,12 @@ def remote(c, url, name="team", endpoint_url=None, access_key_id=None, secret_ac
 )
 def push(c, remote=None, jobs=None, retries=2):
     """Send what DVC tracks to the remote (`dvc push`): only what it lacks, retried, with a summary."""
-    from dinovault import remotes
+    from dinovault.remotes import transfer
 
-    p = _pipeline()
-    with p.exit_on_error():
-        remotes.push(p.find_root(), remote, jobs=int(jobs) if jobs else None, retries=int(retries))
+    with errors_exit():
+        result = transfer.push(_root(), remote, jobs=int(jobs) if jobs else None, retries=int(retries),
+                               on_retry=_retrying)
+    _transferred(result)
 
 
 @task(
@@ -119,19 +205,35 @@ def push(c, remote=None, jobs=None, retries=2):
 )
 def pull(c, model=None, remote=None, jobs=None, retries=2):
     """Get recorded models from the DVC remote (`dvc pull`), hash-checked and retried, with a summary."""
-    from dinovault import remotes
+    from dinovault.remotes import transfer
 
-    p = _pipeline()
-    with p.exit_on_error():
-        remotes.pull(p.find_root(), model or None, remote, jobs=int(jobs) if jobs else None, retries=int(retries))
+    with errors_exit():
+        result = transfer.pull(_root(), model or None, remote, jobs=int(jobs) if jobs else None,
+                               retries=int(retries), on_retry=_retrying)
+    _transferred(result)
+
+
+def _ask(question: str) -> bool:
+    if not sys.stdin or not sys.stdin.isatty():
+        return False
+    try:
+        return input(f"{question} [y/N] ").strip().lower() in ("y", "yes", "是")
+    except EOFError:
+        return False
 
 
 @task(help={"yes": "delete without asking, even files the remote does not hold / 不询问直接删除"})
 def clean(c, yes=False):
     """Remove unselected models from the workspace (asks first)."""
-    p = _pipeline()
-    with p.exit_on_error():
-        p.clean(yes=yes)
+    from dinovault.repo import commands
+
+    with errors_exit():
+        done = commands.clean(yes=yes, confirm=_ask)
+    say(*(f"kept {path} / 已保留 (push it first: `invoke push`, or use --yes)" for path in done.kept))
+    say(*(f"removed {model} from the workspace / 已从工作区移除" for model in done.removed))
+    if not done.removed and not done.kept:
+        say("nothing to clean: every model in the workspace is selected / 无需清理")
+    say(*[done.note] if done.note else [])
 
 
 @task(help={"args": "extra pytest arguments, e.g. '-k pipeline -x' / 额外的 pytest 参数"})
@@ -139,9 +241,8 @@ def test(c, args=""):
     """Run the whole test suite."""
     from importlib.metadata import PackageNotFoundError, version
 
-    p = _pipeline()
-    with p.exit_on_error():
-        root = p.find_root()
+    with errors_exit():
+        root = _root()
     try:
         have = version(REFERENCE[0])
     except PackageNotFoundError:
@@ -174,8 +275,7 @@ def extract(
     from dinovault import features
     from dinovault.errors import DinovaultError
 
-    p = _pipeline()
-    with p.exit_on_error():
+    with errors_exit():
         if not images or not out:
             raise DinovaultError("extract needs --images DIR and --out FILE", "e.g. --images photos --out feats.npz")
         result = features.extract_folder(

@@ -7,11 +7,11 @@ move (start-up, DVC's index and remote status); "net" subtracts it, leaving the 
     python bench/bench_remotes.py --kinds s3 --wan 0.1,10,80 --no-in-process   # through the WAN emulator
 
 ``--wan RTT,CONN,LINK`` puts every client (ours and theirs) behind tests/support/wan.py in front of the server: RTT
-seconds, CONN MB/s per connection, LINK MB/s for the link; boto3 then uses ``TransferConfig(max_concurrency=10)``.
+seconds, CONN MB/s per connection, LINK MB/s for the link; boto3's transfer manager uses 10 concurrent requests.
 "time x" is ours / theirs in seconds (the issue's target through the emulator: <= 1.15 against boto3).
 
 "ours" is `invoke push` / `invoke pull` as a user runs them (a fresh process: interpreter, DVC import, status check,
-transfer, hash check on pull); "ours (in-process)" is `dinovault.remotes.push/pull` timed inside this process, without
+transfer, hash check on pull); "ours (in-process)" is `remotes.transfer.push/pull` timed inside this process, without
 the start-up. Pulls start from an empty DVC cache and workspace. The best of ``--repeat`` runs is shown.
 """
 
@@ -90,20 +90,19 @@ class Bench:
 
     def ours(self, i: int, in_process: bool) -> tuple[float, float, float, float]:
         """(push, pull, no-op push, no-op pull) seconds; a no-op is the same command with nothing to move."""
-        from dinovault import remotes
+        from dinovault.remotes import transfer
 
         name = f"b{i}{'p' if in_process else 'c'}"
         place = f"bench-{name}-{os.getpid()}"
         sh(BIN / "invoke", "remote", "--name", name, *self.remote_args(place), cwd=self.repo, env=self.env)
         jobs = ["--jobs", str(self.jobs)] if self.jobs else []
-        quiet = {"say": lambda _msg: None}
         if in_process:
             os.chdir(self.repo)
             with contextlib.redirect_stdout(io.StringIO()):
-                push = timed(lambda: remotes.push(self.repo, name, jobs=self.jobs, retries=0, **quiet))
+                push = timed(lambda: transfer.push(self.repo, name, jobs=self.jobs, retries=0))
                 data = (self.repo / FILE).read_bytes() if i == 0 else None
                 empty_cache(self.repo)
-                pull = timed(lambda: remotes.pull(self.repo, None, name, jobs=self.jobs, retries=0, **quiet))
+                pull = timed(lambda: transfer.pull(self.repo, None, name, jobs=self.jobs, retries=0))
             os.chdir(ROOT)
             noop_push = noop_pull = 0.0
         else:
@@ -124,12 +123,15 @@ class Bench:
         back.unlink(missing_ok=True)
         s = self.server
         if self.kind == "s3":
-            from boto3.s3.transfer import TransferConfig
+            # boto3's transfer manager (boto3.upload_file/download_file wrap s3transfer's TransferManager; boto3 itself
+            # is not installed: its pin next to aiobotocore's makes pip backtrack), 10 concurrent requests
+            from s3transfer.manager import TransferConfig, TransferManager
 
-            client, config = s.client(endpoint=f"http://127.0.0.1:{self.port}"), TransferConfig(max_concurrency=10)
+            client = s.client(endpoint=f"http://127.0.0.1:{self.port}")
+            manager = TransferManager(client, TransferConfig(max_request_concurrency=10))
             bucket = s.create_bucket(f"bench-boto3-{i}-{os.getpid()}")
-            push = timed(lambda: client.upload_file(str(local), bucket, "model.bin", Config=config))
-            pull = timed(lambda: client.download_file(bucket, "model.bin", str(back), Config=config))
+            push = timed(lambda: manager.upload(str(local), bucket, "model.bin").result())
+            pull = timed(lambda: manager.download(bucket, "model.bin", str(back)).result())
         elif self.kind == "ssh":
             dest = s.data / f"sftp-{i}"
             dest.mkdir(exist_ok=True)

@@ -2,35 +2,30 @@
 
 - ``$TORCH_HOME/hub/checkpoints/<upstream file>`` is torch.hub's cache, TORCH_HOME defaulting as torch does.
 - A "verified stamp" (under ``$TORCH_HOME/hub/dinovault/stamps``, keyed by device and inode so hard links share
-  it) lets later runs skip re-hashing while the file's size and mtime are unchanged.
+  it) lets later runs skip re-hashing while the file's size, mtime and ctime are unchanged.
 
 No torch here: importing torch costs seconds and hundreds of MB.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from .files import CHUNK, file_sha256, json_text, write_json_atomic
 from .registry import Pin
+from .settings import torch_home
 
 log = logging.getLogger("dinovault")
-
-CHUNK = 1 << 20  # bytes per read, from disk or from the socket
+# the file helpers live in files.py; these names stay importable from here for the download half
+__all__ = ["CHUNK", "FileCheck", "cache_path", "check_file", "file_sha256", "json_text", "read_stamp", "torch_home",
+           "verify_file", "write_json_atomic", "write_stamp"]
 
 
 # ---------------------------------------------------------------- paths
-
-
-def torch_home() -> Path:
-    """``$TORCH_HOME``, defaulting exactly as torch.hub does (``$XDG_CACHE_HOME/torch`` or ``~/.cache/torch``)."""
-    default = os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "torch")
-    return Path(os.path.expanduser(os.getenv("TORCH_HOME", default)))
 
 
 def checkpoints_dir() -> Path:
@@ -49,20 +44,6 @@ def stamp_dir() -> Path:
 # ---------------------------------------------------------------- small file helpers
 
 
-def json_text(data: dict) -> str:
-    """The one JSON layout of every file dinovault writes: sorted keys, stable from run to run."""
-    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        tmp.write_text(json_text(data), encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _read_json(path: Path) -> dict | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -74,18 +55,24 @@ def _read_json(path: Path) -> dict | None:
 # ---------------------------------------------------------------- verified stamps
 
 
+def _identity(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
 def _stamp_file(st: os.stat_result) -> Path:
     return stamp_dir() / f"{st.st_dev}-{st.st_ino}.json"
 
 
 def read_stamp(path: Path, st: os.stat_result | None = None) -> str | None:
-    """The SHA-256 recorded for ``path``'s inode, if its size and mtime are unchanged since it was hashed."""
+    """The SHA-256 recorded for ``path``'s inode, if its size, mtime and ctime are unchanged since it was hashed.
+    The ctime cannot be set back by a user (writing or touching the file moves it), so a tampered file whose mtime
+    was restored does not pass as verified."""
     try:
         st = st or os.stat(path)
     except OSError:
         return None
     data = _read_json(_stamp_file(st))
-    if data and data.get("size") == st.st_size and data.get("mtime_ns") == st.st_mtime_ns:
+    if data and (data.get("size"), data.get("mtime_ns"), data.get("ctime_ns")) == _identity(st):
         sha = data.get("sha256")
         return sha if isinstance(sha, str) else None
     return None
@@ -98,7 +85,8 @@ def write_stamp(path: Path, sha256: str, st: os.stat_result | None = None) -> No
         st = st or os.stat(path)
         stamp_dir().mkdir(parents=True, exist_ok=True)
         write_json_atomic(
-            _stamp_file(st), {"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "path": str(path)}
+            _stamp_file(st), {"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                              "ctime_ns": st.st_ctime_ns, "path": str(path)}
         )
     except OSError as err:
         log.debug("could not write the verified stamp for %s: %s", path, err)
@@ -112,16 +100,6 @@ def clear_stamp(path: Path) -> None:
 
 
 # ---------------------------------------------------------------- verification
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as fh:
-        while n := fh.readinto(buf):
-            h.update(view[:n])
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,9 @@ from pathlib import Path
 import requests
 from filelock import FileLock, Timeout
 
+from . import settings
 from .cache import CHUNK, _read_json, check_file, read_stamp, write_json_atomic, write_stamp
-from .errors import DinovaultError, DownloadError
+from .errors import DownloadError
 from .progress import human_size, make_progress
 from .registry import Pin
 
@@ -45,19 +46,6 @@ def part_paths(dest: Path) -> tuple[Path, Path]:
 # ---------------------------------------------------------------- retry policy
 
 
-def _env_number(name: str, default: float, kind=float):
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        number = kind(value)
-    except ValueError:
-        number = -1
-    if number < 0:
-        raise DinovaultError(f"{name}={value!r} is not a non-negative number", f"unset {name} or fix its value")
-    return number
-
-
 @dataclass(frozen=True)
 class RetryPolicy:
     attempts: int = 5  # per source; an attempt that made progress does not count
@@ -69,11 +57,11 @@ class RetryPolicy:
     @classmethod
     def from_env(cls) -> RetryPolicy:
         """Defaults, overridden by DINOV2_RETRIES / DINOV2_BACKOFF / DINOV2_MAX_WAIT / DINOV2_TIMEOUT."""
-        read = _env_number("DINOV2_TIMEOUT", cls.read_timeout)
+        read = settings.number("DINOV2_TIMEOUT", cls.read_timeout)
         return cls(
-            attempts=max(1, _env_number("DINOV2_RETRIES", cls.attempts, int)),
-            backoff=_env_number("DINOV2_BACKOFF", cls.backoff),
-            max_wait=_env_number("DINOV2_MAX_WAIT", cls.max_wait),
+            attempts=max(1, settings.number("DINOV2_RETRIES", cls.attempts, int)),
+            backoff=settings.number("DINOV2_BACKOFF", cls.backoff),
+            max_wait=settings.number("DINOV2_MAX_WAIT", cls.max_wait),
             connect_timeout=min(cls.connect_timeout, read),
             read_timeout=read,
         )

@@ -38,3 +38,22 @@ class CheckpointError(DinovaultError):
 
 class ExportError(DinovaultError):
     """save_dir cannot receive the model."""
+
+
+class RepoError(DinovaultError):
+    """The repository or DVC cannot do what was asked: no repository here, a stage that failed, a file that does
+    not verify."""
+
+
+class RemoteError(DinovaultError):
+    """A DVC remote that cannot be configured, reached or used. ``cause`` names the rule that explained it (see
+    ``repo/dvc.py``); ``transient`` failures may be retried."""
+
+    def __init__(self, message: str, hint: str | None = None, *, cause: str | None = None, transient: bool = False):
+        super().__init__(message, hint)
+        self.cause = cause
+        self.transient = transient
+
+
+class DamagedObjectError(RepoError):
+    """A file whose bytes do not hash to the DVC object name it stands for: never sent to a remote."""

@@ -13,9 +13,11 @@ import os
 import tempfile
 from pathlib import Path
 
-from .cache import CHUNK, file_sha256, json_text, read_stamp, write_json_atomic, write_stamp
+from .cache import check_file, write_stamp
 from .catalog import LICENSE, ModelSpec
 from .errors import ExportError
+from .files import CHUNK, json_text, temp_beside, write_json_atomic
+from .registry import Pin
 from .sources import official_url
 
 _LINK_FALLBACK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES}
@@ -44,22 +46,6 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _holds(path: Path, size: int, sha256: str) -> bool:
-    """Whether ``path`` already holds these bytes (a valid stamp, or a full hash when the size fits)."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    if st.st_size != size:
-        return False
-    if read_stamp(path, st) == sha256:
-        return True
-    if file_sha256(path) == sha256:
-        write_stamp(path, sha256, st)
-        return True
-    return False
-
-
 def _copy(src: Path, tmp: Path, sha256: str) -> None:
     """Copy ``src`` to ``tmp``, hashing what is written so the copy is verified without a second read."""
     h = hashlib.sha256()
@@ -76,9 +62,9 @@ def _copy(src: Path, tmp: Path, sha256: str) -> None:
 def export_file(src: Path, target: Path, size: int, sha256: str) -> bool:
     """Make ``target`` hold the bytes of ``src`` (verified: ``size``/``sha256``). Returns True when it changed."""
     src, target = Path(src), Path(target)
-    if _same_file(src, target) or _holds(target, size, sha256):
+    if _same_file(src, target) or check_file(target, Pin(target.name, size, sha256)).ok:
         return False
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp = temp_beside(target)
     try:
         tmp.unlink(missing_ok=True)
         try:
@@ -95,8 +81,7 @@ def export_file(src: Path, target: Path, size: int, sha256: str) -> bool:
         ) from None
     finally:
         tmp.unlink(missing_ok=True)
-    if not _same_file(src, target):
-        write_stamp(target, sha256)
+    write_stamp(target, sha256)  # a new link moved the inode's ctime: stamp it again (its bytes were verified)
     return True
 
 

@@ -18,6 +18,7 @@ from torchvision import transforms
 from .catalog import get_spec
 from .checkpoint import load_backbone
 from .errors import DinovaultError
+from .settings import models_dir
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -38,7 +39,7 @@ def resolve_weights(model_name: str, weights: str | os.PathLike | None = None) -
     """The checkpoint file for ``model_name``: ``weights`` (a file, or a folder holding ``<model>.pth``),
     else ``$DINOVAULT_MODELS_DIR/<model>.pth``, else ``<repo>/models/dinov2/<model>.pth``."""
     if weights is None:
-        folder = os.environ.get("DINOVAULT_MODELS_DIR")
+        folder = models_dir()
         weights = Path(folder) if folder else REPO_MODELS_DIR
     path = Path(weights).expanduser()
     if path.is_dir():

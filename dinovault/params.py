@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from ruamel.yaml.error import YAMLError
 
 from .catalog import MODEL_NAMES, get_spec
 from .errors import ParamsError, UnknownModelError
+from .files import write_atomic
 
 DEFAULT_MODELS = ("dinov2_vits14", "dinov2_vitb14")
 KNOWN_KEYS = {"models": list, "save_dir": str, "smoke_test": bool}
@@ -65,7 +67,7 @@ def _validate(path: Path, data) -> Params:
     models = data.get("models", list(DEFAULT_MODELS))
     seen: set[str] = set()
     for i, name in enumerate(models):
-        line = models.lc.item(i)[0] + 1 if hasattr(models, "lc") else line_of("models")
+        line = models.lc.item(i)[0] + 1 if hasattr(models, "lc") else 0  # 0: the default selection
         if not isinstance(name, str):
             raise ParamsError(f"{path}:{line}: model names are strings, got {name!r}", "fix that line / 请修正该行")
         try:
@@ -75,7 +77,15 @@ def _validate(path: Path, data) -> Params:
         if name in seen:
             raise ParamsError(f"{path}:{line}: {name} is selected twice", "remove the duplicate / 删除重复项")
         seen.add(name)
-    return Params(tuple(models), str(data.get("save_dir", "models/dinov2")), bool(data.get("smoke_test", True)))
+    save_dir = str(data.get("save_dir", "models/dinov2"))
+    parts = Path(save_dir).parts
+    if not parts or Path(save_dir).is_absolute() or save_dir.startswith("~") or ".." in parts or parts == (".",):
+        raise ParamsError(
+            f"{path}:{line_of('save_dir')}: save_dir {save_dir!r} must be a relative path inside the repository "
+            "(DVC tracks only files inside it) / save_dir 必须是仓库内的相对路径",
+            "e.g. save_dir: models/dinov2 / 例如 save_dir: models/dinov2",
+        )
+    return Params(tuple(models), save_dir, bool(data.get("smoke_test", True)))
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -97,10 +107,9 @@ def add_models(path: str | Path, names: list[str]) -> list[str]:
         models.extend(added)
         if trailing:  # ruamel hangs the comment that follows a list on its last item: keep it last
             models.ca.items[len(models) - 1] = trailing
-        tmp = path.with_name(f".{path.name}.tmp")
-        with tmp.open("w", encoding="utf-8") as fh:
-            _yaml().dump(data, fh)
-        tmp.replace(path)
+        text = io.StringIO()
+        _yaml().dump(data, text)
+        write_atomic(path, text.getvalue())
     return added
 
 

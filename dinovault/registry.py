@@ -6,12 +6,12 @@ The registry shipped in the package holds the official pins; ``DINOV2_REGISTRY=<
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import RegistryError
+from .settings import registry_file
 
 DEFAULT_REGISTRY = Path(__file__).with_name("registry.txt")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -25,8 +25,7 @@ class Pin:
 
 
 def registry_path() -> Path:
-    env = os.environ.get("DINOV2_REGISTRY")
-    return Path(env).expanduser() if env else DEFAULT_REGISTRY
+    return registry_file() or DEFAULT_REGISTRY
 
 
 def parse_registry(text: str, source: str = "<registry>") -> dict[str, Pin]:

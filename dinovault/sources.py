@@ -5,19 +5,19 @@
 
 from __future__ import annotations
 
-import os
 import re
 
+from . import settings
 from .catalog import ModelSpec
 
 OFFICIAL_BASE_URL = "https://dl.fbaipublicfiles.com/dinov2"
-BASE_URL_ENV = "DINOV2_BASE_URL"
+BASE_URL_ENV = settings.BASE_URL
 
 
 def base_urls(value: str | None = None) -> list[str]:
     """The base URLs to try, in order: ``value`` or ``$DINOV2_BASE_URL`` when set, else the official one."""
     if value is None:
-        value = os.environ.get(BASE_URL_ENV, "")
+        value = settings.base_urls_text()
     bases = [b.rstrip("/") for b in re.split(r"[,\s]+", value) if b.strip()]
     return list(dict.fromkeys(bases)) or [OFFICIAL_BASE_URL]
 

@@ -7,7 +7,8 @@ Examples:
   python scripts/download_dinov2.py --model dinov2_vits14 --save_dir models/dinov2
   python scripts/download_dinov2.py --all            # every model selected in params.yaml
 
-Environment: DINOV2_BASE_URL (mirrors, tried in order), DINOV2_REGISTRY (another pin file), TORCH_HOME.
+Environment: DINOV2_BASE_URL (mirrors, tried in order), DINOV2_REGISTRY (another pin file), TORCH_HOME,
+DINOVAULT_ALLOW_UNVERIFIED=1 (as --allow-unverified); see dinovault/settings.py.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="  %(message)s", stream=sys.stderr)
 
+    from dinovault import settings
     from dinovault.cache import write_json_atomic
     from dinovault.catalog import get_spec
     from dinovault.errors import DinovaultError, UnknownModelError
@@ -71,6 +73,7 @@ def main(argv=None) -> int:
     from dinovault.progress import human_size
 
     smoke = not args.skip_test
+    allow_unverified = args.allow_unverified or settings.allow_unverified()
     try:
         params = None
         if args.params or not args.model:  # ruamel.yaml is only imported when params.yaml is read
@@ -93,7 +96,7 @@ def main(argv=None) -> int:
     failed = 0
     for name in names:
         try:
-            res = fetch_model(name, args.save_dir, allow_unverified=args.allow_unverified, smoke_test=smoke)
+            res = fetch_model(name, args.save_dir, allow_unverified=allow_unverified, smoke_test=smoke)
         except DinovaultError as err:
             _fail(f"{name}: {_error_line(err)}")
             failed += 1

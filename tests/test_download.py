@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from dinovault import download
 from dinovault.cache import cache_path, check_file, read_stamp, torch_home, verify_file
 from dinovault.catalog import get_spec
 from dinovault.download import RetryPolicy, part_paths
-from dinovault.errors import DownloadError, RegistryError, VerificationError
+from dinovault.errors import DinovaultError, DownloadError, RegistryError, VerificationError
 from dinovault.fetch import fetch_model
 from dinovault.progress import LineProgress
 from dinovault.registry import load_registry
@@ -109,28 +108,32 @@ def test_changed_cache_file_is_reported_and_fetched_again(served, caplog):
     assert "fails verification" in caplog.text
 
 
-def test_verify_file_trusts_the_stamp_until_forced(served):
+def test_a_tampered_file_with_its_mtime_set_back_is_not_trusted(served):
+    """Issue 9: the stamp also holds the inode's ctime, which no user can set back, so restoring the mtime after
+    changing a byte does not forge 'verified'."""
     fetch()
     dest = cache_path(FILE)
     pin = load_registry()[FILE]
+    assert verify_file(dest, pin) and read_stamp(dest) == pin.sha256  # unchanged: the stamp vouches for it
     st = dest.stat()
-    with open(dest, "r+b") as fh:  # silent corruption that keeps size and mtime: only a full re-hash sees it
+    with open(dest, "r+b") as fh:  # silent corruption that keeps size and mtime
         fh.seek(5)
         fh.write(b"\x00")
     os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert verify_file(dest, pin)
-    assert not verify_file(dest, pin, rehash=True)
-    assert read_stamp(dest) is None  # the failed re-hash dropped the stamp
+    assert dest.stat().st_mtime_ns == st.st_mtime_ns and read_stamp(dest) is None
     check = check_file(dest, pin)
     assert not check.ok and check.hashed and "differs from the pinned" in check.reason
+    assert not verify_file(dest, pin, rehash=True)
 
 
 def test_hard_links_share_the_stamp(served, tmp_path):
     res = fetch()
     link = tmp_path / "link.pth"
-    os.link(res.cache_path, link)
-    assert read_stamp(link) == res.sha256
-    check = check_file(link, load_registry()[FILE])
+    os.link(res.cache_path, link)  # a new link moves the inode's ctime: hashed once more, then stamped again
+    first = check_file(link, load_registry()[FILE])
+    assert first.ok and first.hashed
+    assert read_stamp(res.cache_path) == res.sha256  # one stamp per inode, whatever the name
+    check = check_file(res.cache_path, load_registry()[FILE])
     assert check.ok and not check.hashed
 
 
@@ -370,5 +373,5 @@ def test_retry_policy_from_env(monkeypatch):
     assert [p.wait(i, None) for i in (1, 2, 3)] == [0.5, 1.0, 2.0]
     assert p.wait(1, 7) == 7 and p.wait(1, 1e6) is None
     monkeypatch.setenv("DINOV2_TIMEOUT", "soon")
-    with pytest.raises(download.DinovaultError, match="DINOV2_TIMEOUT"):
+    with pytest.raises(DinovaultError, match="DINOV2_TIMEOUT"):
         RetryPolicy.from_env()

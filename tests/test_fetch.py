@@ -395,8 +395,11 @@ def test_ctrl_c_keeps_the_partial_for_resume(served, tmp_path):
     home = tmp_path / "th"
     part, sidecar = part_paths(home / "hub" / "checkpoints" / FILE)
     served.fault(FILE, throttle=1_000_000)
+    # Ctrl-C as typed in a terminal: the test may itself run where SIGINT is ignored (nohup, some CI runners), which
+    # a child would inherit
     proc = subprocess.Popen([sys.executable, str(SCRIPT), "--model", "dinov2_vits14", "--skip-test"],
-                            env=cli_env(served, home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=cli_env(served, home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert _wait_for(lambda: part.exists() and part.stat().st_size >= 1 << 20)
     finally:

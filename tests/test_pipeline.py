@@ -497,6 +497,9 @@ def test_a_failed_download_records_nothing_and_says_why(plain, dinov2_server):
         assert not (plain.path / "models" / "dinov2" / "dinov2_vitl14.pth").exists()
         lock = plain.path / "dvc.lock"
         assert not lock.exists() or "dinov2_vitl14" not in lock.read_text()
-        assert "  - dinov2_vitl14" in params.read_text()  # the selection is kept: rerun to retry
+        assert params.read_bytes() == good  # issue 9: a failed fetch leaves params.yaml as it was
+        # each failure printed once: the script's reason, one summary line, no DVC warning repeating it
+        assert res.stderr.count("has no pinned SHA-256") == 1, res.stderr
+        assert res.stderr.count("error:") == 1 and "failed to run" not in res.text, res.text
     finally:
         params.write_bytes(good)

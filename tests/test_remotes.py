@@ -369,3 +369,31 @@ def test_a_server_that_cannot_start_skips_or_fails_by_the_environment():
         _boot(_Unbootable, "frob", require=False)
     with pytest.raises(pytest.fail.Exception, match="frobd is not installed.*DINOVAULT_REQUIRE_SERVERS=1"):
         _boot(_Unbootable, "frob", require=True)
+
+
+def test_a_killed_push_leaves_no_temporary_files_after_the_next_push(ssh_server, clone_a, restore_config):
+    """SFTP uploads go to '.<random>.tmp' beside the object and are renamed when complete; a push killed mid-upload
+    leaves that file behind, and the next push removes it (issue 9)."""
+    target, a = Target("ssh", ssh_server), clone_a
+    wanted = a.cache_objects()
+    for _ in range(3):
+        place = _place(target, "temp")
+        a.invoke("remote", "--url", target.url(place), "--name", "flaky", "--no-default", *target.options())
+        base = ssh_server.data / place / "files" / "md5"
+        proc = a.popen_invoke("push", "--remote", "flaky", "--jobs", "2")
+        temps: list[Path] = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and not temps:
+            temps = list(base.glob("*/.*.tmp"))
+            time.sleep(0.002)
+        if temps:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=120)
+        if any(p.exists() for p in temps):
+            break
+    else:
+        pytest.fail("three pushes ended before one could be killed mid-upload; use bigger data")
+    res = a.invoke("push", "--remote", "flaky", "--retries", "0")
+    assert "leftover temporary file(s) removed" in res.text, res.text
+    assert not list(base.glob("*/*.tmp"))
+    assert {k: v[0] for k, v in target.objects(place).items()} == wanted

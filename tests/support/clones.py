@@ -31,20 +31,20 @@ _IDENTITY = dict(
 )
 
 
-def copy_worktree(dest: Path) -> Path:
-    """This checkout's files as they are now (tracked, and untracked but not ignored), without anything a local run
-    may have produced and git does not track (dvc.lock, models, metrics): what a fresh clone sees."""
+def copy_worktree(dest: Path, root: Path = ROOT) -> Path:
+    """This checkout's files as they are now (tracked, and untracked but not ignored), without anything a run may
+    have produced (dvc.lock, models, metrics), even when committed (the README's "record and share" step): what a
+    fresh clone of the project sees."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
 
     def git_ls(*args: str) -> list[str]:
-        out = subprocess.run(["git", "-C", str(ROOT), "ls-files", *args, "-z"], capture_output=True, check=True)
+        out = subprocess.run(["git", "-C", str(root), "ls-files", *args, "-z"], capture_output=True, check=True)
         return [rel for rel in out.stdout.decode().split("\0") if rel]
 
-    tracked = set(git_ls())
     for rel in git_ls("-co", "--exclude-standard"):
-        src = ROOT / rel
-        if not src.is_file() or (rel not in tracked and _PRODUCED.match(rel)):
+        src = root / rel
+        if not src.is_file() or _PRODUCED.match(rel):
             continue
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dest / rel)

@@ -237,13 +237,14 @@ class S3Server:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def client(self, access_key: str | None = None, secret_key: str | None = None, endpoint: str | None = None):
-        import boto3
+        """A botocore S3 client (botocore comes with dvc-s3; boto3 is not installed by default)."""
+        import botocore.session
         from botocore.config import Config
 
-        return boto3.client("s3", endpoint_url=endpoint or self.endpoint, region_name="us-east-1",
-                            aws_access_key_id=access_key or self.access_key,
-                            aws_secret_access_key=secret_key or self.secret_key,
-                            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}))
+        return botocore.session.get_session().create_client(
+            "s3", endpoint_url=endpoint or self.endpoint, region_name="us-east-1",
+            aws_access_key_id=access_key or self.access_key, aws_secret_access_key=secret_key or self.secret_key,
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}))
 
     def create_bucket(self, name: str) -> str:
         self.client().create_bucket(Bucket=name)

@@ -1,4 +1,4 @@
-"""The S3 fast path (dinovault/s3_speed.py) against a real S3 store (Ceph RGW on 127.0.0.1): a verified upload lands
+"""The S3 fast path (dinovault/remotes/s3.py) against a real S3 store (Ceph RGW on 127.0.0.1): a verified upload lands
 byte-identical, a file that does not hash to its object name is refused with nothing landing (single put and
 multipart, no multipart upload left open), and s3fs file systems made inside ``download_chunks`` use the fitted
 chunk size."""
@@ -10,7 +10,8 @@ import os
 
 import pytest
 
-from dinovault import s3_speed
+from dinovault.errors import DamagedObjectError
+from dinovault.remotes import s3 as s3_speed
 
 MiB = 1 << 20
 
@@ -49,7 +50,7 @@ def test_damaged_file_is_refused_and_nothing_lands(s3_server, bucket, client, tm
     path, md5 = _file(tmp_path, size)
     wrong = hashlib.md5(b"the name of other bytes").hexdigest()
     key = f"files/md5/{wrong[:2]}/{wrong[2:]}"
-    with pytest.raises(s3_speed.DamagedObjectError) as caught:
+    with pytest.raises(DamagedObjectError) as caught:
         s3_speed.upload_verified(client, path, bucket, key, wrong, jobs=4, size=size)
     assert md5 in caught.value.message and "invoke verify --repair" in caught.value.hint
     assert "Contents" not in client.list_objects_v2(Bucket=bucket, Prefix=key)

@@ -19,15 +19,11 @@ import hashlib
 import math
 from collections.abc import Iterator
 
-from .errors import DinovaultError
+from ..errors import DamagedObjectError
 
 MIN_PART = 8 << 20  # S3's minimum part is 5 MiB; boto3's default is 8 MiB
 MAX_PART = 32 << 20  # bounds memory: s3fs and boto3 hold up to ``jobs`` parts in memory
 DEFAULT_JOBS = 16  # connections per object: a long-haul link gives each one a few MB/s
-
-
-class DamagedObjectError(DinovaultError):
-    """A file whose bytes do not hash to the name of the object it stands for."""
 
 
 def part_size(size: int, jobs: int) -> int:
@@ -104,4 +100,4 @@ def upload_verified(client, path: str, bucket: str, key: str, md5: str, *, jobs:
         manager.upload(_HashingReader(fh, md5, path), bucket, key, extra_args=extra_args).result()
 
 
-__all__ = ["DEFAULT_JOBS", "DamagedObjectError", "client_for", "download_chunks", "part_size", "upload_verified"]
+__all__ = ["DEFAULT_JOBS", "client_for", "download_chunks", "part_size", "upload_verified"]

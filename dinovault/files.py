@@ -1,0 +1,80 @@
+"""Writing a file atomically, hashing a file, linking one into place: the one way dinovault does each.
+
+Nothing writes into an existing file (the workspace, the DVC cache and the torch.hub cache may share its inode):
+new bytes or links go to a temporary name beside the target, unique per process and thread, then are renamed over it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+CHUNK = 1 << 20  # bytes per read, from disk or from the socket
+_HASH_CHUNK = 8 << 20
+
+
+def temp_beside(path: Path, suffix: str = "tmp") -> Path:
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{suffix}")
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Replace ``path`` by a new file holding ``data`` (text is UTF-8); readers see the old or the new file."""
+    path = Path(path)
+    tmp = temp_beside(path)
+    tmp.unlink(missing_ok=True)
+    try:
+        with open(tmp, "xb") as fh:
+            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def json_text(data: dict) -> str:
+    """The one JSON layout of every file dinovault writes: sorted keys, stable from run to run."""
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    write_atomic(path, json_text(data))
+
+
+def link_atomic(src: Path, dest: Path) -> None:
+    """Make ``dest`` a hard link of ``src`` (replacing what was there) through a temporary name; OSError when the
+    file system refuses (another device, no permission)."""
+    tmp = temp_beside(dest, "link")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class Digests:
+    size: int
+    sha256: str | None
+    md5: str | None = None
+
+
+def hash_file(path: Path, md5: bool = False, sha256: bool = True) -> Digests:
+    """SHA-256 and/or MD5 of ``path`` in one read; two digests run in parallel (hashlib frees the GIL)."""
+    wanted = {name: hashlib.new(name) for name, on in (("sha256", sha256), ("md5", md5)) if on}
+    size = 0
+    with open(path, "rb", buffering=0) as fh, ThreadPoolExecutor(len(wanted)) as pool:
+        while chunk := fh.read(_HASH_CHUNK):
+            size += len(chunk)
+            list(pool.map(lambda h, c=chunk: h.update(c), wanted.values()))
+    hexes = {name: h.hexdigest() for name, h in wanted.items()}
+    return Digests(size, hexes.get("sha256"), hexes.get("md5"))
+
+
+def file_sha256(path: Path) -> str:
+    return hash_file(path).sha256

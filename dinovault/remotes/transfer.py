@@ -1,0 +1,249 @@
+"""THE push and THE pull: DVC's own, in one ``Repo`` per command, retried after a transient failure once the server
+has answered, every failure explained by the one table (repo/dvc.py), and one summary of what moved.
+
+Push sends only what the remote lacks, and re-sends objects a cut-short WebDAV upload left truncated under their
+final name. Pull re-hashes what it downloads (``verify``), skips selected models that were never fetched, and links
+the weights into the torch.hub cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DinovaultError, RemoteError, RepoError
+from ..files import hash_file
+from ..repo.dvc import captured_logs, describe, explain, open_repo
+from ..repo.layout import Layout, link_torch_copies
+from .probe import check_answers, get_remote, reach, why_forbidden
+
+# Uploads to these go straight to the final object name, so an interrupted push can leave a truncated object that
+# DVC would later count as present (seen with WebDAV: a 1.6 MB file standing for a 20 MB object).
+NON_ATOMIC_UPLOADS = ("webdav", "webdavs", "http", "https")
+RETRY_DELAYS = (1.0, 3.0, 8.0)  # seconds before retry 1, 2, 3 of a push or pull
+# Uploads to these go to a temporary name beside the object (dvc-objects/dvc-ssh: ".<22 url-safe chars>.tmp"),
+# renamed when complete: a push killed mid-upload leaves the temporary file behind.
+TEMP_UPLOADS = ("local", "ssh")
+_TEMP_NAME = re.compile(r"\.[A-Za-z0-9_-]{22}\.tmp$")
+
+
+@dataclass
+class Transfer:
+    """What one push or pull moved, over all its attempts."""
+
+    direction: str  # "push" or "pull"
+    remote: str = ""
+    objects: int = 0
+    bytes: int = 0
+    present: int | None = None  # objects the remote already had (push)
+    repaired: int = 0  # truncated objects found on the remote and sent again
+    temps: int = 0  # temporary files of an interrupted upload removed from the remote
+    seconds: float = 0.0
+    attempts: int = 0
+    skipped: list[str] = field(default_factory=list)  # stages never fetched: nothing to pull
+    warnings: list[str] = field(default_factory=list)  # DVC's warnings of a transfer that succeeded
+
+    def summary(self) -> str:
+        mb = self.bytes / 1e6
+        rate = f", {mb / self.seconds:.0f} MB/s" if self.seconds > 0 and self.bytes else ""
+        verb, zh, to = ("sent", "已上传", "to") if self.direction == "push" else ("received", "已下载", "from")
+        extra = [f"{self.present} already there"] if self.present is not None else []
+        extra += [f"{self.repaired} truncated object(s) sent again"] if self.repaired else []
+        extra += [f"{self.temps} leftover temporary file(s) removed"] if self.temps else []
+        extra += [f"{self.attempts} attempts"] if self.attempts > 1 else []
+        return (f"{verb} {self.objects} object(s), {mb:.1f} MB in {self.seconds:.1f} s{rate} "
+                f"({to} {self.remote}{''.join('; ' + e for e in extra)}) / {zh} {self.objects} 个对象，{mb:.1f} MB")
+
+
+Retried = Callable[[RemoteError, float, int, int], None]  # (error, delay, attempt, retries) before each retry
+
+
+def push(root: Path, remote: str | None = None, *, jobs: int | None = None, retries: int = 2,
+         on_retry: Retried | None = None) -> Transfer:
+    """`invoke push`: DVC's push of everything tracked; only what the remote lacks (or holds truncated) is sent."""
+    return _run("push", Layout.load(root), remote, jobs, retries, on_retry, None)
+
+
+def pull(root: Path, models: list[str] | None = None, remote: str | None = None, *, jobs: int | None = None,
+         retries: int = 2, on_retry: Retried | None = None) -> Transfer:
+    """`invoke pull`: DVC's pull (only ``models`` when given), re-hashing what arrives so a tampered object is
+    refused; then the weights are linked into the torch.hub cache."""
+    layout = Layout.load(root)
+    targets = layout.pull_targets(models)
+    result = _run("pull", layout, remote, jobs, retries, on_retry, targets)
+    link_torch_copies(layout, [m for m in layout.params.models if not models or m in models])
+    return result
+
+
+def _run(direction, layout: Layout, name, jobs, retries, on_retry, targets) -> Transfer:
+    delays = RETRY_DELAYS[: max(0, retries)]
+    result = Transfer(direction)
+    contacted = False  # failures before the server ever answered are not retried: nothing is running there
+    t0 = time.monotonic()
+    with open_repo(layout.root, remote=name, verify=direction == "pull") as repo:
+        result.remote = describe(repo, name)
+        if targets is None:
+            targets = _recorded_targets(repo, result)
+        if targets == [] and direction == "push":  # nothing fetched yet (a pull still checks its remote)
+            return result
+        while True:
+            result.attempts += 1
+            try:
+                with captured_logs() as logs:
+                    try:
+                        if direction == "push":
+                            planned = _plan_push(repo, name, jobs, result, layout, targets)
+                            contacted = True  # the server answered what it holds
+                            repo.push(targets=targets, remote=planned, jobs=jobs)
+                        else:
+                            if result.attempts == 1:
+                                check_answers(repo, name, result.remote)
+                                contacted = True
+                            _pull_once(repo, name, jobs, targets, result)
+                    except DinovaultError:
+                        raise
+                    except Exception as err:  # noqa: BLE001 - explained below
+                        raise _explain(repo, name, direction, err, logs.texts) from None
+                result.warnings = logs.warnings
+            except RemoteError as err:
+                if err.transient and contacted and result.attempts <= len(delays):
+                    delay = delays[result.attempts - 1]
+                    if on_retry:
+                        on_retry(err, delay, result.attempts, len(delays))
+                    time.sleep(delay)
+                    _forget_connections(repo, name)
+                    continue
+                raise
+            result.seconds = time.monotonic() - t0
+            return result
+
+
+def _explain(repo, name, direction: str, err: BaseException, logs: list[str]) -> Exception:
+    text = " | ".join(logs)
+    with contextlib.suppress(Exception):
+        remote = repo.cloud.get_remote(name)
+        text = why_forbidden(remote.fs, remote.path, text + " | " + str(err))
+    _forget_connections(repo, name)
+    return explain(err, direction, describe(repo, name), text)
+
+
+def _forget_connections(repo, name) -> None:
+    """Drop cached fsspec filesystems so a retry opens fresh connections instead of reusing dead ones."""
+    with contextlib.suppress(Exception):
+        type(repo.cloud.get_remote(name).fs.fs).clear_instance_cache()
+
+
+def _plan_push(repo, name, jobs, result: Transfer, layout: Layout, targets) -> str:
+    """What the remote lacks (truncated objects removed so they are sent again), counted into ``result`` and
+    re-hashed (a damaged object stops the push before anything is sent); returns the remote's name."""
+    remote = get_remote(repo, name, "push")
+    reach(repo, remote.name)
+    objs = set().union(*repo.used_objs(targets, remote=remote.name).values())
+    status = repo.cloud.status(objs, jobs=jobs, remote=remote.name)
+    to_send, present = set(status.new), set(status.ok)
+    repaired = _drop_truncated(repo, remote, present) if remote.fs.protocol in NON_ATOMIC_UPLOADS else set()
+    to_send |= repaired
+    if remote.fs.protocol in TEMP_UPLOADS:
+        result.temps += _drop_temps(repo, remote, to_send)
+    _refuse_damaged(repo, to_send, layout)
+    if result.attempts == 1:  # counts what had to move; later attempts only finish it
+        result.objects, result.present = len(to_send), len(present) - len(repaired)
+        result.bytes = sum(_size(repo, hi.value) for hi in to_send)
+    else:
+        result.objects += len(repaired)
+    result.repaired += len(repaired)
+    return remote.name
+
+
+def _refuse_damaged(repo, objs: set, layout: Layout) -> None:
+    """Re-hash every object about to be sent; one whose bytes do not match its name (md5) would spread the damage
+    to every clone that pulls it, so none is sent."""
+    names = {md5: layout.rel(layout.weights(model)) for model, md5 in layout.recorded.items()}
+    bad = []
+    for hi in sorted(objs, key=lambda h: h.value):
+        path = repo.cache.local.oid_to_path(hi.value)
+        with contextlib.suppress(OSError):  # a missing object is DVC's to report
+            if hash_file(path, md5=True, sha256=False).md5 != hi.value.removesuffix(".dir"):
+                bad.append(names.get(hi.value, path))
+    if bad:
+        raise RepoError(
+            f"push refused: {', '.join(bad)} does not match its recorded hash (damaged); nothing was sent / "
+            "拒绝推送：文件已损坏，未发送任何内容",
+            "repair, then push again / 请先修复再推送: invoke verify --repair && invoke push",
+        )
+
+
+def _drop_temps(repo, remote, to_send: set) -> int:
+    """Remove the temporary files in the remote folders of the objects about to be sent: the remote lacks those
+    objects, so a temporary file there is an upload that was cut off (or a teammate's concurrent push of the same
+    object, which then fails and is rerun)."""
+    odb = repo.cloud.get_remote_odb(remote.name, "push")
+    removed = 0
+    for folder in sorted({odb.fs.parent(odb.oid_to_path(hi.value)) for hi in to_send}):
+        try:
+            names = odb.fs.ls(folder, detail=False)
+        except FileNotFoundError:
+            continue
+        for name in names:
+            if _TEMP_NAME.search(name):
+                with contextlib.suppress(FileNotFoundError):
+                    odb.fs.rm_file(name)
+                    removed += 1
+    return removed
+
+
+def _drop_truncated(repo, remote, present: set) -> set:
+    """Objects the remote holds with the wrong size (an upload cut short), deleted so DVC sends them again."""
+    odb = repo.cloud.get_remote_odb(remote.name, "push")
+    dropped = set()
+    for hi in present:
+        want = _size(repo, hi.value)
+        try:
+            have = odb.fs.size(odb.oid_to_path(hi.value))
+        except FileNotFoundError:
+            continue
+        if want and have is not None and have != want:
+            odb.fs.rm_file(odb.oid_to_path(hi.value))
+            dropped.add(hi)
+    return dropped
+
+
+def _pull_once(repo, name, jobs, targets, result: Transfer) -> None:
+    if targets == []:
+        return
+    missing = _missing_outs(repo, targets)
+    stats = repo.pull(targets=targets, remote=name, jobs=jobs).get("stats", {})
+    result.objects = stats.get("fetched", 0)
+    result.bytes = sum(size for oid, size in missing.items() if os.path.exists(repo.cache.local.oid_to_path(oid)))
+
+
+def _recorded_targets(repo, result: Transfer) -> list[str] | None:
+    """The stages whose outputs dvc.lock records (None: all of them). A selected model that was never fetched has
+    nothing to move; DVC would warn about it (push) or fail on it as if its file were missing from the remote (pull)."""
+    stages = list(repo.index.stages)
+    unrecorded = [s for s in stages if any(not out.hash_info for out in s.outs)]
+    result.skipped = [s.addressing for s in unrecorded]
+    return [s.addressing for s in stages if s not in unrecorded] if unrecorded else None
+
+
+def _missing_outs(repo, targets) -> dict[str, int]:
+    """oid → size (dvc.lock's) of each output of ``targets`` whose object is not in the local cache yet."""
+    stages = [s for s in repo.index.stages if targets is None or s.addressing in targets]
+    outs = [o for s in stages for o in s.outs if o.hash_info and o.hash_info.value]
+    return {o.hash_info.value: o.meta.size or 0 for o in outs
+            if not os.path.exists(repo.cache.local.oid_to_path(o.hash_info.value))}
+
+
+def _size(repo, oid: str) -> int:
+    try:
+        return os.path.getsize(repo.cache.local.oid_to_path(oid))
+    except OSError:
+        return 0
+
+
+__all__ = ["Transfer", "pull", "push"]

@@ -1,0 +1,210 @@
+"""The commands behind `invoke fetch/list/status/clean`: each takes the repository, does its work through
+the one DVC adapter (dvc.py) and returns data; printing is the fronts' job (tasks.py)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..cache import check_file
+from ..catalog import CATALOG, MODEL_NAMES, get_spec
+from ..errors import DinovaultError, RepoError
+from ..files import hash_file, write_atomic
+from ..params import add_models
+from ..registry import load_registry
+from .dvc import describe, explain, open_repo, recorded_logs, remote_has, unverified_allowed
+from .layout import PARAMS_FILE, STAGE, Layout, find_root, link_torch_copies, stage_name
+
+# ---------------------------------------------------------------------------------------------- fetch
+
+
+@dataclass(frozen=True)
+class Fetched:
+    model: str
+    path: str
+    size: int
+    sha256: str  # of the workspace file, checked now (or by a stamp that includes the inode's ctime)
+    seconds: float
+    state: str  # "ran", "cached" (restored from DVC's run cache, not run again) or "up to date"
+    verified: bool  # matches a pin (False only with allow_unverified)
+
+
+@dataclass(frozen=True)
+class FetchReport:
+    added: list[str]  # newly selected in params.yaml
+    models: list[Fetched]
+
+
+def fetch(models: list[str] | None = None, root: Path | None = None, allow_unverified: bool = False) -> FetchReport:
+    """Select ``models`` in params.yaml (keeping its comments) and reproduce their stages; None: all selected.
+
+    One ``repo.reproduce(stage, single_item=True)`` per stage (DVC's public API; a fetch stage has no upstream), so
+    each stage is timed on its own; a failed stage does not stop the others, all failures are raised at the end and
+    params.yaml is put back as it was. Every file reported is checked against its pin.
+    """
+    root = find_root(root)
+    for name in models or []:
+        get_spec(name)  # an unknown name fails before params.yaml is touched
+    params_before = (root / PARAMS_FILE).read_bytes()
+    added = add_models(root / PARAMS_FILE, list(models)) if models else []
+    try:
+        return _reproduce(root, models, added, allow_unverified)
+    except BaseException:
+        if added:
+            write_atomic(root / PARAMS_FILE, params_before)
+        raise
+
+
+def _reproduce(root: Path, models: list[str] | None, added: list[str], allow_unverified: bool) -> FetchReport:
+    from dvc.exceptions import DvcException
+
+    layout = Layout.load(root)
+    targets = list(dict.fromkeys(models)) if models else list(layout.params.models)
+    if not targets:
+        raise RepoError(f"no model is selected in {PARAMS_FILE} / {PARAMS_FILE} 中没有选中任何模型",
+                        "invoke fetch --model dinov2_vits14")
+    link_torch_copies(layout, targets)
+    seconds, states, failed = {}, {}, []
+    with open_repo(root) as repo, recorded_logs() as heard, unverified_allowed(allow_unverified):
+        for model in targets:
+            start, mark = time.perf_counter(), len(heard)
+            try:
+                ran = repo.reproduce(stage_name(model), single_item=True)
+                cached = any("is cached - skipping run" in line for line in heard[mark:])
+                states[model] = "cached" if cached else "ran" if ran else "up to date"
+            except DvcException as err:
+                failed.append(explain(err, f"fetch {model}"))
+            seconds[model] = time.perf_counter() - start
+    if failed:
+        raise failed[0] if len(failed) == 1 else RepoError("; ".join(e.message for e in failed), failed[0].hint)
+    pins = load_registry()
+    return FetchReport(added, [_checked(layout, m, pins, seconds[m], states[m]) for m in targets])
+
+
+def _checked(layout: Layout, model: str, pins: dict, seconds: float, state: str) -> Fetched:
+    """The workspace file as it is now: hashed, unless a stamp of this very inode (size, mtime, ctime) vouches."""
+    path = layout.weights(model)
+    pin = pins.get(CATALOG[model].upstream_file)
+    check = check_file(path, pin)
+    if not check.ok:
+        raise RepoError(f"{layout.rel(path)}: {check.reason} / 文件与固定哈希不符 (damaged or replaced)",
+                        "repair it / 修复: invoke verify --repair")
+    return Fetched(model, layout.rel(path), check.size, str(check.sha256), seconds, state, pin is not None)
+
+
+# ---------------------------------------------------------------------------------------------- list / status
+
+
+@dataclass(frozen=True)
+class Listing:
+    rows: list[dict]  # model, dim, params, size, selected, workspace, cache, remote (None: unknown)
+    save_dir: str
+    remote: str
+    notes: list[str]
+
+
+def list_models(root: Path | None = None) -> Listing:
+    """Every catalog model: dim, parameters, pinned size; selected, in the workspace, DVC cache, default remote."""
+    layout = Layout.load(root)
+    notes = []
+    try:
+        pins = load_registry()
+    except DinovaultError as err:
+        notes.append(f"note: {err.message}")
+        pins = {}
+    md5s = layout.recorded
+    rows = []
+    with open_repo(layout.root) as repo:
+        in_remote, note = remote_has(repo, set(md5s.values()))
+        for name in MODEL_NAMES:
+            spec, md5 = CATALOG[name], md5s.get(name)
+            pin = pins.get(spec.upstream_file)
+            rows.append({
+                "model": name, "dim": spec.embed_dim, "params": spec.num_params, "size": pin.size if pin else None,
+                "selected": name in layout.params.models, "workspace": layout.weights(name).is_file(),
+                "cache": bool(md5) and Path(repo.cache.local.oid_to_path(md5)).exists(),
+                "remote": None if in_remote is None else bool(md5) and md5 in in_remote,
+            })
+        remote = describe(repo)
+    return Listing(rows, layout.params.save_dir, remote, notes + ([note] if note else []))
+
+
+@dataclass(frozen=True)
+class Status:
+    where: str  # "the pipeline" or the remote
+    changes: list[tuple[str, str]]  # (stage or file, what changed)
+
+
+def status(root: Path | None = None, cloud: bool = False, remote: str | None = None) -> Status:
+    """What `dvc repro` (or, with ``cloud``, `dvc push`) would change; no changes: up to date."""
+    from dvc.exceptions import DvcException
+
+    layout = Layout.load(root)  # a broken params.yaml is reported with its line, before DVC's own parse error
+    with open_repo(layout.root, remote=remote) as repo:
+        where = describe(repo, remote) if cloud else "the pipeline"
+        try:
+            changes = repo.status(cloud=cloud, remote=remote)
+        except DvcException as err:
+            raise explain(err, "status", describe(repo, remote)) from None
+    return Status(where, [(t, _describe_change(t, what, layout.recorded)) for t, what in changes.items()])
+
+
+def _describe_change(target: str, what, fetched: dict[str, str]) -> str:
+    """One line for one entry of `dvc status`: a stage never run, or what changed in it."""
+    kind, _, model = target.partition("@")
+    if kind == STAGE and model in CATALOG and model not in fetched:
+        return f"not fetched yet / 尚未获取 (invoke fetch --model {model})"
+    if isinstance(what, str):
+        return what
+    parts = []
+    for item in what if isinstance(what, list) else [what]:
+        if isinstance(item, str):
+            parts.append(item)
+            continue
+        for section, files in item.items():
+            if isinstance(files, dict):
+                files = ", ".join(f"{path} ({state})" for path, state in files.items())
+            parts.append(f"{section}: {files}")
+    return "; ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------- clean
+
+
+@dataclass
+class Cleaned:
+    removed: list[str] = field(default_factory=list)  # models removed from the workspace
+    kept: list[str] = field(default_factory=list)  # weights kept because the remote lacks them and no one agreed
+    note: str = ""
+
+
+def clean(root: Path | None = None, yes: bool = False, confirm: Callable[[str], bool] | None = None) -> Cleaned:
+    """Remove the models that params.yaml no longer selects from the workspace (weights, card, metrics).
+
+    A file the default remote does not hold is removed only after ``confirm`` (or ``yes``) agrees.
+    """
+    layout = Layout.load(root)
+    selected = set(layout.params.models)
+    out = Cleaned()
+    if not layout.save_dir.is_dir():
+        return out
+    unselected = sorted(p.stem for p in layout.save_dir.glob("*.pth") if p.stem not in selected and p.stem in CATALOG)
+    if not unselected:
+        return out
+    oids = {m: layout.recorded.get(m) or hash_file(layout.weights(m), md5=True).md5 for m in unselected}
+    with open_repo(layout.root) as repo:
+        where = describe(repo)
+        in_remote, out.note = remote_has(repo, set(oids.values()))
+    for model in unselected:
+        weights = layout.weights(model)
+        if in_remote is None or oids[model] not in in_remote:
+            question = f"{layout.rel(weights)} is not in {where}; delete it anyway? / 远端没有此文件，仍删除？"
+            if not (yes or (confirm and confirm(question))):
+                out.kept.append(layout.rel(weights))
+                continue
+        for path in (weights, layout.card(model), layout.metrics(model)):
+            path.unlink(missing_ok=True)
+        out.removed.append(model)
+    return out

@@ -1,0 +1,216 @@
+"""`invoke verify [--repair]`: every recorded model's bytes, wherever they are linked, against dvc.lock and the pin.
+
+A model's weights live in up to three places: the workspace file, the DVC cache object and the torch.hub cache
+copy, usually one inode (hard links). Each is re-hashed (each inode once). Repair gets good bytes (an intact copy
+among those three, else the DVC remote, else the pinned download sources), verifies them, and links them into every
+place: a damaged inode is never written into; renaming the new link over each name unlinks it there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..cache import write_stamp
+from ..catalog import CATALOG
+from ..errors import DinovaultError, RepoError
+from ..files import Digests, hash_file, link_atomic, temp_beside
+from ..progress import human_size
+from ..registry import Pin, load_registry
+from .dvc import describe, open_repo
+from .layout import Layout
+
+REPAIR = "invoke verify --repair"
+
+
+@dataclass(frozen=True)
+class Checked:
+    path: str  # relative to the repository (workspace) or absolute (DVC cache, torch.hub cache)
+    state: str  # "ok", "bad", "missing" or "unfetched" (selected, never fetched: nothing recorded to contradict)
+    detail: str  # "<size>  sha256:<hex>" when ok, what is wrong otherwise
+
+
+@dataclass(frozen=True)
+class _Model:
+    name: str
+    md5: str | None  # dvc.lock's
+    pin: Pin | None
+    places: dict[str, Path]  # "workspace", "DVC cache", "torch.hub cache" → path
+
+
+def _models(layout: Layout, repo) -> list[_Model]:
+    pins = load_registry()
+    present = {p.stem for p in layout.save_dir.glob("*.pth")} if layout.save_dir.is_dir() else set()
+    out = []
+    for name in [*layout.params.models, *sorted(present - set(layout.params.models))]:
+        if name not in CATALOG:
+            continue
+        md5 = layout.recorded.get(name)
+        places = {"workspace": layout.weights(name), "torch.hub cache": layout.torch_copy(name)}
+        if md5:
+            places["DVC cache"] = Path(repo.cache.local.oid_to_path(md5))
+        out.append(_Model(name, md5, pins.get(CATALOG[name].upstream_file), places))
+    return out
+
+
+def _problems(model: _Model, got: Digests, selected: bool) -> list[str]:
+    bad = []
+    if model.md5 and got.md5 != model.md5:
+        bad.append(f"md5 {got.md5} != dvc.lock {model.md5}")
+    if not model.md5 and selected:
+        bad.append("not recorded in dvc.lock / dvc.lock 中无记录 (invoke fetch)")
+    if model.pin is None:
+        bad.append(f"no pin for {CATALOG[model.name].upstream_file} in the registry / 注册表中无此文件的哈希")
+    elif got.sha256 != model.pin.sha256 or got.size != model.pin.size:
+        bad.append(f"sha256 {got.sha256} ({got.size} B) != pinned {model.pin.sha256} ({model.pin.size} B)")
+    return bad
+
+
+class _Hasher:
+    """Digests per inode: hard links are read once."""
+
+    def __init__(self):
+        self.seen: dict[tuple[int, int], Digests] = {}
+
+    def __call__(self, path: Path) -> Digests:
+        st = path.stat()
+        key = (st.st_dev, st.st_ino)
+        if key not in self.seen:
+            self.seen[key] = hash_file(path, md5=True)
+        return self.seen[key]
+
+
+def verify(root: Path | None = None, repair: bool = False, remote: str | None = None) -> tuple[list, list[Checked]]:
+    """(what was repaired, what was checked). Re-hash every model's workspace file, DVC cache object and torch.hub
+    copy against dvc.lock (md5) and the pinned registry (sha256), after repairing them when asked (good bytes from
+    ``remote``, default: the default remote). A recorded workspace file that is missing fails; a model selected but
+    never fetched is only reported; a missing cache object or torch.hub copy is no failure (repair links it again)."""
+    layout = Layout.load(root)
+    with open_repo(layout.root, remote=remote) as repo:
+        models = _models(layout, repo)
+        repaired = _repair(repo, remote, models) if repair else []
+    digest = _Hasher()  # after a repair: the inodes are new
+    checked = []
+    for model in models:
+        for place, path in model.places.items():
+            shown = layout.rel(path) if place == "workspace" else f"{path} ({place})"
+            if not path.is_file():
+                if place == "workspace":
+                    checked.append(_absent(model, shown))
+                continue
+            got = digest(path)
+            bad = _problems(model, got, model.name in layout.params.models)
+            checked.append(Checked(shown, "bad" if bad else "ok",
+                                   "; ".join(bad) or f"{human_size(got.size)}  sha256:{got.sha256}"))
+    return repaired, checked
+
+
+def _absent(model: _Model, shown: str) -> Checked:
+    if not model.md5:
+        return Checked(shown, "unfetched", f"not fetched yet / 尚未获取 (invoke fetch --model {model.name})")
+    how = f"{REPAIR}, invoke pull --model {model.name} or invoke fetch --model {model.name}"
+    return Checked(shown, "missing", f"missing / 缺失 ({how})")
+
+
+def verification_error(checked: list[Checked]) -> RepoError | None:
+    problems = [c for c in checked if c.state in ("bad", "missing")]
+    if not problems:
+        return None
+    return RepoError(
+        f"verification failed for {len(problems)} file(s) / {len(problems)} 个文件校验失败:\n  "
+        + "\n  ".join(f"{c.path}: {c.detail}" for c in problems),
+        f"repair them (good bytes from the DVC remote, else the pinned sources) / 修复: {REPAIR}",
+    )
+
+
+# ---------------------------------------------------------------------------------------------- repair
+
+
+@dataclass(frozen=True)
+class Repaired:
+    model: str
+    source: str  # where the good bytes came from
+    placed: list[str]  # the places linked to them again
+
+
+def _repair(repo, remote: str | None, models: list[_Model]) -> list[Repaired]:
+    """Put good bytes in every place of every recorded model that is missing or does not verify."""
+    digest = _Hasher()
+    done = []
+    for model in models:
+        if not model.md5 or model.pin is None:
+            continue  # nothing recorded to repair towards (never fetched, or no pin to check against)
+        bad = [p for p, path in model.places.items() if not path.is_file() or _problems(model, digest(path), True)]
+        if bad:
+            done.append(_repair_one(repo, remote, model, bad))
+    return done
+
+
+def _repair_one(repo, remote: str | None, model: _Model, bad: list[str]) -> Repaired:
+    good_places = [p for p in model.places if p not in bad]
+    cache_obj = model.places["DVC cache"]
+    cache_obj.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_beside(cache_obj, "repair")
+    try:
+        if good_places:
+            good, source = model.places[good_places[0]], f"the intact {good_places[0]} copy"
+        elif source := _from_remote(repo, remote, model, tmp):
+            good = tmp
+        else:
+            good, source = model.places["torch.hub cache"], _from_sources(model, model.places["torch.hub cache"])
+        os.chmod(good, 0o444)  # DVC keeps its cache read-only; the workspace file is the same inode
+        for place in bad:
+            if model.places[place] != good:
+                _place(good, model.places[place])
+        write_stamp(model.places["workspace"], model.pin.sha256)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return Repaired(model.name, source, bad)
+
+
+def _place(good: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        link_atomic(good, dest)
+    except OSError:  # another file system: a verified copy, renamed into place
+        copy = temp_beside(dest, "copy")
+        try:
+            shutil.copyfile(good, copy)
+            os.replace(copy, dest)
+        finally:
+            copy.unlink(missing_ok=True)
+
+
+def _good(model: _Model, path: Path) -> bool:
+    return path.is_file() and not _problems(model, hash_file(path, md5=True), True)
+
+
+def _from_remote(repo, remote: str | None, model: _Model, tmp: Path) -> str | None:
+    """The object from the DVC remote into ``tmp``; its description when it verifies, else None."""
+    with contextlib.suppress(Exception):  # no remote, unreachable, object missing: the pinned sources are next
+        odb = repo.cloud.get_remote_odb(remote, "pull")
+        odb.fs.get_file(odb.oid_to_path(model.md5), str(tmp))
+        if _good(model, tmp):
+            return describe(repo, remote)
+    tmp.unlink(missing_ok=True)
+    return None
+
+
+def _from_sources(model: _Model, dest: Path) -> str:
+    """A fresh verified download (DINOV2_BASE_URL or the official URL) as a new torch.hub cache file (the damaged one
+    there is unlinked first, never written into)."""
+    from ..download import ensure_file
+    from ..sources import source_urls
+
+    try:
+        got = ensure_file(source_urls(CATALOG[model.name]), dest, model.pin, rehash=True)
+    except DinovaultError as err:
+        raise RepoError(f"cannot repair {model.name}: the DVC remote has no good copy and {err.message}",
+                        err.hint) from None
+    if not _good(model, dest):  # the pin matched; dvc.lock's md5 must too
+        raise RepoError(f"cannot repair {model.name}: the pinned file does not match dvc.lock's md5 / 与 dvc.lock 不符",
+                        "fetch it again: invoke fetch --model NAME / 请重新获取")
+    return got.url or "the pinned sources"

@@ -1,0 +1,144 @@
+"""The repository's layout: where it is, what params.yaml selects, where each file of a model goes (workspace,
+metrics, torch.hub copy) and what dvc.lock records. Reads files only: DVC is not imported here (see dvc.py)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..cache import cache_path
+from ..catalog import CATALOG, get_spec
+from ..errors import DinovaultError, RepoError
+from ..files import link_atomic
+from ..params import Params, load_params
+
+STAGE = "fetch"
+PARAMS_FILE = "params.yaml"
+METRICS_DIR = "metrics"
+
+
+def stage_name(model: str) -> str:
+    return f"{STAGE}@{model}"
+
+
+def find_root(start: str | Path | None = None) -> Path:
+    """The dinovault repository holding ``start`` (default: the current directory), like git finds its root."""
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "dvc.yaml").is_file() and (folder / ".dvc").is_dir() and (folder / PARAMS_FILE).is_file():
+            return folder
+    raise RepoError(
+        f"{here} is not inside a dinovault repository (no dvc.yaml, .dvc/ and params.yaml above it) / "
+        "当前目录不在 dinovault 仓库中",
+        "cd into your clone of dinovault and run the task again / 请先 cd 到仓库目录再运行",
+    )
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each file of a model goes in the repository, and what dvc.lock records (read once)."""
+
+    root: Path
+    params: Params
+    recorded: dict[str, str]  # model → md5 of its weights in dvc.lock (only models whose stage has run)
+
+    @classmethod
+    def load(cls, root: Path | None = None) -> Layout:
+        root = find_root(root)
+        return cls(root, load_params(root / PARAMS_FILE), read_lock(root))
+
+    @property
+    def save_dir(self) -> Path:
+        return self.root / self.params.save_dir
+
+    def weights(self, model: str) -> Path:
+        return self.save_dir / f"{model}.pth"
+
+    def card(self, model: str) -> Path:
+        return self.save_dir / f"{model}.json"
+
+    def metrics(self, model: str) -> Path:
+        return self.root / METRICS_DIR / f"{model}.json"
+
+    @staticmethod
+    def torch_copy(model: str) -> Path:
+        return cache_path(CATALOG[model].upstream_file)
+
+    def rel(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+    def pull_targets(self, models: list[str] | None) -> list[str] | None:
+        """The stages to pull for ``models`` (None: all); a model not selected or never fetched is an error."""
+        if not models:
+            return None
+        for name in models:
+            get_spec(name)
+            if name not in self.params.models:
+                raise RepoError(
+                    f"{name} is not selected in {PARAMS_FILE}, so no stage records it / {name} 未被选中",
+                    f"invoke fetch --model {name}",
+                )
+            if name not in self.recorded:
+                raise RepoError(
+                    f"{name} was never fetched: dvc.lock records no file to pull / {name} 尚未获取，dvc.lock 中无记录",
+                    f"invoke fetch --model {name} (then git commit dvc.lock and invoke push on that machine)",
+                )
+        return [stage_name(m) for m in dict.fromkeys(models)]
+
+
+def read_lock(root: Path) -> dict[str, str]:
+    """model → md5 of its weights as dvc.lock records them (only models whose stage has run)."""
+    from ruamel.yaml import YAML
+
+    lock = root / "dvc.lock"
+    if not lock.is_file():
+        return {}
+    data = YAML(typ="safe").load(lock.read_text(encoding="utf-8")) or {}
+    found: dict[str, str] = {}
+    for name, stage in (data.get("stages") or {}).items():
+        kind, _, model = name.partition("@")
+        if kind != STAGE or model not in CATALOG:
+            continue
+        for out in stage.get("outs") or []:
+            if str(out.get("path", "")).endswith(f"{model}.pth") and out.get("md5"):
+                found[model] = out["md5"]
+    return found
+
+
+def link_torch_copies(layout: Layout, models: list[str]) -> list[Path]:
+    """Hard-link recorded workspace weights (e.g. from `dvc pull`) into the torch.hub cache where it lacks them, so a
+    stage that reruns verifies them there instead of downloading, and torch.hub finds them. Only files of the pinned
+    size; the fetch script still checks their SHA-256. Never copies."""
+    # a workspace file with 3 links is already in the DVC cache and the torch cache: skip the registry (fast no-op)
+    models = [m for m in models if m in layout.recorded and _links(layout.weights(m)) in (1, 2)]
+    if not models:
+        return []
+    from ..registry import load_registry
+
+    try:
+        pins = load_registry()
+    except DinovaultError:
+        return []
+    linked = []
+    for model in models:
+        pin, src, dest = pins.get(CATALOG[model].upstream_file), layout.weights(model), layout.torch_copy(model)
+        if pin is None or dest.exists() or src.stat().st_size != pin.size:
+            continue
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            link_atomic(src, dest)
+            linked.append(dest)
+        except OSError:  # another file system or no permission: the stage downloads as usual
+            pass
+    return linked
+
+
+def _links(path: Path) -> int:
+    try:
+        return path.stat().st_nlink
+    except OSError:
+        return 0

@@ -1,0 +1,84 @@
+"""Every environment variable dinovault reads, read here and nowhere else, on each call (never at import), so a
+long-lived process or a test sees the environment as it is now.
+
+| variable | read by | effect |
+|---|---|---|
+| ``DINOV2_BASE_URL`` | sources | base URL(s) of the official layout, comma or space separated, tried in order |
+| ``DINOV2_REGISTRY`` | registry | a pin file replacing ``dinovault/registry.txt`` |
+| ``DINOV2_RETRIES``, ``DINOV2_BACKOFF``, ``DINOV2_MAX_WAIT``, ``DINOV2_TIMEOUT`` | download | retry policy |
+| ``TORCH_HOME``, ``XDG_CACHE_HOME`` | cache | the torch.hub cache root, defaulting exactly as torch does |
+| ``DINOVAULT_MODELS_DIR`` | extractor | where ``DINOv2FeatureExtractor`` looks for ``<model>.pth`` |
+| ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY`` (either case) | remotes.probe | a proxy is used: no direct TCP check |
+| ``DINOVAULT_ALLOW_UNVERIFIED`` | fetch script | ``1``: accept a model with no pin (invoke fetch --allow-unverified) |
+
+``DINOVAULT_REQUIRE_SERVERS`` is read by the tests only (tests/support/servers.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import DinovaultError
+
+BASE_URL = "DINOV2_BASE_URL"
+ALLOW_UNVERIFIED = "DINOVAULT_ALLOW_UNVERIFIED"
+PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def base_urls_text() -> str:
+    return os.environ.get(BASE_URL, "")
+
+
+def registry_file() -> Path | None:
+    value = os.environ.get("DINOV2_REGISTRY")
+    return Path(value).expanduser() if value else None
+
+
+def number(name: str, default: float, kind=float):
+    """A non-negative number from ``name`` (``default`` when unset or empty); a DinovaultError naming it otherwise."""
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        result = kind(value)
+    except ValueError:
+        result = -1
+    if result < 0:
+        raise DinovaultError(f"{name}={value!r} is not a non-negative number / 不是非负数",
+                             f"unset {name} or fix its value / 请取消或修正 {name}")
+    return result
+
+
+def torch_home() -> Path:
+    """``$TORCH_HOME``, defaulting exactly as torch.hub does (``$XDG_CACHE_HOME/torch`` or ``~/.cache/torch``)."""
+    default = os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "torch")
+    return Path(os.path.expanduser(os.getenv("TORCH_HOME", default)))
+
+
+def models_dir() -> str | None:
+    return os.environ.get("DINOVAULT_MODELS_DIR") or None
+
+
+def proxy_set() -> bool:
+    return any(os.environ.get(name) for name in PROXY_VARS)
+
+
+def allow_unverified() -> bool:
+    return os.environ.get(ALLOW_UNVERIFIED, "") == "1"
+
+
+@contextlib.contextmanager
+def overridden(name: str, value: str) -> Iterator[None]:
+    """``name=value`` in this process's environment (inherited by the commands it runs) for the block."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before

@@ -1,0 +1,149 @@
+"""The package's import structure: no import cycle, and no module importing one of a higher layer.
+
+Layers, lowest first (a module may import its own layer and the ones below, never one above):
+
+1. foundation     errors, settings, files
+2. model facts    catalog, registry, params, progress
+3. fetch path     cache, sources, download, export, fetch, checkpoint, backbone, smoke
+4. using weights  extractor, features
+5. repository     repo (layout, dvc, commands)
+6. remotes        remotes (config, probe, transfer)
+
+Every import counts, also those inside functions (they are how torch and DVC stay lazy, and a lazy import still
+ties the modules together). The package's ``__init__`` is exempt as an importee: it only holds ``__version__`` and the
+lazy ``DINOv2FeatureExtractor`` façade. A new module must be given a layer here.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "dinovault"
+LAYERS = [
+    {"errors", "settings", "files"},
+    {"catalog", "registry", "params", "progress"},
+    {"cache", "sources", "download", "export", "fetch", "checkpoint", "backbone", "smoke"},
+    {"extractor", "features"},
+    {"repo"},
+    {"remotes"},
+]
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    """The ``dinovault`` modules that ``path`` imports (absolute or relative, at any depth of the code)."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "dinovault")
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.split(".")[0] != "dinovault":
+                continue
+            modules = {f"{target}.{a.name}" for a in node.names}
+            known = {m for m in modules if _exists(m)}
+            found.update(known or {target})  # `from . import x` names a module; `from .m import f` names m
+    return {m for m in found if m != name}
+
+
+def _exists(module: str) -> bool:
+    rel = Path(*module.split(".")[1:])
+    return (PACKAGE / rel).with_suffix(".py").is_file() or (PACKAGE / rel / "__init__.py").is_file()
+
+
+def graph() -> dict[str, set[str]]:
+    return {module_name(p): imports_of(p) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def layer_of(module: str) -> int | None:
+    top = module.split(".")[1] if "." in module else None
+    return next((i for i, group in enumerate(LAYERS) if top in group), None)
+
+
+def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(edges):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_every_module_has_a_layer():
+    missing = sorted(m for m in graph() if m != "dinovault" and layer_of(m) is None)
+    assert not missing, f"give these modules a layer in tests/test_layers.py: {missing}"
+
+
+def test_no_import_cycle():
+    cycle = find_cycle(graph())
+    assert cycle is None, "import cycle: " + " → ".join(cycle)
+
+
+def test_no_import_from_a_lower_layer_into_a_higher_one():
+    wrong = []
+    for module, imported in graph().items():
+        mine = layer_of(module)
+        for other in imported:
+            theirs = layer_of(other)
+            if other != "dinovault" and mine is not None and theirs is not None and theirs > mine:
+                wrong.append(f"{module} (layer {mine + 1}) imports {other} (layer {theirs + 1})")
+    assert not wrong, "\n".join(sorted(wrong))
+
+
+def test_the_checker_sees_cycles_and_upward_imports():
+    """The helpers above on a made-up graph, so that the real checks cannot pass by seeing nothing."""
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+    edges = graph()
+    assert "dinovault.repo.layout" in edges["dinovault.repo.commands"]  # relative imports resolved
+    assert "dinovault.cache" in edges["dinovault.repo.layout"]  # `from ..cache import x`
+    assert layer_of("dinovault.remotes.transfer") > layer_of("dinovault.repo.dvc") > layer_of("dinovault.fetch")
+
+
+# download.py (478 lines) is being rewritten for issue 10 (segmented download), which owns its split; remove it from
+# here when that lands
+OVER_LIMIT_ELSEWHERE = {"download.py"}
+
+
+# Modules of features added after that rebuild, not counted in the "no bigger for the same features" sum
+NEW_FEATURES = {
+    "repo/integrity.py",  # issue 9: torch.hub copies checked, verify --repair (besides the old verify)
+    "remotes/s3.py",  # issue 10: S3 uploads through boto3's transfer manager, verified while read
+}
+
+
+def test_the_package_stays_small():
+    """Issue 8: no module, tasks.py or script over 400 lines; the package no bigger than before the DVC layer was
+    rebuilt (3,469 lines)."""
+    root = PACKAGE.parent
+    files = [*PACKAGE.rglob("*.py"), root / "tasks.py", *(root / "scripts").glob("*.py")]
+    lines = {p: len(p.read_text(encoding="utf-8").splitlines()) for p in files}
+    over = {str(p.relative_to(root)): n for p, n in lines.items() if n > 400 and p.name not in OVER_LIMIT_ELSEWHERE}
+    assert not over, over
+    same_features = [n for p, n in lines.items() if p.is_relative_to(PACKAGE) and
+                     str(p.relative_to(PACKAGE)) not in NEW_FEATURES]
+    assert sum(same_features) <= 3469
