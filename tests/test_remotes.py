@@ -294,6 +294,32 @@ def test_push_interrupted_by_a_stopped_server_resumes(target, clone_a, restore_c
         assert md5.endswith(".dir") or _content_md5(data) == md5, f"{md5} on the server is not the object"
 
 
+def test_a_damaged_file_is_never_pushed(target, machine):
+    """One flipped byte in the workspace file (the same inode as the DVC cache object): the push is refused naming it
+    and the repair command, and the remote holds nothing with that object's name (S3: re-hashed while it is read for
+    the upload, so the multipart upload is aborted; SSH and WebDAV: re-hashed before anything is sent)."""
+    c = machine.clone(f"damaged-{target.kind}")
+    c.select(VITS)
+    c.invoke("fetch", "--model", VITS)
+    path = c.weights(VITS)
+    mode = path.stat().st_mode
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as fh:  # in place on purpose: the damage reaches every hard link, as on a failing disk
+        fh.seek(4096)
+        byte = fh.read(1)
+        fh.seek(4096)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    os.chmod(path, mode)  # read-only as DVC left it: a failing disk changes bytes, not modes
+    place = _place(target, "dmg")
+    c.invoke("remote", "--url", target.url(place), *target.options())
+    res = c.invoke("push", ok=False)
+    line = _one_error_line(res)
+    assert f"push refused: models/dinov2/{VITS}.pth" in line and "invoke verify --repair" in res.stderr, res.text
+    assert c.lock_md5(VITS) not in target.objects(place)
+    if target.kind == "s3":
+        assert not target.server.client().list_multipart_uploads(Bucket=place).get("Uploads")
+
+
 @pytest.mark.parametrize("kind", ["ssh", "webdav"])
 def test_push_retries_over_a_server_restart(kind, request, clone_a, restore_config):
     """The server goes down and comes back during a push: the push retries by itself and completes."""

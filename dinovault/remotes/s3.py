@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import os
 from collections.abc import Iterator
 
 from ..errors import DamagedObjectError
@@ -88,16 +89,27 @@ class _HashingReader:
         return False
 
 
-def upload_verified(client, path: str, bucket: str, key: str, md5: str, *, jobs: int = DEFAULT_JOBS,
-                    extra_args: dict | None = None, size: int) -> None:
-    """Upload ``path`` to ``bucket/key`` with boto3's transfer manager, refusing (nothing lands) if it does not hash
-    to ``md5``."""
+def upload_verified(client, objects: list[tuple[str, str, str, str]], *, jobs: int = DEFAULT_JOBS,
+                    extra_args: dict | None = None) -> list[str]:
+    """Upload each ``(path, bucket, key, md5)`` with one boto3 transfer manager (``jobs`` requests in flight in all;
+    parts fitted to the largest file). Returns the paths that did not hash to their ``md5``: none of those landed."""
     from s3transfer.manager import TransferConfig, TransferManager
 
-    chunk = part_size(size, jobs)
+    chunk = part_size(max((os.path.getsize(o[0]) for o in objects), default=0), jobs)
     config = TransferConfig(multipart_threshold=chunk, multipart_chunksize=chunk, max_request_concurrency=jobs)
-    with open(path, "rb", buffering=0) as fh, TransferManager(client, config) as manager:
-        manager.upload(_HashingReader(fh, md5, path), bucket, key, extra_args=extra_args).result()
+    damaged = []
+    with contextlib.ExitStack() as stack:
+        manager = stack.enter_context(TransferManager(client, config))
+        futures = []
+        for path, bucket, key, md5 in objects:
+            reader = _HashingReader(stack.enter_context(open(path, "rb", buffering=0)), md5, path)
+            futures.append((path, manager.upload(reader, bucket, key, extra_args=extra_args)))
+        for path, future in futures:
+            try:
+                future.result()
+            except DamagedObjectError:
+                damaged.append(path)
+    return damaged
 
 
 __all__ = ["DEFAULT_JOBS", "client_for", "download_chunks", "part_size", "upload_verified"]

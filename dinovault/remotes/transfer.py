@@ -2,8 +2,9 @@
 has answered, every failure explained by the one table (repo/dvc.py), and one summary of what moved.
 
 Push sends only what the remote lacks, and re-sends objects a cut-short WebDAV upload left truncated under their
-final name. Pull re-hashes what it downloads (``verify``), skips selected models that were never fetched, and links
-the weights into the torch.hub cache.
+final name; every object sent is re-hashed first (S3: while it is read for the upload, by remotes/s3.py). Pull
+re-hashes what it downloads (``verify``), skips selected models that were never fetched, and links the weights into
+the torch.hub cache. S3 transfers use ``jobs`` connections per object (default 16) in parts fitted to the object.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DinovaultError, RemoteError, RepoError
+from ..errors import DamagedObjectError, DinovaultError, RemoteError
 from ..files import hash_file
-from ..repo.dvc import captured_logs, describe, explain, open_repo
+from ..repo.dvc import captured_logs, describe, explain, open_repo, remote_name
 from ..repo.layout import Layout, link_torch_copies
+from . import s3
 from .probe import check_answers, get_remote, reach, why_forbidden
 
 # Uploads to these go straight to the final object name, so an interrupted push can leave a truncated object that
@@ -85,21 +87,28 @@ def _run(direction, layout: Layout, name, jobs, retries, on_retry, targets) -> T
     result = Transfer(direction)
     contacted = False  # failures before the server ever answered are not retried: nothing is running there
     t0 = time.monotonic()
-    with open_repo(layout.root, remote=name, verify=direction == "pull") as repo:
+    with open_repo(layout.root, remote=name, verify=direction == "pull") as repo, contextlib.ExitStack() as stack:
         result.remote = describe(repo, name)
         if targets is None:
             targets = _recorded_targets(repo, result)
         if targets == [] and direction == "push":  # nothing fetched yet (a pull still checks its remote)
             return result
+        if _is_s3(repo, name):
+            jobs = jobs or int(repo.config["remote"][remote_name(repo, name)].get("jobs") or s3.DEFAULT_JOBS)
+            if direction == "pull":  # s3fs file systems made from here on download in chunks fitted to the objects
+                stack.enter_context(s3.download_chunks(max(_missing_outs(repo, targets).values(), default=0), jobs))
         while True:
             result.attempts += 1
             try:
                 with captured_logs() as logs:
                     try:
                         if direction == "push":
-                            planned = _plan_push(repo, name, jobs, result, layout, targets)
+                            planned, to_send = _plan_push(repo, name, jobs, result, layout, targets)
                             contacted = True  # the server answered what it holds
-                            repo.push(targets=targets, remote=planned, jobs=jobs)
+                            if _is_s3(repo, name):
+                                _push_s3(repo, planned, to_send, jobs, layout)
+                            else:
+                                repo.push(targets=targets, remote=planned, jobs=jobs)
                         else:
                             if result.attempts == 1:
                                 check_answers(repo, name, result.remote)
@@ -138,9 +147,10 @@ def _forget_connections(repo, name) -> None:
         type(repo.cloud.get_remote(name).fs.fs).clear_instance_cache()
 
 
-def _plan_push(repo, name, jobs, result: Transfer, layout: Layout, targets) -> str:
+def _plan_push(repo, name, jobs, result: Transfer, layout: Layout, targets) -> tuple[str, set]:
     """What the remote lacks (truncated objects removed so they are sent again), counted into ``result`` and
-    re-hashed (a damaged object stops the push before anything is sent); returns the remote's name."""
+    re-hashed (a damaged object stops the push before anything is sent; S3 re-hashes while uploading instead);
+    returns the remote's name and the objects to send."""
     remote = get_remote(repo, name, "push")
     reach(repo, remote.name)
     objs = set().union(*repo.used_objs(targets, remote=remote.name).values())
@@ -150,32 +160,56 @@ def _plan_push(repo, name, jobs, result: Transfer, layout: Layout, targets) -> s
     to_send |= repaired
     if remote.fs.protocol in TEMP_UPLOADS:
         result.temps += _drop_temps(repo, remote, to_send)
-    _refuse_damaged(repo, to_send, layout)
+    if remote.fs.protocol != "s3":
+        _refuse_damaged(repo, to_send, layout)
     if result.attempts == 1:  # counts what had to move; later attempts only finish it
         result.objects, result.present = len(to_send), len(present) - len(repaired)
         result.bytes = sum(_size(repo, hi.value) for hi in to_send)
     else:
         result.objects += len(repaired)
     result.repaired += len(repaired)
-    return remote.name
+    return remote.name, to_send
+
+
+def _push_s3(repo, name: str, to_send: set, jobs: int, layout: Layout) -> None:
+    """The objects to send, uploaded straight into the remote's layout by boto3's transfer manager, each re-hashed as
+    it is read: a damaged one never completes its upload. DVC's push then has nothing left to send, so it is not
+    called (its status check would only cost round trips)."""
+    odb = repo.cloud.get_remote_odb(name, "push")
+    objects = []
+    for hi in sorted(to_send, key=lambda h: h.value):
+        bucket, _, key = odb.oid_to_path(hi.value).partition("/")
+        objects.append((repo.cache.local.oid_to_path(hi.value), bucket, key, hi.value.removesuffix(".dir")))
+    fs_args = odb.fs.fs_args
+    damaged = s3.upload_verified(s3.client_for(fs_args), objects, jobs=jobs,
+                                 extra_args={k: v for k, v in (fs_args.get("s3_additional_kwargs") or {}).items() if v})
+    if damaged:
+        raise _damaged(repo, damaged, layout)
 
 
 def _refuse_damaged(repo, objs: set, layout: Layout) -> None:
     """Re-hash every object about to be sent; one whose bytes do not match its name (md5) would spread the damage
     to every clone that pulls it, so none is sent."""
-    names = {md5: layout.rel(layout.weights(model)) for model, md5 in layout.recorded.items()}
     bad = []
     for hi in sorted(objs, key=lambda h: h.value):
         path = repo.cache.local.oid_to_path(hi.value)
         with contextlib.suppress(OSError):  # a missing object is DVC's to report
             if hash_file(path, md5=True, sha256=False).md5 != hi.value.removesuffix(".dir"):
-                bad.append(names.get(hi.value, path))
+                bad.append(path)
     if bad:
-        raise RepoError(
-            f"push refused: {', '.join(bad)} does not match its recorded hash (damaged); nothing was sent / "
-            "拒绝推送：文件已损坏，未发送任何内容",
-            "repair, then push again / 请先修复再推送: invoke verify --repair && invoke push",
-        )
+        raise _damaged(repo, bad, layout)
+
+
+def _damaged(repo, paths: list[str], layout: Layout) -> DamagedObjectError:
+    """The refusal for cache objects (``paths``) whose bytes do not match their names, named as the workspace has
+    them."""
+    names = {repo.cache.local.oid_to_path(md5): layout.rel(layout.weights(model))
+             for model, md5 in layout.recorded.items()}
+    return DamagedObjectError(
+        f"push refused: {', '.join(names.get(p, p) for p in paths)} does not match its recorded hash (damaged); "
+        "nothing damaged was sent / 拒绝推送：文件已损坏，未发送损坏的内容",
+        "repair, then push again / 请先修复再推送: invoke verify --repair && invoke push",
+    )
 
 
 def _drop_temps(repo, remote, to_send: set) -> int:
@@ -237,6 +271,10 @@ def _missing_outs(repo, targets) -> dict[str, int]:
     outs = [o for s in stages for o in s.outs if o.hash_info and o.hash_info.value]
     return {o.hash_info.value: o.meta.size or 0 for o in outs
             if not os.path.exists(repo.cache.local.oid_to_path(o.hash_info.value))}
+
+
+def _is_s3(repo, name) -> bool:
+    return str(repo.config["remote"].get(remote_name(repo, name), {}).get("url", "")).startswith("s3://")
 
 
 def _size(repo, oid: str) -> int:
