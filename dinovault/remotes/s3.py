@@ -5,9 +5,9 @@ one: a single stream) and downloads in ``default_block_size`` chunks gathered ba
 where each connection gets a few MB/s, that is the difference between using the link and using a fraction of it.
 
 - Uploads go through boto3's transfer manager (``s3transfer``; botocore's client with the settings DVC gives s3fs),
-  into the remote's own layout (``<prefix>/files/md5/ab/cdef…``), in parts of ``size / jobs``; the bytes are
-  hashed as they are read, and a file whose MD5 is not its object's name fails before the upload completes, so a
-  damaged object never lands in the remote (the multipart upload is aborted). DVC's own push then finds them there.
+  into the remote's own layout (``<prefix>/files/md5/ab/cdef…``), in parts of ``size / jobs``; each file is hashed
+  while it uploads, and one whose MD5 is not its object's name fails before the upload completes, so a damaged
+  object never lands in the remote (the multipart upload is aborted).
 - Downloads stay DVC's: s3fs's chunk size is set through fsspec's public configuration to ``size / jobs`` (bounded),
   so one object fills every connection in one batch, with no straggling last batch.
 """
@@ -15,12 +15,13 @@ where each connection gets a few MB/s, that is the difference between using the 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import DamagedObjectError
+from ..files import hash_file
 
 MIN_PART = 8 << 20  # S3's minimum part is 5 MiB; boto3's default is 8 MiB
 MAX_PART = 32 << 20  # bounds memory: s3fs and boto3 hold up to ``jobs`` parts in memory
@@ -65,50 +66,41 @@ def client_for(fs_args: dict):
     )
 
 
-class _HashingReader:
-    """A read-only, non-seekable view of a file that checks its MD5 when the last byte has been read, so that boto3
-    reads it once, in order, and a mismatch stops the upload before it completes."""
-
-    def __init__(self, fh, md5: str, name: str):
-        self.fh, self.expected, self.name = fh, md5, name
-        self.md5 = hashlib.md5()
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.fh.read(n)
-        if data:
-            self.md5.update(data)
-        elif self.md5.hexdigest() != self.expected:
-            raise DamagedObjectError(
-                f"{self.name} does not hash to its DVC object name (md5 {self.md5.hexdigest()}, expected "
-                f"{self.expected}): not uploaded / 文件内容与其 DVC 对象名不符，未上传",
-                "repair it first: invoke verify --repair / 请先运行 invoke verify --repair",
-            )
-        return data
-
-    def seekable(self) -> bool:
-        return False
-
-
 def upload_verified(client, objects: list[tuple[str, str, str, str]], *, jobs: int = DEFAULT_JOBS,
                     extra_args: dict | None = None) -> list[str]:
-    """Upload each ``(path, bucket, key, md5)`` with one boto3 transfer manager (``jobs`` requests in flight in all;
-    parts fitted to the largest file). Returns the paths that did not hash to their ``md5``: none of those landed."""
+    """Upload each ``(path, bucket, key, md5)`` with one boto3 transfer manager (``jobs`` requests in flight in all,
+    parts fitted to the largest file, read in parallel). Each file is hashed on a thread meanwhile, and the request
+    that would make its object appear (PutObject, CompleteMultipartUpload) first waits for that hash: a file that
+    does not hash to its ``md5`` fails there, its multipart upload is aborted and nothing lands. Returns those
+    paths."""
     from s3transfer.manager import TransferConfig, TransferManager
 
     chunk = part_size(max((os.path.getsize(o[0]) for o in objects), default=0), jobs)
     config = TransferConfig(multipart_threshold=chunk, multipart_chunksize=chunk, max_request_concurrency=jobs)
-    damaged = []
-    with contextlib.ExitStack() as stack:
-        manager = stack.enter_context(TransferManager(client, config))
-        futures = []
-        for path, bucket, key, md5 in objects:
-            reader = _HashingReader(stack.enter_context(open(path, "rb", buffering=0)), md5, path)
-            futures.append((path, manager.upload(reader, bucket, key, extra_args=extra_args)))
-        for path, future in futures:
-            try:
-                future.result()
-            except DamagedObjectError:
-                damaged.append(path)
+    with ThreadPoolExecutor(2, thread_name_prefix="dinovault-md5") as hashers:
+        digests = {(b, k): (hashers.submit(lambda p: hash_file(p, md5=True, sha256=False).md5, p), md5, p)
+                   for p, b, k, md5 in objects}
+
+        def gate(params, **_):
+            digest, md5, path = digests.get((params.get("Bucket"), params.get("Key")), (None, None, None))
+            if digest is not None and digest.result() != md5:
+                raise DamagedObjectError(f"{path} does not hash to {md5} / 文件内容与其 DVC 对象名不符")
+
+        events = ("before-parameter-build.s3.PutObject", "before-parameter-build.s3.CompleteMultipartUpload")
+        for event in events:
+            client.meta.events.register(event, gate)
+        damaged = []
+        try:
+            with TransferManager(client, config) as manager:
+                futures = [(p, manager.upload(p, b, k, extra_args=extra_args)) for p, b, k, _ in objects]
+                for path, future in futures:
+                    try:
+                        future.result()
+                    except DamagedObjectError:
+                        damaged.append(path)
+        finally:
+            for event in events:
+                client.meta.events.unregister(event, gate)
     return damaged
 
 
