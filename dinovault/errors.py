@@ -38,3 +38,7 @@ class CheckpointError(DinovaultError):
 
 class ExportError(DinovaultError):
     """save_dir cannot receive the model."""
+
+
+class ConfigError(DinovaultError):
+    """An environment variable or setting with a value that cannot work; retrying would not help."""

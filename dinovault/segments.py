@@ -1,0 +1,394 @@
+"""The segmented transfer: a large pinned file in ranges over several connections and every mirror at once.
+
+- Each source is probed by one connection first (does it honour Range? its ETag/Last-Modified and size); then up to
+  ``connections`` workers per source take ranges from one shared queue, so faster sources take more of them. When
+  the queue is empty an idle worker takes the second half of the largest range still in flight (no straggling tail).
+- Bytes are written in place into ``<file>.part`` (a new file of our own, never a hard link) with ``os.pwrite``.
+  A sidecar ``<file>.part.json``, rewritten atomically twice a second, records which bytes each source delivered:
+  after kill -9 a rerun fetches only the gaps. SHA-256 runs in order on a thread that re-reads (from the page cache)
+  the contiguous prefix as it grows; size and hash are checked before the rename.
+- A source that fails is dropped for the rest of the file; if all fail, the error names each and why. A source
+  that ignores Range makes the caller fall back to one stream (``NoRanges``). On a hash mismatch with two or more
+  sources, every range is fetched again from another source and compared, which finds and names the bad source.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from .cache import _read_json, write_json_atomic, write_stamp
+from .crosscheck import cross_check
+from .ranges import PrefixHasher, Ranges, write_at
+from .registry import Pin
+from .retry import (
+    LocalWriteError,
+    NoRanges,
+    Restart,
+    Retryable,
+    RetryPolicy,
+    SourceFailed,
+    all_failed,
+    request_failed,
+    status_error,
+)
+from .stream import DownloadResult, part_paths
+
+log = logging.getLogger("dinovault")
+
+READ = 256 * 1024  # bytes per socket read
+MIN_STEAL = 2 << 20  # never split a range in flight into halves smaller than this
+STEAL_AFTER = 0.75  # ... nor one that will be done sooner than this many seconds (the bytes in flight are lost)
+FLUSH_EVERY = 0.5  # seconds between sidecar rewrites
+
+
+@dataclass(eq=False)  # compared by identity: two ranges may hold equal numbers
+class Piece:
+    pos: int  # next byte to write
+    end: int  # exclusive; lowered when an idle worker takes the second half
+    t0: float = field(default_factory=time.monotonic)
+    got: int = 0
+
+    def seconds_left(self, now: float) -> float:
+        rate = self.got / max(now - self.t0, 1e-3)
+        return (self.end - self.pos) / rate if rate > 0 else float("inf")
+
+
+@dataclass
+class Source:
+    url: str
+    validator: dict = field(default_factory=dict)  # ETag / Last-Modified seen when probed (or in the sidecar)
+    probed: threading.Event = field(default_factory=threading.Event)
+    prober: bool = False  # a worker is probing it
+    failures: int = 0  # consecutive failed requests without progress
+    dead: str | None = None  # why it was dropped
+    no_ranges: bool = False  # dropped because it ignores Range requests
+    bytes: int = 0
+
+
+class Segmented:
+    def __init__(self, urls: list[str], dest: Path, pin: Pin, policy: RetryPolicy, progress, *, connections: int,
+                 segment_size: int, new_session):
+        self.dest, self.pin, self.policy, self.progress = dest, pin, policy, progress
+        self.connections, self.segment_size, self.new_session = connections, segment_size, new_session
+        self.part, self.meta_path = part_paths(dest)
+        self.sources = [Source(u) for u in urls]
+        self.cv = threading.Condition()
+        self.transferred = 0
+
+    # ---------------------------------------------------------------- the partial and its sidecar
+
+    def load(self) -> dict[str, Ranges]:
+        """Ranges already on disk per source, from the sidecar; an untrusted partial is discarded."""
+        meta = _read_json(self.meta_path)
+        try:
+            size = self.part.stat().st_size
+        except FileNotFoundError:
+            size = None
+        if size is None or meta is None or meta.get("sha256") != self.pin.sha256 or meta.get("total") != self.pin.size:
+            if size is not None:
+                log.warning("discarding partial download %s: it was downloaded for another pin or has no record",
+                            self.part)
+            self.discard()
+            return {}
+        if "done" not in meta:  # a single-stream partial: its bytes are one range from its source
+            done = {meta.get("url") or "": [[0, size]]}
+            validators = {meta.get("url") or "": {"etag": meta.get("etag"), "last_modified": meta.get("last_modified")}}
+        else:
+            done, validators = meta.get("done") or {}, meta.get("sources") or {}
+        out = {}
+        for url, pairs in done.items():
+            ok = [(a, b) for a, b in pairs if isinstance(a, int) and isinstance(b, int) and 0 <= a < b <= size]
+            out[url] = Ranges(ok)
+        for s in self.sources:
+            s.validator = {k: v for k, v in (validators.get(s.url) or {}).items() if v}
+        return out
+
+    def discard(self) -> None:
+        self.part.unlink(missing_ok=True)
+        self.meta_path.unlink(missing_ok=True)
+
+    def flush(self) -> None:
+        """Record what is on disk. It never claims more: bytes are added only after their pwrite returned."""
+        with self.cv:
+            data = {"total": self.pin.size, "sha256": self.pin.sha256,
+                    "done": {u: r.pairs() for u, r in self.done.items() if r.starts},
+                    "sources": {s.url: dict(s.validator) for s in self.sources if s.validator}}
+        try:
+            write_json_atomic(self.meta_path, data)
+        except OSError as err:  # e.g. a full disk: the older record stays true, only less complete
+            log.debug("could not update %s: %s", self.meta_path, err)
+
+    # ---------------------------------------------------------------- the queue of ranges
+
+    def take(self, source: Source) -> Piece | None:
+        """The next range for a worker of ``source``; waits while others may still give work back."""
+        with self.cv:
+            while not self.stop:
+                if source.dead:
+                    return None
+                if self.pending:
+                    a, b = self.pending.popleft()
+                    if b - a > self.segment_size:
+                        self.pending.appendleft((a + self.segment_size, b))
+                        b = a + self.segment_size
+                    piece = Piece(a, b)
+                    self.active.append(piece)
+                    return piece
+                now = time.monotonic()
+                big = max(self.active, key=lambda p: p.seconds_left(now), default=None)
+                if big is not None and big.end - big.pos >= 2 * MIN_STEAL and big.seconds_left(now) > STEAL_AFTER:
+                    mid = big.pos + (big.end - big.pos) // 2
+                    piece = Piece(mid, big.end)
+                    big.end = mid
+                    self.active.append(piece)
+                    return piece
+                if not self.active:
+                    return None
+                self.cv.wait(0.5)
+            return None
+
+    def give_back(self, piece: Piece) -> None:
+        with self.cv:
+            self.active.remove(piece)
+            if piece.pos < piece.end:
+                self.pending.appendleft((piece.pos, piece.end))
+            self.cv.notify_all()
+
+    def wrote(self, source: Source, piece: Piece, n: int) -> None:
+        with self.cv:
+            self.done.setdefault(source.url, Ranges()).add(piece.pos, piece.pos + n)
+            self.all_done.add(piece.pos, piece.pos + n)
+            piece.pos += n
+            piece.got += n
+            source.bytes += n
+            self.transferred += n
+            self.hash_target = self.all_done.prefix()
+            self.progress.update(n)
+            self.cv.notify_all()
+
+    # ---------------------------------------------------------------- one request
+
+    def request(self, session, source: Source, a: int, b: int):
+        """A response streaming bytes a..b-1 of the file, checked; an exception says why not."""
+        headers = {"Accept-Encoding": "identity", "Range": f"bytes={a}-{b - 1}"}
+        validator = source.validator.get("etag") or source.validator.get("last_modified")
+        if validator and not validator.startswith("W/"):
+            headers["If-Range"] = validator
+        try:
+            resp = session.get(source.url, headers=headers, stream=True,
+                               timeout=(self.policy.connect_timeout, self.policy.read_timeout))
+        except requests.RequestException as err:
+            raise request_failed(err) from None
+        try:
+            self.check(resp, source, a, validator)
+        except BaseException:
+            resp.close()
+            raise
+        return resp
+
+    def check(self, resp, source: Source, a: int, validator: str | None) -> None:
+        err = status_error(resp)
+        if err is not None:
+            raise err
+        if resp.status_code == 200:  # Range ignored, or the file is no longer the one If-Range names
+            if validator:
+                raise Restart(f"{source.url} changed since part of it was downloaded (If-Range answered 200)")
+            raise NoRanges()
+        m = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", resp.headers.get("Content-Range", "").strip())
+        if not m or int(m[1]) != a:
+            raise SourceFailed(f"answered Content-Range {resp.headers.get('Content-Range')!r} to bytes={a}-")
+        if int(m[3]) != self.pin.size:
+            raise SourceFailed(f"serves {m[3]} bytes, the pin says {self.pin.size}")
+        seen = {"etag": resp.headers.get("ETag"), "last_modified": resp.headers.get("Last-Modified")}
+        for key, value in seen.items():
+            if value and source.validator.get(key) and source.validator[key] != value:
+                raise Restart(f"{source.url} changed while it was being downloaded ({key})")
+        with self.cv:
+            source.validator.update({k: v for k, v in seen.items() if v})
+
+    def fetch(self, session, source: Source, piece: Piece) -> None:
+        with self.request(session, source, piece.pos, piece.end) as resp:
+            source.probed.set()  # it honours Range: the other connections to it may start
+            first = True
+            try:
+                for chunk in resp.iter_content(READ):
+                    if first and piece.pos == 0 and chunk.lstrip()[:1] == b"<":
+                        raise SourceFailed("answered an HTML/XML page, not the checkpoint")
+                    first = False
+                    n = min(len(chunk), piece.end - piece.pos)  # end may have moved down meanwhile
+                    if n > 0:
+                        try:
+                            write_at(self.fd, memoryview(chunk)[:n], piece.pos)
+                        except OSError as err:
+                            raise LocalWriteError(err, self.all_done.size()) from None
+                        self.wrote(source, piece, n)
+                        source.failures = 0
+                    if piece.pos >= piece.end:
+                        return
+            except requests.RequestException as err:
+                raise request_failed(err, progressed=True) from None
+        if piece.pos < piece.end:
+            raise Retryable(f"the response ended {piece.end - piece.pos} bytes early", progressed=True)
+
+    # ---------------------------------------------------------------- workers
+
+    def worker(self, source: Source, probe: bool) -> None:
+        session = self.new_session()
+        try:
+            if not probe:
+                while not source.probed.wait(0.2):
+                    if source.dead or self.stop:
+                        return
+            while (piece := self.take(source)) is not None:
+                try:
+                    self.fetch(session, source, piece)
+                    outcome = None
+                except (Retryable, SourceFailed, NoRanges, Restart, LocalWriteError) as err:
+                    outcome = err
+                finally:
+                    self.give_back(piece)  # what is left of it goes back to the queue for any worker
+                if isinstance(outcome, Retryable) and not self.retry_later(source, outcome):
+                    return
+                if isinstance(outcome, SourceFailed):
+                    self.drop(source, outcome.reason)
+                elif isinstance(outcome, NoRanges):
+                    self.drop(source, "does not honour Range requests", no_ranges=True)
+                elif isinstance(outcome, (Restart, LocalWriteError)):
+                    self.abort(outcome)
+        except BaseException as err:  # noqa: B036 - a bug must not leave the others waiting forever
+            self.abort(err)
+        finally:
+            session.close()
+            with self.cv:
+                self.cv.notify_all()
+
+    def retry_later(self, source: Source, err: Retryable) -> bool:
+        source.failures = 0 if err.progressed else source.failures + 1
+        limit = min(self.policy.attempts, err.limit or self.policy.attempts)
+        if source.failures >= limit:
+            self.drop(source, f"{err.reason} (after {source.failures} attempts)")
+            return False
+        wait = self.policy.wait(max(source.failures, 1), err.retry_after)
+        if wait is None:
+            self.drop(source, f"{err.reason}; asked to retry after {err.retry_after:.0f}s")
+            return False
+        log.warning("%s: %s; retrying in %.2gs", source.url, err.reason, wait)
+        time.sleep(wait)
+        return not source.dead
+
+    def drop(self, source: Source, reason: str, no_ranges: bool = False) -> None:
+        with self.cv:
+            if source.dead is None:
+                log.warning("%s failed: %s", source.url, reason)
+                source.dead = reason
+                source.no_ranges = no_ranges
+            self.cv.notify_all()
+
+    def abort(self, err: BaseException) -> None:
+        with self.cv:
+            self.fatal = self.fatal or err
+            self.stop = True
+            self.cv.notify_all()
+
+    # ---------------------------------------------------------------- the whole file
+
+    def run(self) -> DownloadResult:
+        try:
+            return self.run_once()
+        except Restart as err:
+            log.warning("%s; starting over from byte 0", err)
+            self.discard()
+            for s in self.sources:
+                s.validator, s.dead, s.failures = {}, None, 0
+                s.probed.clear()
+            try:
+                return self.run_once()
+            except Restart as again:
+                raise all_failed(self.dest, [(s.url, str(again)) for s in self.sources[:1]]) from None
+
+    def run_once(self) -> DownloadResult:
+        self.done = self.load()
+        self.all_done = Ranges(p for r in self.done.values() for p in r.pairs())
+        resumed = self.all_done.size()
+        self.pending = deque(self.all_done.gaps(self.pin.size))
+        self.active: list[Piece] = []
+        self.stop, self.fatal, self.keep_fd = False, None, False
+        self.fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.reserve()
+            self.flush()
+            self.progress.start(self.dest.name, self.pin.size, resumed)
+            hasher = PrefixHasher(self.fd, self)
+            try:
+                self.download()
+            finally:
+                self.progress.close()
+                self.flush()
+                sha = hasher.finish(wait=self.fatal is None and not self.pending and not self.active)
+            if self.fatal is not None:
+                raise self.fatal
+            if self.pending or self.active:
+                if any(getattr(s, "no_ranges", False) for s in self.sources):
+                    raise NoRanges()
+                raise all_failed(self.dest, [(s.url, s.dead or "stopped") for s in self.sources])
+            if sha != self.pin.sha256:
+                sha = cross_check(self, resumed)
+            return self.finish(sha)
+        except LocalWriteError as err:
+            from .retry import local_write_error
+
+            raise local_write_error(err, self.dest, self.part) from None
+        finally:
+            if not self.keep_fd:
+                os.close(self.fd)
+
+    def reserve(self) -> None:
+        """Give the partial its full size now, so a disk that cannot hold it fails before any transfer."""
+        try:
+            os.posix_fallocate(self.fd, 0, self.pin.size)
+        except OSError as err:
+            if err.errno in (95, 22):  # EOPNOTSUPP, EINVAL: the file system cannot preallocate
+                os.ftruncate(self.fd, max(os.fstat(self.fd).st_size, self.pin.size))
+            else:
+                raise LocalWriteError(err, self.all_done.size()) from None
+
+    def download(self) -> None:
+        threads = []
+        for s in self.sources:
+            for i in range(self.connections):
+                t = threading.Thread(target=self.worker, args=(s, i == 0), daemon=True, name=f"dinovault-range-{i}")
+                t.start()
+                threads.append(t)
+        try:
+            while alive := [t for t in threads if t.is_alive()]:
+                alive[0].join(FLUSH_EVERY)
+                self.flush()
+        except BaseException as err:  # Ctrl-C: stop the workers, keep what arrived
+            self.abort(err)
+            deadline = time.monotonic() + 2
+            for t in threads:
+                t.join(max(0.0, deadline - time.monotonic()))
+            self.keep_fd = any(t.is_alive() for t in threads)  # a worker may still write: never reuse its fd
+            raise
+
+    def finish(self, sha: str) -> DownloadResult:
+        if sha != self.pin.sha256:
+            raise all_failed(self.dest, [(s.url, f"bytes do not match the pin (sha256 {sha}, pinned {self.pin.sha256})")
+                                         for s in self.sources if s.dead is None])
+        os.replace(self.part, self.dest)
+        self.meta_path.unlink(missing_ok=True)
+        write_stamp(self.dest, sha)
+        best = max(self.sources, key=lambda s: s.bytes)
+        return DownloadResult(self.dest, self.pin.size, sha, best.url, self.transferred, True, True)
+
+
+__all__ = ["Segmented"]
