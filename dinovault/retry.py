@@ -163,6 +163,9 @@ def all_failed(dest: Path, failures: list[tuple[str, str]]) -> DownloadError:
     if any("pin" in reason for _, reason in failures):
         hint = ("the served bytes differ from the pinned SHA-256: check the mirror or DINOV2_REGISTRY / "
                 "文件与固定哈希不符")
+    elif all("unknown host" in reason for _, reason in failures):
+        hint = ("the host name does not resolve: check its spelling in DINOV2_BASE_URL, or the DNS / "
+                "主机名无法解析，请检查 DINOV2_BASE_URL 或 DNS")
     elif missing:
         hint = (f"the mirror does not have this file ({', '.join(missing)}): check DINOV2_BASE_URL, whose folders "
                 f"must be laid out like {OFFICIAL_BASE_URL} / 镜像上没有该文件，请检查 DINOV2_BASE_URL")
