@@ -1,8 +1,10 @@
 """The segmented transfer: a large pinned file in ranges over several connections and every mirror at once.
 
-- Each source is probed by one connection first (does it honour Range? its ETag/Last-Modified and size); then up to
-  ``connections`` workers per source take ranges from one shared queue, so faster sources take more of them. When
-  the queue is empty an idle worker takes the second half of the largest range still in flight (no straggling tail).
+- Up to ``connections`` workers per source start at once and take ranges from one shared queue: at first one
+  range per worker (each request costs a round trip of idle connection), never under ``segment_size``. When the
+  queue is empty an idle worker takes the second half of the range in flight that will take longest, so faster
+  sources take more and no straggler is left at the end. Each response is checked: 206, the pinned size, and the
+  same ETag/Last-Modified as before (If-Range).
 - Bytes are written in place into ``<file>.part`` (a new file of our own, never a hard link) with ``os.pwrite``.
   A sidecar ``<file>.part.json``, rewritten atomically twice a second, records which bytes each source delivered:
   after kill -9 a rerun fetches only the gaps. SHA-256 runs in order on a thread that re-reads (from the page cache)
@@ -45,8 +47,8 @@ from .stream import DownloadResult, part_paths
 log = logging.getLogger("dinovault")
 
 READ = 256 * 1024  # bytes per socket read
-MIN_STEAL = 2 << 20  # never split a range in flight into halves smaller than this
-STEAL_AFTER = 0.75  # ... nor one that will be done sooner than this many seconds (the bytes in flight are lost)
+MIN_STEAL = 512 << 10  # never split a range in flight into halves smaller than this
+STEAL_AFTER = 0.3  # ... nor one done sooner than this (or 3 request latencies): the bytes in flight are lost
 FLUSH_EVERY = 0.5  # seconds between sidecar rewrites
 
 
@@ -65,12 +67,11 @@ class Piece:
 @dataclass
 class Source:
     url: str
-    validator: dict = field(default_factory=dict)  # ETag / Last-Modified seen when probed (or in the sidecar)
-    probed: threading.Event = field(default_factory=threading.Event)
-    prober: bool = False  # a worker is probing it
+    validator: dict = field(default_factory=dict)  # ETag / Last-Modified first seen (or read from the sidecar)
     failures: int = 0  # consecutive failed requests without progress
     dead: str | None = None  # why it was dropped
     no_ranges: bool = False  # dropped because it ignores Range requests
+    latency: float = 0.5  # shortest time seen from a request to its first byte, seconds
     bytes: int = 0
 
 
@@ -137,15 +138,15 @@ class Segmented:
                     return None
                 if self.pending:
                     a, b = self.pending.popleft()
-                    if b - a > self.segment_size:
-                        self.pending.appendleft((a + self.segment_size, b))
-                        b = a + self.segment_size
+                    if b - a > self.piece_size:
+                        self.pending.appendleft((a + self.piece_size, b))
+                        b = a + self.piece_size
                     piece = Piece(a, b)
                     self.active.append(piece)
                     return piece
                 now = time.monotonic()
                 big = max(self.active, key=lambda p: p.seconds_left(now), default=None)
-                if big is not None and big.end - big.pos >= 2 * MIN_STEAL and big.seconds_left(now) > STEAL_AFTER:
+                if big and big.end - big.pos >= 2 * MIN_STEAL and big.seconds_left(now) > self.steal_after(source):
                     mid = big.pos + (big.end - big.pos) // 2
                     piece = Piece(mid, big.end)
                     big.end = mid
@@ -155,6 +156,10 @@ class Segmented:
                     return None
                 self.cv.wait(0.5)
             return None
+
+    @staticmethod
+    def steal_after(source: Source) -> float:
+        return max(STEAL_AFTER, 3 * source.latency)
 
     def give_back(self, piece: Piece) -> None:
         with self.cv:
@@ -216,8 +221,9 @@ class Segmented:
             source.validator.update({k: v for k, v in seen.items() if v})
 
     def fetch(self, session, source: Source, piece: Piece) -> None:
+        t0 = time.monotonic()
         with self.request(session, source, piece.pos, piece.end) as resp:
-            source.probed.set()  # it honours Range: the other connections to it may start
+            source.latency = min(source.latency, time.monotonic() - t0)
             first = True
             try:
                 for chunk in resp.iter_content(READ):
@@ -241,13 +247,9 @@ class Segmented:
 
     # ---------------------------------------------------------------- workers
 
-    def worker(self, source: Source, probe: bool) -> None:
+    def worker(self, source: Source) -> None:
         session = self.new_session()
         try:
-            if not probe:
-                while not source.probed.wait(0.2):
-                    if source.dead or self.stop:
-                        return
             while (piece := self.take(source)) is not None:
                 try:
                     self.fetch(session, source, piece)
@@ -309,7 +311,6 @@ class Segmented:
             self.discard()
             for s in self.sources:
                 s.validator, s.dead, s.failures = {}, None, 0
-                s.probed.clear()
             try:
                 return self.run_once()
             except Restart as again:
@@ -320,6 +321,10 @@ class Segmented:
         self.all_done = Ranges(p for r in self.done.values() for p in r.pairs())
         resumed = self.all_done.size()
         self.pending = deque(self.all_done.gaps(self.pin.size))
+        # one request per connection as long as possible (each request costs a round trip of idle link), split
+        # later by idle workers; never less than segment_size
+        workers = self.connections * len(self.sources)
+        self.piece_size = max(self.segment_size, -(-(self.pin.size - resumed) // workers))
         self.active: list[Piece] = []
         self.stop, self.fatal, self.keep_fd = False, None, False
         self.fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o644)
@@ -365,7 +370,7 @@ class Segmented:
         threads = []
         for s in self.sources:
             for i in range(self.connections):
-                t = threading.Thread(target=self.worker, args=(s, i == 0), daemon=True, name=f"dinovault-range-{i}")
+                t = threading.Thread(target=self.worker, args=(s,), daemon=True, name=f"dinovault-range-{i}")
                 t.start()
                 threads.append(t)
         try:
