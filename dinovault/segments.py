@@ -6,7 +6,7 @@
   sources take more and no straggler is left at the end. Each response is checked: 206, the pinned size, and the
   same ETag/Last-Modified as before (If-Range).
 - Bytes are written in place into ``<file>.part`` (a new file of our own, never a hard link) with ``os.pwrite``.
-  A sidecar ``<file>.part.json``, rewritten atomically twice a second, records which bytes each source delivered:
+  A sidecar ``<file>.part.json``, rewritten atomically four times a second, records which bytes each source delivered:
   after kill -9 a rerun fetches only the gaps. SHA-256 runs in order on a thread that re-reads (from the page cache)
   the contiguous prefix as it grows; size and hash are checked before the rename.
 - A source that fails is dropped for the rest of the file; if all fail, the error names each and why. A source
@@ -49,7 +49,7 @@ log = logging.getLogger("dinovault")
 READ = 256 * 1024  # bytes per socket read
 MIN_STEAL = 512 << 10  # never split a range in flight into halves smaller than this
 STEAL_AFTER = 0.3  # ... nor one done sooner than this (or 3 request latencies): the bytes in flight are lost
-FLUSH_EVERY = 0.5  # seconds between sidecar rewrites
+FLUSH_EVERY = 0.25  # seconds between sidecar rewrites (what kill -9 can cost: this long of transfer)
 
 
 @dataclass(eq=False)  # compared by identity: two ranges may hold equal numbers
