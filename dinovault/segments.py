@@ -47,8 +47,8 @@ from .stream import DownloadResult, part_paths
 log = logging.getLogger("dinovault")
 
 READ = 256 * 1024  # bytes per socket read
-MIN_STEAL = 512 << 10  # never split a range in flight into halves smaller than this
-STEAL_AFTER = 0.3  # ... nor one done sooner than this (or 3 request latencies): the bytes in flight are lost
+MIN_STEAL = 1 << 20  # never split a range in flight into halves smaller than this
+STEAL_AFTER = 1.0  # ... nor one done sooner than this (or 3 request latencies): the bytes in flight are lost
 FLUSH_EVERY = 0.25  # seconds between sidecar rewrites (what kill -9 can cost: this long of transfer)
 
 
