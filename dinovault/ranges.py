@@ -7,6 +7,8 @@ import bisect
 import hashlib
 import os
 import threading
+import time
+from dataclasses import dataclass, field
 
 from .cache import CHUNK
 
@@ -45,6 +47,18 @@ class Ranges:
                 out.append((pos, a))
             pos = max(pos, b)
         return out + ([(pos, total)] if pos < total else [])
+
+
+@dataclass(eq=False)  # compared by identity: two ranges may hold equal numbers
+class Piece:
+    pos: int  # next byte to write
+    end: int  # exclusive; lowered when an idle worker takes the second half
+    t0: float = field(default_factory=time.monotonic)
+    got: int = 0
+
+    def seconds_left(self, now: float) -> float:
+        rate = self.got / max(now - self.t0, 1e-3)
+        return (self.end - self.pos) / rate if rate > 0 else float("inf")
 
 
 def write_at(fd: int, data, pos: int) -> None:
@@ -101,4 +115,4 @@ class PrefixHasher:
         return self.h.hexdigest() if self.pos == self.owner.pin.size else None
 
 
-__all__ = ["PrefixHasher", "Ranges", "file_sha256_fd", "write_at"]
+__all__ = ["Piece", "PrefixHasher", "Ranges", "file_sha256_fd", "write_at"]

@@ -29,7 +29,7 @@ import requests
 
 from .cache import _read_json, write_json_atomic, write_stamp
 from .crosscheck import cross_check
-from .ranges import PrefixHasher, Ranges, write_at
+from .ranges import Piece, PrefixHasher, Ranges, write_at
 from .registry import Pin
 from .retry import (
     LocalWriteError,
@@ -52,18 +52,6 @@ STEAL_AFTER = 1.0  # ... nor one done sooner than this (or 3 request latencies):
 FLUSH_EVERY = 0.25  # seconds between sidecar rewrites (what kill -9 can cost: this long of transfer)
 
 
-@dataclass(eq=False)  # compared by identity: two ranges may hold equal numbers
-class Piece:
-    pos: int  # next byte to write
-    end: int  # exclusive; lowered when an idle worker takes the second half
-    t0: float = field(default_factory=time.monotonic)
-    got: int = 0
-
-    def seconds_left(self, now: float) -> float:
-        rate = self.got / max(now - self.t0, 1e-3)
-        return (self.end - self.pos) / rate if rate > 0 else float("inf")
-
-
 @dataclass
 class Source:
     url: str
@@ -72,6 +60,7 @@ class Source:
     dead: str | None = None  # why it was dropped
     no_ranges: bool = False  # dropped because it ignores Range requests
     latency: float = 0.5  # shortest time seen from a request to its first byte, seconds
+    retry_at: float = 0.0  # monotonic time before which no new request goes to it after a failure
     bytes: int = 0
 
 
@@ -274,17 +263,25 @@ class Segmented:
                 self.cv.notify_all()
 
     def retry_later(self, source: Source, err: Retryable) -> bool:
-        source.failures = 0 if err.progressed else source.failures + 1
-        limit = min(self.policy.attempts, err.limit or self.policy.attempts)
-        if source.failures >= limit:
-            self.drop(source, f"{err.reason} (after {source.failures} attempts)")
-            return False
-        wait = self.policy.wait(max(source.failures, 1), err.retry_after)
-        if wait is None:
-            self.drop(source, f"{err.reason}; asked to retry after {err.retry_after:.0f}s")
-            return False
-        log.warning("%s: %s; retrying in %.2gs", source.url, err.reason, wait)
-        time.sleep(wait)
+        """Wait before this worker's next request to ``source``; False when the source is given up. Failures of
+        several connections within one backoff window count as one attempt, as a single stream would see it."""
+        with self.cv:
+            now = time.monotonic()
+            if err.progressed:
+                source.failures = 0
+            if now >= source.retry_at:  # the first failure since the last wait ended
+                source.failures += 0 if err.progressed else 1
+                limit = min(self.policy.attempts, err.limit or self.policy.attempts)
+                wait = self.policy.wait(max(source.failures, 1), err.retry_after)
+                if source.failures >= limit or wait is None:
+                    why = (f"{err.reason} (after {source.failures} attempts)" if wait is not None
+                           else f"{err.reason}; asked to retry after {err.retry_after:.0f}s")
+                    self.drop(source, why)  # (the condition's lock is re-entrant)
+                    return False
+                source.retry_at = now + wait
+                log.warning("%s: %s; retrying in %.2gs", source.url, err.reason, wait)
+            delay = source.retry_at - now
+        time.sleep(max(0.0, delay))
         return not source.dead
 
     def drop(self, source: Source, reason: str, no_ranges: bool = False) -> None:

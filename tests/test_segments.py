@@ -175,6 +175,15 @@ def test_a_mirror_that_dies_mid_file(origin, data, tmp_path, monkeypatch, caplog
         other.close()
 
 
+def test_busy_answers_on_every_connection_count_as_one_attempt(origin, data):
+    origin.fault(FILE, status=503, retry_after="1", times=3)  # all three first requests, with DINOV2_RETRIES=2
+    t0 = time.monotonic()
+    res = fetch()
+    assert time.monotonic() - t0 >= 1.0  # Retry-After honoured
+    assert res.cache_path.read_bytes() == data
+    assert [rec.status for rec in origin.log[:3]] == [503] * 3 and origin.log[-1].status == 206
+
+
 # ------------------------------------------------------------------ sources that lie or change
 
 
