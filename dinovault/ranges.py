@@ -61,6 +61,22 @@ class Piece:
         return (self.end - self.pos) / rate if rate > 0 else float("inf")
 
 
+def ranges_on_disk(meta: dict, size: int) -> tuple[dict[str, Ranges], dict[str, dict]]:
+    """From a partial's sidecar: the byte ranges on disk per source URL, and each source's ETag/Last-Modified.
+    A range beyond the partial's actual size cannot be trusted and is left out (fetched again)."""
+    if "done" not in meta:  # a single-stream partial: its bytes are one range from its source
+        url = meta.get("url") or ""
+        done = {url: [[0, size]]}
+        validators = {url: {"etag": meta.get("etag"), "last_modified": meta.get("last_modified")}}
+    else:
+        done, validators = meta.get("done") or {}, meta.get("sources") or {}
+    out = {}
+    for url, pairs in done.items():
+        ok = [(a, b) for a, b in pairs if isinstance(a, int) and isinstance(b, int) and 0 <= a < b <= size]
+        out[url] = Ranges(ok)
+    return out, validators
+
+
 def write_at(fd: int, data, pos: int) -> None:
     view = memoryview(data)
     while view:
@@ -115,4 +131,4 @@ class PrefixHasher:
         return self.h.hexdigest() if self.pos == self.owner.pin.size else None
 
 
-__all__ = ["Piece", "PrefixHasher", "Ranges", "file_sha256_fd", "write_at"]
+__all__ = ["Piece", "PrefixHasher", "Ranges", "ranges_on_disk", "file_sha256_fd", "write_at"]

@@ -18,18 +18,18 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 
 from .cache import _read_json, write_json_atomic, write_stamp
 from .crosscheck import cross_check
-from .ranges import Piece, PrefixHasher, Ranges, write_at
+from .growth import Growth
+from .rangeget import Source, open_range
+from .ranges import Piece, PrefixHasher, Ranges, ranges_on_disk, write_at
 from .registry import Pin
 from .retry import (
     LocalWriteError,
@@ -40,7 +40,6 @@ from .retry import (
     SourceFailed,
     all_failed,
     request_failed,
-    status_error,
 )
 from .stream import DownloadResult, part_paths
 
@@ -50,18 +49,6 @@ READ = 256 * 1024  # bytes per socket read
 MIN_STEAL = 1 << 20  # never split a range in flight into halves smaller than this
 STEAL_AFTER = 1.0  # ... nor one done sooner than this (or 3 request latencies): the bytes in flight are lost
 FLUSH_EVERY = 0.25  # seconds between sidecar rewrites (what kill -9 can cost: this long of transfer)
-
-
-@dataclass
-class Source:
-    url: str
-    validator: dict = field(default_factory=dict)  # ETag / Last-Modified first seen (or read from the sidecar)
-    failures: int = 0  # consecutive failed requests without progress
-    dead: str | None = None  # why it was dropped
-    no_ranges: bool = False  # dropped because it ignores Range requests
-    latency: float = 0.5  # shortest time seen from a request to its first byte, seconds
-    retry_at: float = 0.0  # monotonic time before which no new request goes to it after a failure
-    bytes: int = 0
 
 
 class Segmented:
@@ -89,18 +76,10 @@ class Segmented:
                             self.part)
             self.discard()
             return {}
-        if "done" not in meta:  # a single-stream partial: its bytes are one range from its source
-            done = {meta.get("url") or "": [[0, size]]}
-            validators = {meta.get("url") or "": {"etag": meta.get("etag"), "last_modified": meta.get("last_modified")}}
-        else:
-            done, validators = meta.get("done") or {}, meta.get("sources") or {}
-        out = {}
-        for url, pairs in done.items():
-            ok = [(a, b) for a, b in pairs if isinstance(a, int) and isinstance(b, int) and 0 <= a < b <= size]
-            out[url] = Ranges(ok)
+        done, validators = ranges_on_disk(meta, size)
         for s in self.sources:
             s.validator = {k: v for k, v in (validators.get(s.url) or {}).items() if v}
-        return out
+        return done
 
     def discard(self) -> None:
         self.part.unlink(missing_ok=True)
@@ -146,6 +125,13 @@ class Segmented:
                 self.cv.wait(0.5)
             return None
 
+    def pending_work(self) -> bool:
+        """Is there anything a new connection could take (a queued range, or one in flight worth splitting)?"""
+        with self.cv:
+            now = time.monotonic()
+            return bool(self.pending) or any(
+                p.end - p.pos >= 2 * MIN_STEAL and p.seconds_left(now) > STEAL_AFTER for p in self.active)
+
     @staticmethod
     def steal_after(source: Source) -> float:
         return max(STEAL_AFTER, 3 * source.latency)
@@ -173,41 +159,7 @@ class Segmented:
 
     def request(self, session, source: Source, a: int, b: int):
         """A response streaming bytes a..b-1 of the file, checked; an exception says why not."""
-        headers = {"Accept-Encoding": "identity", "Range": f"bytes={a}-{b - 1}"}
-        validator = source.validator.get("etag") or source.validator.get("last_modified")
-        if validator and not validator.startswith("W/"):
-            headers["If-Range"] = validator
-        try:
-            resp = session.get(source.url, headers=headers, stream=True,
-                               timeout=(self.policy.connect_timeout, self.policy.read_timeout))
-        except requests.RequestException as err:
-            raise request_failed(err) from None
-        try:
-            self.check(resp, source, a, validator)
-        except BaseException:
-            resp.close()
-            raise
-        return resp
-
-    def check(self, resp, source: Source, a: int, validator: str | None) -> None:
-        err = status_error(resp)
-        if err is not None:
-            raise err
-        if resp.status_code == 200:  # Range ignored, or the file is no longer the one If-Range names
-            if validator:
-                raise Restart(f"{source.url} changed since part of it was downloaded (If-Range answered 200)")
-            raise NoRanges()
-        m = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", resp.headers.get("Content-Range", "").strip())
-        if not m or int(m[1]) != a:
-            raise SourceFailed(f"answered Content-Range {resp.headers.get('Content-Range')!r} to bytes={a}-")
-        if int(m[3]) != self.pin.size:
-            raise SourceFailed(f"serves {m[3]} bytes, the pin says {self.pin.size}")
-        seen = {"etag": resp.headers.get("ETag"), "last_modified": resp.headers.get("Last-Modified")}
-        for key, value in seen.items():
-            if value and source.validator.get(key) and source.validator[key] != value:
-                raise Restart(f"{source.url} changed while it was being downloaded ({key})")
-        with self.cv:
-            source.validator.update({k: v for k, v in seen.items() if v})
+        return open_range(session, source, a, b, self.pin.size, self.policy, self.cv)
 
     def fetch(self, session, source: Source, piece: Piece) -> None:
         t0 = time.monotonic()
@@ -364,16 +316,28 @@ class Segmented:
                 raise LocalWriteError(err, self.all_done.size()) from None
 
     def download(self) -> None:
-        threads = []
+        threads: list[threading.Thread] = []
+        per_source = {s.url: 0 for s in self.sources}
+
+        def start(s: Source) -> None:
+            t = threading.Thread(target=self.worker, args=(s,), daemon=True, name=f"dinovault-range-{len(threads)}")
+            t.start()
+            threads.append(t)
+            per_source[s.url] += 1
+
         for s in self.sources:
-            for i in range(self.connections):
-                t = threading.Thread(target=self.worker, args=(s,), daemon=True, name=f"dinovault-range-{i}")
-                t.start()
-                threads.append(t)
+            for _ in range(self.connections):
+                start(s)
+        growth = Growth(limit=2 * self.connections)
         try:
             while alive := [t for t in threads if t.is_alive()]:
                 alive[0].join(FLUSH_EVERY)
                 self.flush()
+                live = [s for s in self.sources if s.dead is None and per_source[s.url] < growth.limit]
+                if live and growth.step(self.transferred, max(s.latency for s in live)) and self.pending_work():
+                    for s in live:  # a quarter more each time
+                        for _ in range(min(max(1, self.connections // 4), growth.limit - per_source[s.url])):
+                            start(s)
         except BaseException as err:  # Ctrl-C: stop the workers, keep what arrived
             self.abort(err)
             deadline = time.monotonic() + 2
