@@ -11,7 +11,7 @@ One nginx origin serves every tool; each setting puts a WAN proxy (its own proce
 
 Prints times and ratios (dinovault / aria2c -x8 -s8, curl / dinovault, torch.hub / dinovault); never asserts.
 
-    python bench/bench_wan.py [--only fast,slow,mirrors,check] [--no-single]
+    python bench/bench_wan.py [--only check,fast,slow,mirrors] [--no-single] [--runs 3]
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,6 +33,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_fetch import Nginx, make_file  # noqa: E402
 
+from dinovault.catalog import get_spec  # noqa: E402
 from tests.support.wan import WanProcess  # noqa: E402
 
 SETTINGS = {
@@ -103,8 +105,9 @@ def run_dinovault(origin: Origin, model: str, bases: list[str], **env_extra) -> 
 
 def run_tool(kind: str, url: str, out: Path) -> float:
     out.unlink(missing_ok=True)
-    if kind == "aria2c":
-        cmd = ["aria2c", "-x8", "-s8", "-q", "--allow-overwrite=true", "-d", str(out.parent), "-o", out.name, url]
+    if kind.startswith("aria2c"):  # "aria2c2": url holds two mirrors' URLs, the file is split over both
+        split = ["-x8", "-s8"] if kind == "aria2c" else ["-x8", "-s16"]
+        cmd = ["aria2c", *split, "-q", "--allow-overwrite=true", "-d", str(out.parent), "-o", out.name, *url.split()]
     elif kind == "curl":
         cmd = ["curl", "-s", "-f", "-o", str(out), url]
     else:
@@ -129,21 +132,28 @@ def check_proxy(origin: Origin) -> None:
                   f"(set {s['conn_rate'] / 1e6:.0f}), first byte after {first / s['rtt']:.2f} RTT (expected ~2)")
 
 
-def bench_setting(origin: Origin, name: str, single: bool) -> None:
+def bench_setting(origin: Origin, name: str, single: bool, runs: int) -> None:
     s = SETTINGS[name]
     model = s["model"]
     with WanProcess(("127.0.0.1", origin.nginx.port), rtt=s["rtt"], conn_rate=s["conn_rate"],
                     link_rate=s["link_rate"]) as wan:
         base = f"http://127.0.0.1:{wan.port}/dinov2"
         url = f"http://127.0.0.1:{wan.port}{origin.path(model)}"
-        ours = run_dinovault(origin, model, [base])
-        aria = run_tool("aria2c", url, origin.work / "out.bin")
+        walls, inside, arias, rss = [], [], [], 0.0
+        for _ in range(runs):  # alternating, medians: the machine may be busy with other work
+            ours = run_dinovault(origin, model, [base])
+            walls.append(ours["wall"])
+            inside.append(ours["seconds"])
+            rss = max(rss, ours["maxrss_mb"])
+            arias.append(run_tool("aria2c", url, origin.work / "out.bin"))
         size = ours["transferred"]
+        wall, aria = statistics.median(walls), statistics.median(arias)
         print(f"{name}: RTT {s['rtt'] * 1000:.0f} ms, {s['conn_rate'] / 1e6:.0f} MB/s per connection, "
-              f"{s['link_rate'] / 1e6:.0f} MB/s link, {model}-sized file ({size / 1e6:.0f} MB)")
-        print(f"  dinovault {ours['wall']:.2f}s ({size / ours['wall'] / 1e6:.1f} MB/s, peak RSS "
-              f"{ours['maxrss_mb']:.0f} MB) | aria2c -x8 -s8 {aria:.2f}s | ratio dinovault/aria2c "
-              f"{ours['wall'] / aria:.2f}x (target <= 1.1x)")
+              f"{s['link_rate'] / 1e6:.0f} MB/s link, {model}-sized file ({size / 1e6:.0f} MB), median of {runs}")
+        print(f"  dinovault {wall:.2f}s wall ({size / wall / 1e6:.1f} MB/s; {statistics.median(inside):.2f}s "
+              f"in-process, without Python start-up), peak RSS {rss:.0f} MB | aria2c -x8 -s8 {aria:.2f}s "
+              f"| ratio dinovault/aria2c {wall / aria:.2f}x wall, {statistics.median(inside) / aria:.2f}x in-process "
+              f"(target <= 1.1x); runs: {' '.join(f'{w:.2f}' for w in walls)} vs {' '.join(f'{a:.2f}' for a in arias)}")
         if single:
             curl = run_tool("curl", url, origin.work / "out.bin")
             hub = run_tool("torch", url, origin.work / "out.bin")
@@ -152,25 +162,31 @@ def bench_setting(origin: Origin, name: str, single: bool) -> None:
                   f"(target >= 5x)")
 
 
-def bench_mirrors(origin: Origin) -> None:
+def bench_mirrors(origin: Origin, runs: int) -> None:
     s, model = SETTINGS["fast"], "dinov2_vitb14"
     links = 40e6
     with WanProcess(("127.0.0.1", origin.nginx.port), rtt=s["rtt"], conn_rate=s["conn_rate"], link_rate=links) as a, \
             WanProcess(("127.0.0.1", origin.nginx.port), rtt=s["rtt"], conn_rate=s["conn_rate"], link_rate=links) as b:
         bases = [f"http://127.0.0.1:{w.port}/dinov2" for w in (a, b)]
-        ours = run_dinovault(origin, model, bases)
+        both = [run_dinovault(origin, model, bases)["seconds"] for _ in range(runs)]
         one = run_dinovault(origin, model, bases[:1])
-    size = ours["transferred"]
-    rate = size / ours["seconds"]
+        aria = run_tool("aria2c2", " ".join(f"{base}/{get_spec(model).upstream_path}" for base in bases),
+                        origin.work / "out.bin")
+    size = one["transferred"]
+    seconds = statistics.median(both)
+    rate = size / seconds
     print(f"two mirrors, each behind its own 40 MB/s link (RTT 100 ms, 10 MB/s per connection), {size / 1e6:.0f} MB:")
-    print(f"  both mirrors {ours['seconds']:.2f}s in-process ({rate / 1e6:.1f} MB/s = {rate / (2 * links):.2f} of the "
-          f"links' sum, target >= 0.85); one mirror {one['seconds']:.2f}s ({size / one['seconds'] / 1e6:.1f} MB/s)")
+    print(f"  both mirrors {seconds:.2f}s in-process, median of {runs} ({rate / 1e6:.1f} MB/s = "
+          f"{rate / (2 * links):.2f} of the links' sum, target >= 0.85; runs {' '.join(f'{x:.2f}' for x in both)}); "
+          f"one mirror {one['seconds']:.2f}s ({size / one['seconds'] / 1e6:.1f} MB/s); aria2c -x8 -s16 with both "
+          f"URLs {aria:.2f}s wall ({size / aria / (2 * links):.2f} of the sum)")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="check,fast,slow,mirrors")
     ap.add_argument("--no-single", action="store_true", help="skip curl and torch.hub (single streams, slow)")
+    ap.add_argument("--runs", type=int, default=3, help="runs of dinovault and aria2c (alternating) per setting")
     args = ap.parse_args()
     parts = args.only.split(",")
     for tool in ("aria2c", "curl"):
@@ -183,9 +199,9 @@ def main() -> None:
                 check_proxy(origin)
             for name in ("fast", "slow"):
                 if name in parts:
-                    bench_setting(origin, name, not args.no_single)
+                    bench_setting(origin, name, not args.no_single, args.runs)
             if "mirrors" in parts:
-                bench_mirrors(origin)
+                bench_mirrors(origin, args.runs)
         finally:
             origin.nginx.close()
 

@@ -27,7 +27,6 @@ import requests
 
 from .cache import _read_json, write_json_atomic, write_stamp
 from .crosscheck import cross_check
-from .growth import Growth
 from .rangeget import Source, open_range
 from .ranges import Piece, PrefixHasher, Ranges, ranges_on_disk, write_at
 from .registry import Pin
@@ -124,13 +123,6 @@ class Segmented:
                     return None
                 self.cv.wait(0.5)
             return None
-
-    def pending_work(self) -> bool:
-        """Is there anything a new connection could take (a queued range, or one in flight worth splitting)?"""
-        with self.cv:
-            now = time.monotonic()
-            return bool(self.pending) or any(
-                p.end - p.pos >= 2 * MIN_STEAL and p.seconds_left(now) > STEAL_AFTER for p in self.active)
 
     @staticmethod
     def steal_after(source: Source) -> float:
@@ -316,28 +308,16 @@ class Segmented:
                 raise LocalWriteError(err, self.all_done.size()) from None
 
     def download(self) -> None:
-        threads: list[threading.Thread] = []
-        per_source = {s.url: 0 for s in self.sources}
-
-        def start(s: Source) -> None:
-            t = threading.Thread(target=self.worker, args=(s,), daemon=True, name=f"dinovault-range-{len(threads)}")
-            t.start()
-            threads.append(t)
-            per_source[s.url] += 1
-
+        threads = []
         for s in self.sources:
-            for _ in range(self.connections):
-                start(s)
-        growth = Growth(limit=2 * self.connections)
+            for i in range(self.connections):
+                t = threading.Thread(target=self.worker, args=(s,), daemon=True, name=f"dinovault-range-{i}")
+                t.start()
+                threads.append(t)
         try:
             while alive := [t for t in threads if t.is_alive()]:
                 alive[0].join(FLUSH_EVERY)
                 self.flush()
-                live = [s for s in self.sources if s.dead is None and per_source[s.url] < growth.limit]
-                if live and growth.step(self.transferred, max(s.latency for s in live)) and self.pending_work():
-                    for s in live:  # a quarter more each time
-                        for _ in range(min(max(1, self.connections // 4), growth.limit - per_source[s.url])):
-                            start(s)
         except BaseException as err:  # Ctrl-C: stop the workers, keep what arrived
             self.abort(err)
             deadline = time.monotonic() + 2

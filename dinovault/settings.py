@@ -2,7 +2,7 @@
 
 | variable | default | meaning |
 |---|---|---|
-| ``DINOV2_CONNECTIONS`` | 8 | connections per source for a large pinned file (up to 2x while they pay); 1: one stream |
+| ``DINOV2_CONNECTIONS`` | 8 | connections per source for a large pinned file; 1 downloads with one stream |
 | ``DINOV2_SEGMENT_SIZE`` | 8388608 | bytes per range of a segmented download (smaller only for tests) |
 """
 

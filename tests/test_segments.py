@@ -21,7 +21,6 @@ from dinovault.catalog import get_spec
 from dinovault.download import part_paths
 from dinovault.errors import ConfigError
 from dinovault.fetch import fetch_model
-from dinovault.growth import Growth
 from dinovault.ranges import Ranges
 from tests.support.httpserver import random_bytes, serve_env, start_server, write_registry
 from tests.support.wan import WanProxy
@@ -88,19 +87,6 @@ def test_ranges_merge_and_report_gaps():
     r.add(0, 5)
     r.add(3, 12)
     assert r.pairs() == [[0, 40]] and r.prefix() == 40 and r.size() == 40 and r.gaps(40) == []
-
-
-def test_growth_adds_connections_while_they_pay():
-    g = Growth(limit=16)
-    mb = 1 << 20
-    assert not g.step(0, 0.1, now=0.0)  # nothing received yet: no measurement
-    assert not g.step(mb, 0.1, now=1.0)  # first bytes: the window starts
-    assert g.step(11 * mb, 0.1, now=2.0)  # 10 MB/s measured: try more
-    assert not g.step(12 * mb, 0.1, now=2.1)  # the new connections are starting (2 latencies)
-    assert not g.step(13 * mb, 0.1, now=2.3)
-    assert g.step(26 * mb, 0.1, now=3.3)  # 13 MB/s: they paid, more again
-    assert not g.step(27 * mb, 0.1, now=3.6) and not g.step(40 * mb, 0.1, now=4.7)  # ~13 MB/s: no gain
-    assert not g.on and not g.step(80 * mb, 0.1, now=9.0)  # and it stays off
 
 
 # ------------------------------------------------------------------ through the emulated WAN
