@@ -327,7 +327,8 @@ class Segmented:
             raise
 
     def finish(self, sha: str) -> DownloadResult:
-        if sha != self.pin.sha256:
+        if sha != self.pin.sha256:  # no source to tell the wrong ranges: none of these bytes is kept
+            self.discard()
             raise all_failed(self.dest, [(s.url, f"bytes do not match the pin (sha256 {sha}, pinned {self.pin.sha256})")
                                          for s in self.sources if s.dead is None])
         os.replace(self.part, self.dest)
