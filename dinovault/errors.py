@@ -57,3 +57,7 @@ class RemoteError(DinovaultError):
 
 class DamagedObjectError(RepoError):
     """A file whose bytes do not hash to the DVC object name it stands for: never sent to a remote."""
+
+
+class ConfigError(DinovaultError):
+    """An environment variable or setting with a value that cannot work; retrying would not help."""

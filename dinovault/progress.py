@@ -47,8 +47,9 @@ class LineProgress(NullProgress):
         if self.total:
             eta = (self.total - self.done) / rate if rate > 0 else float("inf")
             pct = 100 * self.done / self.total
+            eta_text = f"{eta:.0f}s" if eta != float("inf") else "?"
             self._line(f"  {self.desc}: {_human(self.done)} / {_human(self.total)} ({pct:.0f}%), "
-                       f"{_human(rate)}/s, ETA {eta:.0f}s")
+                       f"{_human(rate)}/s, ETA {eta_text}")
         else:
             self._line(f"  {self.desc}: {_human(self.done)}, {_human(rate)}/s")
 

@@ -9,6 +9,8 @@ long-lived process or a test sees the environment as it is now.
 | ``TORCH_HOME``, ``XDG_CACHE_HOME`` | cache | the torch.hub cache root, defaulting exactly as torch does |
 | ``DINOVAULT_MODELS_DIR`` | extractor | where ``DINOv2FeatureExtractor`` looks for ``<model>.pth`` |
 | ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY`` (either case) | remotes.probe | a proxy is used: no direct TCP check |
+| ``DINOV2_CONNECTIONS`` | download | connections per source for a large pinned file (default 8, 1-32; 1: one stream) |
+| ``DINOV2_SEGMENT_SIZE`` | download | bytes per range of a segmented download (default 8 MiB; smaller only for tests) |
 | ``DINOVAULT_ALLOW_UNVERIFIED`` | fetch script | ``1``: accept a model with no pin (invoke fetch --allow-unverified) |
 
 ``DINOVAULT_REQUIRE_SERVERS`` is read by the tests only (tests/support/servers.py).
@@ -21,7 +23,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import DinovaultError
+from .errors import ConfigError, DinovaultError
 
 BASE_URL = "DINOV2_BASE_URL"
 ALLOW_UNVERIFIED = "DINOVAULT_ALLOW_UNVERIFIED"
@@ -82,3 +84,32 @@ def overridden(name: str, value: str) -> Iterator[None]:
             os.environ.pop(name, None)
         else:
             os.environ[name] = before
+
+CONNECTIONS = "DINOV2_CONNECTIONS"
+SEGMENT_SIZE = "DINOV2_SEGMENT_SIZE"
+DEFAULT_CONNECTIONS = 8
+DEFAULT_SEGMENT_SIZE = 8 << 20
+
+
+def _positive_int(name: str, default: int, high: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= high:
+        raise ConfigError(f"{name}={value!r} is not a whole number from 1 to {high} / {name} 的值无效",
+                          f"unset {name} or set it to a number such as {default} / 请取消设置或改为如 {default} 的数字")
+    return number
+
+
+def connections() -> int:
+    """Connections per source for a segmented download (``DINOV2_CONNECTIONS``, 1 to 32)."""
+    return _positive_int(CONNECTIONS, DEFAULT_CONNECTIONS, 32)
+
+
+def segment_size() -> int:
+    """Bytes per range of a segmented download (``DINOV2_SEGMENT_SIZE``)."""
+    return _positive_int(SEGMENT_SIZE, DEFAULT_SEGMENT_SIZE, 1 << 34)

@@ -64,6 +64,7 @@ class WanProxy:
         self.target, self.rtt, self.conn_rate = target, rtt, conn_rate
         self.link = {"up": _Cap(link_rate), "down": _Cap(link_rate)}
         self.bytes_down = 0  # server → client bytes delivered, all connections
+        self.bytes_onto_link = 0  # server → client bytes that entered the link (delivered or lost in flight)
         self.bytes_up = 0
         self.connections = 0
         self._faults: collections.deque[_Fault] = collections.deque()
@@ -181,6 +182,8 @@ class WanProxy:
                     await asyncio.sleep(done - now)
                 line.put_nowait((done + self.rtt / 2, data))
                 passed += len(data)
+                if direction == "down":
+                    self.bytes_onto_link += len(data)
                 if fault.stall_after is not None and fault.stall and passed >= fault.stall_after:
                     await asyncio.sleep(fault.stall)
                     fault.stall = 0.0

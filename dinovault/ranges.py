@@ -1,0 +1,134 @@
+"""Byte ranges of a partial download: which are on disk, writing at an offset, and hashing the contiguous prefix
+in file order while the ranges after it are still arriving."""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+from .cache import CHUNK
+
+
+class Ranges:
+    """Disjoint half-open byte intervals, merged as they are added."""
+
+    def __init__(self, pairs=()):
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        for a, b in pairs:
+            self.add(a, b)
+
+    def add(self, a: int, b: int) -> None:
+        if a >= b:
+            return
+        i = bisect.bisect_left(self.ends, a)  # first interval that ends at or after a
+        j = bisect.bisect_right(self.starts, b)  # intervals before j start at or before b
+        if i < j:
+            a, b = min(a, self.starts[i]), max(b, self.ends[j - 1])
+        self.starts[i:j], self.ends[i:j] = [a], [b]
+
+    def prefix(self) -> int:
+        return self.ends[0] if self.starts and self.starts[0] == 0 else 0
+
+    def size(self) -> int:
+        return sum(b - a for a, b in self.pairs())
+
+    def pairs(self) -> list[list[int]]:
+        return [[a, b] for a, b in zip(self.starts, self.ends, strict=True)]
+
+    def gaps(self, total: int) -> list[tuple[int, int]]:
+        out, pos = [], 0
+        for a, b in zip(self.starts, self.ends, strict=True):
+            if a > pos:
+                out.append((pos, a))
+            pos = max(pos, b)
+        return out + ([(pos, total)] if pos < total else [])
+
+
+@dataclass(eq=False)  # compared by identity: two ranges may hold equal numbers
+class Piece:
+    pos: int  # next byte to write
+    end: int  # exclusive; lowered when an idle worker takes the second half
+    t0: float = field(default_factory=time.monotonic)
+    got: int = 0
+
+    def seconds_left(self, now: float) -> float:
+        rate = self.got / max(now - self.t0, 1e-3)
+        return (self.end - self.pos) / rate if rate > 0 else float("inf")
+
+
+def ranges_on_disk(meta: dict, size: int) -> tuple[dict[str, Ranges], dict[str, dict]]:
+    """From a partial's sidecar: the byte ranges on disk per source URL, and each source's ETag/Last-Modified.
+    A range beyond the partial's actual size cannot be trusted and is left out (fetched again)."""
+    if "done" not in meta:  # a single-stream partial: its bytes are one range from its source
+        url = meta.get("url") or ""
+        done = {url: [[0, size]]}
+        validators = {url: {"etag": meta.get("etag"), "last_modified": meta.get("last_modified")}}
+    else:
+        done, validators = meta.get("done") or {}, meta.get("sources") or {}
+    out = {}
+    for url, pairs in done.items():
+        ok = [(a, b) for a, b in pairs if isinstance(a, int) and isinstance(b, int) and 0 <= a < b <= size]
+        out[url] = Ranges(ok)
+    return out, validators
+
+
+def write_at(fd: int, data, pos: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, pos)
+        view, pos = view[n:], pos + n
+
+
+def file_sha256_fd(fd: int, size: int) -> str:
+    h, pos = hashlib.sha256(), 0
+    while pos < size:
+        data = os.pread(fd, min(CHUNK, size - pos), pos)
+        if not data:
+            break
+        h.update(data)
+        pos += len(data)
+    return h.hexdigest()
+
+
+class PrefixHasher:
+    """SHA-256 of the partial in file order, re-reading (from the page cache) each byte once it and everything
+    before it have been written."""
+
+    def __init__(self, fd: int, owner):
+        self.fd, self.owner, self.h, self.pos = fd, owner, hashlib.sha256(), 0
+        self.closing = False
+        owner.hash_target = owner.all_done.prefix()
+        self.thread = threading.Thread(target=self.run, name="dinovault-sha256", daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        cv, total = self.owner.cv, self.owner.pin.size
+        while self.pos < total:
+            with cv:
+                while self.owner.hash_target <= self.pos and not self.closing:
+                    cv.wait(0.5)
+                target = self.owner.hash_target
+                if target <= self.pos:
+                    return
+            while self.pos < target:
+                data = os.pread(self.fd, min(CHUNK, target - self.pos), self.pos)
+                if not data:
+                    return
+                self.h.update(data)
+                self.pos += len(data)
+
+    def finish(self, wait: bool) -> str | None:
+        if not wait:
+            with self.owner.cv:
+                self.closing = True
+                self.owner.cv.notify_all()
+        self.thread.join()
+        return self.h.hexdigest() if self.pos == self.owner.pin.size else None
+
+
+__all__ = ["Piece", "PrefixHasher", "Ranges", "ranges_on_disk", "file_sha256_fd", "write_at"]

@@ -1,0 +1,341 @@
+"""The segmented transfer: a large pinned file in ranges over several connections and every mirror at once.
+
+- Up to ``connections`` workers per source start at once and take ranges from one shared queue: at first one
+  range per worker (each request costs a round trip of idle connection), never under ``segment_size``. When the
+  queue is empty an idle worker takes the second half of the range in flight that will take longest, so faster
+  sources take more and no straggler is left at the end. Each response is checked: 206, the pinned size, and the
+  same ETag/Last-Modified as before (If-Range).
+- Bytes are written in place into ``<file>.part`` (a new file of our own, never a hard link) with ``os.pwrite``.
+  A sidecar ``<file>.part.json``, rewritten atomically four times a second, records which bytes each source delivered:
+  after kill -9 a rerun fetches only the gaps. SHA-256 runs in order on a thread that re-reads (from the page cache)
+  the contiguous prefix as it grows; size and hash are checked before the rename.
+- A source that fails is dropped for the rest of the file; if all fail, the error names each and why. A source
+  that ignores Range makes the caller fall back to one stream (``NoRanges``). On a hash mismatch with two or more
+  sources, every range is fetched again from another source and compared, which finds and names the bad source.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+import requests
+
+from .cache import _read_json, write_json_atomic, write_stamp
+from .crosscheck import cross_check
+from .rangeget import Source, open_range
+from .ranges import Piece, PrefixHasher, Ranges, ranges_on_disk, write_at
+from .registry import Pin
+from .retry import (
+    LocalWriteError,
+    NoRanges,
+    Restart,
+    Retryable,
+    RetryPolicy,
+    SourceFailed,
+    all_failed,
+    request_failed,
+)
+from .stream import DownloadResult, part_paths
+
+log = logging.getLogger("dinovault")
+
+READ = 256 * 1024  # bytes per socket read
+MIN_STEAL = 1 << 20  # never split a range in flight into halves smaller than this
+STEAL_AFTER = 1.0  # ... nor one done sooner than this (or 3 request latencies): the bytes in flight are lost
+FLUSH_EVERY = 0.25  # seconds between sidecar rewrites (what kill -9 can cost: this long of transfer)
+
+
+class Segmented:
+    def __init__(self, urls: list[str], dest: Path, pin: Pin, policy: RetryPolicy, progress, *, connections: int,
+                 segment_size: int, new_session):
+        self.dest, self.pin, self.policy, self.progress = dest, pin, policy, progress
+        self.connections, self.segment_size, self.new_session = connections, segment_size, new_session
+        self.part, self.meta_path = part_paths(dest)
+        self.sources = [Source(u) for u in urls]
+        self.cv = threading.Condition()
+        self.transferred = 0
+
+    # ---------------------------------------------------------------- the partial and its sidecar
+
+    def load(self) -> dict[str, Ranges]:
+        """Ranges already on disk per source, from the sidecar; an untrusted partial is discarded."""
+        meta = _read_json(self.meta_path)
+        try:
+            size = self.part.stat().st_size
+        except FileNotFoundError:
+            size = None
+        if size is None or meta is None or meta.get("sha256") != self.pin.sha256 or meta.get("total") != self.pin.size:
+            if size is not None:
+                log.warning("discarding partial download %s: it was downloaded for another pin or has no record",
+                            self.part)
+            self.discard()
+            return {}
+        done, validators = ranges_on_disk(meta, size)
+        for s in self.sources:
+            s.validator = {k: v for k, v in (validators.get(s.url) or {}).items() if v}
+        return done
+
+    def discard(self) -> None:
+        self.part.unlink(missing_ok=True)
+        self.meta_path.unlink(missing_ok=True)
+
+    def flush(self) -> None:
+        """Record what is on disk. It never claims more: bytes are added only after their pwrite returned."""
+        with self.cv:
+            data = {"total": self.pin.size, "sha256": self.pin.sha256,
+                    "done": {u: r.pairs() for u, r in self.done.items() if r.starts},
+                    "sources": {s.url: dict(s.validator) for s in self.sources if s.validator}}
+        try:
+            write_json_atomic(self.meta_path, data)
+        except OSError as err:  # e.g. a full disk: the older record stays true, only less complete
+            log.debug("could not update %s: %s", self.meta_path, err)
+
+    # ---------------------------------------------------------------- the queue of ranges
+
+    def take(self, source: Source) -> Piece | None:
+        """The next range for a worker of ``source``; waits while others may still give work back."""
+        with self.cv:
+            while not self.stop:
+                if source.dead:
+                    return None
+                if self.pending:
+                    a, b = self.pending.popleft()
+                    if b - a > self.piece_size:
+                        self.pending.appendleft((a + self.piece_size, b))
+                        b = a + self.piece_size
+                    piece = Piece(a, b)
+                    self.active.append(piece)
+                    return piece
+                now = time.monotonic()
+                big = max(self.active, key=lambda p: p.seconds_left(now), default=None)
+                if big and big.end - big.pos >= 2 * MIN_STEAL and big.seconds_left(now) > self.steal_after(source):
+                    mid = big.pos + (big.end - big.pos) // 2
+                    piece = Piece(mid, big.end)
+                    big.end = mid
+                    self.active.append(piece)
+                    return piece
+                if not self.active:
+                    return None
+                self.cv.wait(0.5)
+            return None
+
+    @staticmethod
+    def steal_after(source: Source) -> float:
+        return max(STEAL_AFTER, 3 * source.latency)
+
+    def give_back(self, piece: Piece) -> None:
+        with self.cv:
+            self.active.remove(piece)
+            if piece.pos < piece.end:
+                self.pending.appendleft((piece.pos, piece.end))
+            self.cv.notify_all()
+
+    def wrote(self, source: Source, piece: Piece, n: int) -> None:
+        with self.cv:
+            self.done.setdefault(source.url, Ranges()).add(piece.pos, piece.pos + n)
+            self.all_done.add(piece.pos, piece.pos + n)
+            piece.pos += n
+            piece.got += n
+            source.bytes += n
+            self.transferred += n
+            self.hash_target = self.all_done.prefix()
+            self.progress.update(n)
+            self.cv.notify_all()
+
+    # ---------------------------------------------------------------- one request
+
+    def request(self, session, source: Source, a: int, b: int):
+        """A response streaming bytes a..b-1 of the file, checked; an exception says why not."""
+        return open_range(session, source, a, b, self.pin.size, self.policy, self.cv)
+
+    def fetch(self, session, source: Source, piece: Piece) -> None:
+        t0 = time.monotonic()
+        with self.request(session, source, piece.pos, piece.end) as resp:
+            source.latency = min(source.latency, time.monotonic() - t0)
+            first = True
+            try:
+                for chunk in resp.iter_content(READ):
+                    if first and piece.pos == 0 and chunk.lstrip()[:1] == b"<":
+                        raise SourceFailed("answered an HTML/XML page, not the checkpoint")
+                    first = False
+                    n = min(len(chunk), piece.end - piece.pos)  # end may have moved down meanwhile
+                    if n > 0:
+                        try:
+                            write_at(self.fd, memoryview(chunk)[:n], piece.pos)
+                        except OSError as err:
+                            raise LocalWriteError(err, self.all_done.size()) from None
+                        self.wrote(source, piece, n)
+                        source.failures = 0
+                    if piece.pos >= piece.end:
+                        return
+            except requests.RequestException as err:
+                raise request_failed(err, progressed=True) from None
+        if piece.pos < piece.end:
+            raise Retryable(f"the response ended {piece.end - piece.pos} bytes early", progressed=True)
+
+    # ---------------------------------------------------------------- workers
+
+    def worker(self, source: Source) -> None:
+        session = self.new_session()
+        try:
+            while (piece := self.take(source)) is not None:
+                try:
+                    self.fetch(session, source, piece)
+                    outcome = None
+                except (Retryable, SourceFailed, NoRanges, Restart, LocalWriteError) as err:
+                    outcome = err
+                finally:
+                    self.give_back(piece)  # what is left of it goes back to the queue for any worker
+                if isinstance(outcome, Retryable) and not self.retry_later(source, outcome):
+                    return
+                if isinstance(outcome, SourceFailed):
+                    self.drop(source, outcome.reason)
+                elif isinstance(outcome, NoRanges):
+                    self.drop(source, "does not honour Range requests", no_ranges=True)
+                elif isinstance(outcome, (Restart, LocalWriteError)):
+                    self.abort(outcome)
+        except BaseException as err:  # noqa: B036 - a bug must not leave the others waiting forever
+            self.abort(err)
+        finally:
+            session.close()
+            with self.cv:
+                self.cv.notify_all()
+
+    def retry_later(self, source: Source, err: Retryable) -> bool:
+        """Wait before this worker's next request to ``source``; False when the source is given up. Failures of
+        several connections within one backoff window count as one attempt, as a single stream would see it."""
+        with self.cv:
+            now = time.monotonic()
+            if err.progressed:
+                source.failures = 0
+            if now >= source.retry_at:  # the first failure since the last wait ended
+                source.failures += 0 if err.progressed else 1
+                limit = min(self.policy.attempts, err.limit or self.policy.attempts)
+                wait = self.policy.wait(max(source.failures, 1), err.retry_after)
+                if source.failures >= limit or wait is None:
+                    why = (f"{err.reason} (after {source.failures} attempts)" if wait is not None
+                           else f"{err.reason}; asked to retry after {err.retry_after:.0f}s")
+                    self.drop(source, why)  # (the condition's lock is re-entrant)
+                    return False
+                source.retry_at = now + wait
+                log.warning("%s: %s; retrying in %.2gs", source.url, err.reason, wait)
+            delay = source.retry_at - now
+        time.sleep(max(0.0, delay))
+        return not source.dead
+
+    def drop(self, source: Source, reason: str, no_ranges: bool = False) -> None:
+        with self.cv:
+            if source.dead is None:
+                log.warning("%s failed: %s", source.url, reason)
+                source.dead = reason
+                source.no_ranges = no_ranges
+            self.cv.notify_all()
+
+    def abort(self, err: BaseException) -> None:
+        with self.cv:
+            self.fatal = self.fatal or err
+            self.stop = True
+            self.cv.notify_all()
+
+    # ---------------------------------------------------------------- the whole file
+
+    def run(self) -> DownloadResult:
+        try:
+            return self.run_once()
+        except Restart as err:
+            log.warning("%s; starting over from byte 0", err)
+            self.discard()
+            for s in self.sources:
+                s.validator, s.dead, s.failures = {}, None, 0
+            try:
+                return self.run_once()
+            except Restart as again:
+                raise all_failed(self.dest, [(s.url, str(again)) for s in self.sources[:1]]) from None
+
+    def run_once(self) -> DownloadResult:
+        self.done = self.load()
+        self.all_done = Ranges(p for r in self.done.values() for p in r.pairs())
+        resumed = self.all_done.size()
+        self.pending = deque(self.all_done.gaps(self.pin.size))
+        # one request per connection as long as possible (each request costs a round trip of idle link), split
+        # later by idle workers; never less than segment_size
+        workers = self.connections * len(self.sources)
+        self.piece_size = max(self.segment_size, -(-(self.pin.size - resumed) // workers))
+        self.active: list[Piece] = []
+        self.stop, self.fatal, self.keep_fd = False, None, False
+        self.fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.reserve()
+            self.flush()
+            self.progress.start(self.dest.name, self.pin.size, resumed)
+            hasher = PrefixHasher(self.fd, self)
+            try:
+                self.download()
+            finally:
+                self.progress.close()
+                self.flush()
+                sha = hasher.finish(wait=self.fatal is None and not self.pending and not self.active)
+            if self.fatal is not None:
+                raise self.fatal
+            if self.pending or self.active:
+                if any(getattr(s, "no_ranges", False) for s in self.sources):
+                    raise NoRanges()
+                raise all_failed(self.dest, [(s.url, s.dead or "stopped") for s in self.sources])
+            if sha != self.pin.sha256:
+                sha = cross_check(self, resumed)
+            return self.finish(sha)
+        except LocalWriteError as err:
+            from .retry import local_write_error
+
+            raise local_write_error(err, self.dest, self.part) from None
+        finally:
+            if not self.keep_fd:
+                os.close(self.fd)
+
+    def reserve(self) -> None:
+        """Give the partial its full size now, so a disk that cannot hold it fails before any transfer."""
+        try:
+            os.posix_fallocate(self.fd, 0, self.pin.size)
+        except OSError as err:
+            if err.errno in (95, 22):  # EOPNOTSUPP, EINVAL: the file system cannot preallocate
+                os.ftruncate(self.fd, max(os.fstat(self.fd).st_size, self.pin.size))
+            else:
+                raise LocalWriteError(err, self.all_done.size()) from None
+
+    def download(self) -> None:
+        threads = []
+        for s in self.sources:
+            for i in range(self.connections):
+                t = threading.Thread(target=self.worker, args=(s,), daemon=True, name=f"dinovault-range-{i}")
+                t.start()
+                threads.append(t)
+        try:
+            while alive := [t for t in threads if t.is_alive()]:
+                alive[0].join(FLUSH_EVERY)
+                self.flush()
+        except BaseException as err:  # Ctrl-C: stop the workers, keep what arrived
+            self.abort(err)
+            deadline = time.monotonic() + 2
+            for t in threads:
+                t.join(max(0.0, deadline - time.monotonic()))
+            self.keep_fd = any(t.is_alive() for t in threads)  # a worker may still write: never reuse its fd
+            raise
+
+    def finish(self, sha: str) -> DownloadResult:
+        if sha != self.pin.sha256:  # no source to tell the wrong ranges: none of these bytes is kept
+            self.discard()
+            raise all_failed(self.dest, [(s.url, f"bytes do not match the pin (sha256 {sha}, pinned {self.pin.sha256})")
+                                         for s in self.sources if s.dead is None])
+        os.replace(self.part, self.dest)
+        self.meta_path.unlink(missing_ok=True)
+        write_stamp(self.dest, sha)
+        best = max(self.sources, key=lambda s: s.bytes)
+        return DownloadResult(self.dest, self.pin.size, sha, best.url, self.transferred, True, True)
+
+
+__all__ = ["Segmented"]
