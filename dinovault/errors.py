@@ -38,3 +38,11 @@ class CheckpointError(DinovaultError):
 
 class ExportError(DinovaultError):
     """save_dir cannot receive the model."""
+
+
+class SourceError(DinovaultError):
+    """DINOV2_SOURCES names something that is not a source."""
+
+
+class ImportFileError(DinovaultError):
+    """A hand-downloaded file that is not a known DINOv2 checkpoint, or does not match its pin."""
