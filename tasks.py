@@ -29,6 +29,29 @@ def fetch(c, model=None):
         p.fetch(model or None)
 
 
+@task(
+    name="import",
+    positional=["path"],
+    iterable=["also"],
+    help={
+        "path": "a file or folder downloaded by hand: an official .pth (any name) or a Hugging Face "
+        "model.safetensors / 手动下载的文件或文件夹",
+        "also": "more files or folders; repeat / 更多文件，可重复",
+        "allow_unverified": "accept a recognised file that has no pin (its card says verified: false) / 接受未固定哈希的文件",
+    },
+)
+def import_(c, path, also=None, allow_unverified=False):
+    """Import hand-downloaded weights (verified, no download), then record them like `invoke fetch`."""
+    from dinovault.importer import import_models
+
+    p = _pipeline()
+    with p.exit_on_error():
+        done = import_models([path, *(also or [])], allow_unverified=allow_unverified)
+        for _, line in done:
+            print(line, flush=True)
+        p.fetch(list(dict.fromkeys(model for model, _ in done)))
+
+
 @task(name="list")
 def list_(c):
     """Show every model and where its weights are."""

@@ -145,10 +145,12 @@ def fetch_model(
     progress=None,
     rehash: bool = False,
     sources: tuple[str, ...] | None = None,
+    formats: tuple[str, ...] | None = None,
 ) -> FetchResult:
     """Bring ``name`` (a torch.hub DINOv2 name) into the cache, verified against its pin, and export it to
     ``save_dir`` when given. ``progress``: None (auto), False (silent) or a progress object (see download.py);
-    ``rehash`` ignores verified stamps and hashes files again; ``sources`` overrides DINOV2_SOURCES."""
+    ``rehash`` ignores verified stamps and hashes files again; ``sources`` overrides DINOV2_SOURCES; ``formats``
+    (params.yaml ``formats``) writes the extra exports of exports.py into ``save_dir`` (None: only the .pth)."""
     spec = get_spec(name)
     pin = load_registry().get(spec.upstream_file)
     hf_pin = load_hf_pins().get(spec.hf_repo)
@@ -181,6 +183,10 @@ def fetch_model(
         export_file(got.path, export_path, got.size, got.sha256)
         card_path = out_dir / f"{spec.name}.json"
         write_card(card_path, card(spec, got.size, got.sha256, got.verified, got.source, digest))
+        if formats is not None:
+            from .exports import write_exports
+
+            write_exports(export_path, spec, out_dir, formats)
     return FetchResult(
         spec=spec,
         cache_path=got.path,

@@ -12,7 +12,8 @@ from .catalog import MODEL_NAMES, get_spec
 from .errors import ParamsError, UnknownModelError
 
 DEFAULT_MODELS = ("dinov2_vits14", "dinov2_vitb14")
-KNOWN_KEYS = {"models": list, "save_dir": str, "smoke_test": bool}
+KNOWN_KEYS = {"models": list, "save_dir": str, "smoke_test": bool, "formats": list}
+FORMATS = ("pth", "safetensors", "hf")  # the same as exports.FORMATS, without importing it (and torch) here
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class Params:
     models: tuple[str, ...]
     save_dir: str
     smoke_test: bool
+    formats: tuple[str, ...] = ("pth",)
 
 
 def _yaml() -> YAML:
@@ -75,7 +77,14 @@ def _validate(path: Path, data) -> Params:
         if name in seen:
             raise ParamsError(f"{path}:{line}: {name} is selected twice", "remove the duplicate / 删除重复项")
         seen.add(name)
-    return Params(tuple(models), str(data.get("save_dir", "models/dinov2")), bool(data.get("smoke_test", True)))
+    formats = data.get("formats", ["pth"])
+    for i, fmt in enumerate(formats):
+        if fmt not in FORMATS:
+            line = formats.lc.item(i)[0] + 1 if hasattr(formats, "lc") else line_of("formats")
+            raise ParamsError(f"{path}:{line}: unknown format {fmt!r}", f"formats are {', '.join(FORMATS)}")
+    formats = ("pth", *dict.fromkeys(f for f in formats if f != "pth"))  # pth is always exported
+    return Params(tuple(models), str(data.get("save_dir", "models/dinov2")), bool(data.get("smoke_test", True)),
+                  formats)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
