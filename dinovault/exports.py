@@ -82,12 +82,12 @@ def write_exports(pth: Path, spec: ModelSpec, save_dir: Path, formats) -> dict[s
         if not chosen:
             return written
         state_dict = {k: v.contiguous() for k, v in load_state_dict(pth, spec).items()}
-        meta = {"format": "pt", "model": spec.name}
+        meta = {"format": "pt"}  # one key: safetensors stores metadata unordered, and the bytes must not vary
         if "safetensors" in chosen:
             _write_safetensors(state_dict, dirs["safetensors"] / f"{spec.name}.safetensors", meta)
             written["safetensors"] = dirs["safetensors"]
         if "hf" in chosen:
-            _write_safetensors(official_to_hf(state_dict, spec), dirs["hf"] / "model.safetensors", {"format": "pt"})
+            _write_safetensors(official_to_hf(state_dict, spec), dirs["hf"] / "model.safetensors", meta)
             _write_text(json_text(hf_config(spec)), dirs["hf"] / "config.json")
             written["hf"] = dirs["hf"]
     except OSError as err:
