@@ -37,7 +37,7 @@ def fetch(c, model=None):
         "path": "a file or folder downloaded by hand: an official .pth (any name) or a Hugging Face "
         "model.safetensors / 手动下载的文件或文件夹",
         "also": "more files or folders; repeat / 更多文件，可重复",
-        "allow_unverified": "accept a recognised file that has no pin (its card says verified: false) / 接受未固定哈希的文件",
+        "allow_unverified": "accept a recognised file that has no pin (card: verified false) / 接受未固定哈希的文件",
     },
 )
 def import_(c, path, also=None, allow_unverified=False):

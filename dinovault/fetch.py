@@ -124,13 +124,13 @@ def _obtain(spec, pin, hf_pin, order, export_path, allow_unverified, progress, r
         raise errors[0]
     if not errors:
         raise VerificationError(
-            f"{spec.name}: no pinned SHA-256 for any source in DINOV2_SOURCES={','.join(order)} "
-            f"({registry_path()}): it cannot be verified / 无固定哈希",
-            "add a pin to that registry (or DINOV2_REGISTRY), try DINOV2_SOURCES=official,huggingface, or pass "
-            "--allow-unverified to accept an unverified file / 或使用 --allow-unverified",
+            f"{spec.upstream_file} has no pinned SHA-256 in {registry_path()}, nor {spec.hf_repo} an hf: pin "
+            f"(DINOV2_SOURCES={','.join(order)}): it cannot be verified / 无固定哈希",
+            "add a pin to that registry (or DINOV2_REGISTRY), or pass --allow-unverified to accept an unverified "
+            "file / 或使用 --allow-unverified",
         )
     raise DownloadError(
-        f"{spec.name}: every source failed / 所有来源均失败: " + "; ".join(failures),
+        "every source failed / 所有来源均失败: " + "; ".join(failures),
         "check the network, DINOV2_BASE_URL, HF_ENDPOINT and DINOV2_SOURCES, then rerun (downloads resume) "
         "/ 检查网络与镜像设置后重试",
     )
