@@ -153,9 +153,28 @@ def fetch_hf(spec: ModelSpec, pin: HfPin | None) -> Converted:
     return convert_file(path, spec, source, verified=pin is not None, downloaded=downloaded)
 
 
+def card_problems(card: dict, spec: ModelSpec, sha256: str, size: int) -> list[str]:
+    """What is wrong with a workspace ``<model>.pth`` converted from Hugging Face, given its model card: its bytes
+    must be the card's, and the card's source file the pinned one (when there is a pin)."""
+    from .registry import load_hf_pins
+
+    problems = []
+    if (sha256, size) != (card.get("sha256"), card.get("size")):
+        problems.append(f"sha256 {sha256} ({size} B) != model card {card.get('sha256')} ({card.get('size')} B)")
+    pin = load_hf_pins().get(spec.hf_repo)
+    if pin is not None and card.get("hf_sha256") != pin.sha256:
+        problems.append(f"converted from sha256 {card.get('hf_sha256')}, not the pinned {pin.ref} ({pin.sha256})")
+    if pin is None and card.get("verified"):
+        problems.append(f"no hf: pin for {spec.hf_repo} in the registry / 注册表中无此文件的哈希")
+    return problems
+
+
 def _revision_of(path: Path) -> str:
     """The commit of a file in the Hugging Face cache (``.../snapshots/<commit>/<file>``)."""
     return Path(path).parent.name
 
 
-__all__ = ["Converted", "convert_file", "converted_dir", "converted_path", "fetch_hf", "find_converted", "hf_url"]
+__all__ = [
+    "Converted", "card_problems", "convert_file", "converted_dir", "converted_path", "fetch_hf", "find_converted",
+    "hf_url",
+]

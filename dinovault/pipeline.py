@@ -462,7 +462,12 @@ def verify(root: Path | None = None) -> list[str]:
             bad.append(f"md5 {md5} != dvc.lock {md5s[model]}")
         if model not in md5s and model in layout.params.models:
             bad.append("not recorded in dvc.lock / dvc.lock 中无记录 (invoke fetch)")
-        if pin is None:
+        card = _read_card(layout.card(model))
+        if card.get("source") == "huggingface":  # converted from a pinned Hugging Face file: see hub.py
+            from .hub import card_problems
+
+            bad.extend(card_problems(card, CATALOG[model], sha, size))
+        elif pin is None:
             bad.append(f"no pin for {CATALOG[model].upstream_file} in the registry / 注册表中无此文件的哈希")
         elif sha != pin.sha256 or size != pin.size:
             bad.append(f"sha256 {sha} ({size} B) != pinned {pin.sha256} ({pin.size} B)")

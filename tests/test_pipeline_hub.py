@@ -64,6 +64,7 @@ def test_fetch_from_hugging_face_with_three_exports(machine, hub):
     outs = {o["path"] for o in a.lock()["stages"][f"fetch@{VITS}"]["outs"]}
     assert {f"models/dinov2/safetensors/{VITS}", f"models/dinov2/hf/{VITS}", f"models/dinov2/{VITS}.pth"} <= outs
     assert "up to date" in a.dvc("status").text
+    assert "all models verified" in a.invoke("verify").text  # against the card and the hf: pin
     # fewer formats: the stage reruns from the cache (no request) and the dropped exports go
     gets = hub.get_count("facebook/dinov2-small")
     set_formats(a.path / "params.yaml", "[pth]")
