@@ -55,6 +55,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.metrics and not args.model:
         parser.error("--metrics needs --model NAME (one model) / --metrics 只能用于单个模型")
+    bad = [f for f in (args.formats or "").split(",") if f.strip() and f.strip() not in ("pth", "safetensors", "hf")]
+    if bad:
+        parser.error(f"--formats: unknown format {bad[0]!r}; use pth, safetensors, hf / 未知格式")
     return args
 
 
