@@ -85,12 +85,12 @@ def _from_converted(conv) -> _Got:
 
 def _local(spec, pin: Pin | None, hf_pin: HfPin | None, allow_unverified, export_path, progress) -> _Got | None:
     """Verified bytes already on this machine, whichever source they came from, without any request."""
-    from .hub import find_converted
+    from .hub import adopt_export, find_converted
 
     dest = cache_path(spec.upstream_file)
     if pin is not None and dest.is_file() and check_file(dest, pin).ok:
         return _official(spec, pin, export_path, progress, False)  # finds it in the cache, no request
-    conv = find_converted(spec, hf_pin, allow_unverified)
+    conv = find_converted(spec, hf_pin, allow_unverified) or adopt_export(spec, export_path, hf_pin, allow_unverified)
     return _from_converted(conv) if conv else None
 
 

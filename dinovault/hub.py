@@ -71,6 +71,33 @@ def find_converted(spec: ModelSpec, pin: HfPin | None, allow_unverified: bool) -
     return Converted(path, check.size, check.sha256, source, meta["tensor_digest"], bool(meta.get("verified")), False)
 
 
+def adopt_export(spec: ModelSpec, export: Path | None, pin: HfPin | None, allow_unverified: bool) -> Converted | None:
+    """A ``<save_dir>/<model>.pth`` converted from Hugging Face on another machine (restored by ``dvc pull``),
+    taken back into the cache when its model card names the pinned source and its bytes match the card."""
+    from .export import export_file
+
+    if export is None or not export.is_file():
+        return None
+    card = _read_json(export.with_suffix(".json")) or {}
+    if card.get("source") != "huggingface" or card.get("model") != spec.name:
+        return None
+    if (pin.sha256 if pin else None) != card.get("hf_sha256") and not (pin is None and allow_unverified):
+        return None
+    size, sha = card.get("size"), card.get("sha256")
+    if not isinstance(size, int) or not isinstance(sha, str) or not check_file(export, Pin(export.name, size, sha)).ok:
+        return None
+    dest = converted_path(spec)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    export_file(export, dest, size, sha)
+    source = {"repo": card.get("hf_repo"), "revision": card.get("hf_revision"), "file": card.get("hf_file"),
+              "sha256": card.get("hf_sha256")}
+    meta = {"model": spec.name, "size": size, "sha256": sha, "source": source,
+            "tensor_digest": card.get("tensor_digest"), "verified": bool(card.get("verified"))}
+    write_json_atomic(dest.with_suffix(".json"), meta)
+    log.info("took %s from %s (converted from Hugging Face, verified against its card; no download)", dest, export)
+    return Converted(dest, size, sha, source, meta["tensor_digest"], meta["verified"], False)
+
+
 def _download(spec: ModelSpec, pin: HfPin | None) -> tuple[Path, bool]:
     """``hf_hub_download`` of the pinned revision (``main`` without a pin); returns the cached path and whether
     bytes were transferred."""
@@ -175,6 +202,6 @@ def _revision_of(path: Path) -> str:
 
 
 __all__ = [
-    "Converted", "card_problems", "convert_file", "converted_dir", "converted_path", "fetch_hf", "find_converted",
-    "hf_url",
+    "Converted", "adopt_export", "card_problems", "convert_file", "converted_dir", "converted_path", "fetch_hf",
+    "find_converted", "hf_url",
 ]

@@ -162,3 +162,19 @@ def test_offline_reuses_the_hugging_face_cache(hub, tmp_path):
     assert r.returncode == 0, r.stderr
     assert hub.get_count("facebook/dinov2-small") == gets
     assert_official(tmp_path / "m" / "dinov2_vits14.pth", hub.official)
+
+
+def test_an_export_restored_elsewhere_is_taken_back_without_a_request(hub, tmp_path):
+    r = run("--model", "dinov2_vits14", "--save_dir", tmp_path / "m", "--skip-test", tmp_path=tmp_path, hub=hub,
+            DINOV2_SOURCES="huggingface")
+    assert r.returncode == 0, r.stderr
+    export = tmp_path / "m" / "dinov2_vits14.pth"
+    before = export.read_bytes()
+    other = tmp_path / "other"  # another machine: empty torch and Hugging Face caches, only the pulled export
+    dead = f"http://127.0.0.1:{closed_port()}"
+    r = run("--model", "dinov2_vits14", "--save_dir", tmp_path / "m", tmp_path=other, hub=hub, HF_ENDPOINT=dead,
+            DINOV2_BASE_URL=dead)
+    assert r.returncode == 0, r.stderr
+    assert export.read_bytes() == before
+    converted = other / "th" / "hub" / "dinovault" / "converted" / "dinov2_vits14.pth"
+    assert converted.stat().st_ino == export.stat().st_ino
