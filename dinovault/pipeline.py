@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -650,6 +651,12 @@ def clean(root: Path | None = None, yes: bool = False, confirm: Callable[[str], 
             if path.exists():
                 path.unlink()
                 removed.append(layout.rel(path))
+        from .exports import export_dirs
+
+        for folder in export_dirs(layout.save_dir, CATALOG[model]).values():  # derived from the weights
+            if folder.is_dir():
+                shutil.rmtree(folder)
+                removed.append(layout.rel(folder))
         _say(f"removed {model} from the workspace / 已从工作区移除")
     if note:
         _say(note)

@@ -382,6 +382,8 @@ def test_selection_changes_stages_and_clean_removes_only_unselected(
     assert f"removed {REG}" in res.text
     assert not f.weights(REG).exists() and not (f.path / "models" / "dinov2" / f"{REG}.json").exists()
     assert not (f.path / "metrics" / f"{REG}.json").exists()
+    assert not (f.path / "models" / "dinov2" / "hf" / REG).exists()  # its (empty) export folders go too
+    assert (f.path / "models" / "dinov2" / "hf" / VITS).is_dir()
     assert f.weights(VITS).is_file() and md5(f.weights(VITS)) == f.lock_md5(VITS)
     assert "up to date" in f.dvc("status").stdout
     # select the reg model again: `invoke fetch` brings it back from the DVC cache, without a request
