@@ -30,9 +30,4 @@ def sources(value: str | None = None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names)) or DEFAULT_SOURCES
 
 
-def hf_offline() -> bool:
-    """Whether HF_HUB_OFFLINE asks huggingface_hub not to touch the network (its own truthy values)."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
-__all__ = ["DEFAULT_SOURCES", "KNOWN_SOURCES", "SOURCES_ENV", "hf_offline", "sources"]
+__all__ = ["DEFAULT_SOURCES", "KNOWN_SOURCES", "SOURCES_ENV", "sources"]

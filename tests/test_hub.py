@@ -178,3 +178,14 @@ def test_an_export_restored_elsewhere_is_taken_back_without_a_request(hub, tmp_p
     assert export.read_bytes() == before
     converted = other / "th" / "hub" / "dinovault" / "converted" / "dinov2_vits14.pth"
     assert converted.stat().st_ino == export.stat().st_ino
+
+
+def test_sources_setting_is_an_ordered_list_of_known_names():
+    from dinovault.errors import SourceError
+    from dinovault.settings import sources
+
+    assert sources("") == ("official", "huggingface")
+    assert sources(" HuggingFace, official ,huggingface") == ("huggingface", "official")
+    with pytest.raises(SourceError, match="unknown source 'github'") as exc:
+        sources("official,github")
+    assert "DINOV2_SOURCES=" in exc.value.hint
