@@ -59,11 +59,16 @@ FETCH_STATES = {"ran": "fetched / 已获取", "cached": "restored from DVC's run
 )
 def fetch(c, model=None, allow_unverified=False):
     """Download, verify and record models (`dvc repro`)."""
-    from dinovault.progress import human_size
     from dinovault.repo import commands
 
     with errors_exit():
         report = commands.fetch(model or None, allow_unverified=allow_unverified)
+    _say_fetched(report)
+
+
+def _say_fetched(report) -> None:
+    from dinovault.progress import human_size
+
     if report.added:
         say(f"selected in params.yaml / 已加入 params.yaml: {', '.join(report.added)}")
     for m in report.models:
@@ -71,6 +76,29 @@ def fetch(c, model=None, allow_unverified=False):
         say(f"{m.model}: {m.path}  {human_size(m.size)}  {check}:{m.sha256}  {m.seconds:.1f}s  {FETCH_STATES[m.state]}")
     if report.added or any(m.state != "up to date" for m in report.models):
         say(GIT_HINT)
+
+
+@task(
+    name="import",
+    positional=["path"],
+    iterable=["also"],
+    help={
+        "path": "a file or folder downloaded by hand: an official .pth (any name) or a Hugging Face "
+        "model.safetensors / 手动下载的文件或文件夹",
+        "also": "more files or folders; repeat / 更多文件，可重复",
+        "allow_unverified": "accept a recognised file that has no pin (card: verified false) / 接受未固定哈希的文件",
+    },
+)
+def import_(c, path, also=None, allow_unverified=False):
+    """Import hand-downloaded weights (verified, no download), then record them like `invoke fetch`."""
+    from dinovault.importer import import_models
+    from dinovault.repo import commands
+
+    with errors_exit():
+        done = import_models([path, *(also or [])], allow_unverified=allow_unverified)
+        say(*(line for _, line in done))
+        report = commands.fetch(list(dict.fromkeys(m for m, _ in done)), allow_unverified=allow_unverified)
+    _say_fetched(report)
 
 
 @task(name="list")

@@ -44,7 +44,7 @@ def stamp_dir() -> Path:
 # ---------------------------------------------------------------- small file helpers
 
 
-def _read_json(path: Path) -> dict | None:
+def read_json(path: Path) -> dict | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -71,7 +71,7 @@ def read_stamp(path: Path, st: os.stat_result | None = None) -> str | None:
         st = st or os.stat(path)
     except OSError:
         return None
-    data = _read_json(_stamp_file(st))
+    data = read_json(_stamp_file(st))
     if data and (data.get("size"), data.get("mtime_ns"), data.get("ctime_ns")) == _identity(st):
         sha = data.get("sha256")
         return sha if isinstance(sha, str) else None

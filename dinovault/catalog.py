@@ -37,6 +37,12 @@ class ModelSpec:
         return f"{self.arch}/{self.upstream_file}"
 
     @property
+    def hf_repo(self) -> str:
+        """The Hugging Face repo holding this model in the transformers layout (``model.safetensors``)."""
+        size = {"s": "small", "b": "base", "l": "large", "g": "giant"}[self.arch[len("dinov2_vit")]]
+        return f"facebook/dinov2-{'with-registers-' if self.num_register_tokens else ''}{size}"
+
+    @property
     def ffn_hidden(self) -> int:
         hidden = 4 * self.embed_dim
         if self.ffn == "swiglu":  # the official SwiGLUFFNFused rounding: 2/3 of 4·D, to a multiple of 8

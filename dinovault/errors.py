@@ -61,3 +61,11 @@ class DamagedObjectError(RepoError):
 
 class ConfigError(DinovaultError):
     """An environment variable or setting with a value that cannot work; retrying would not help."""
+
+
+class SourceError(DinovaultError):
+    """DINOV2_SOURCES names something that is not a source."""
+
+
+class ImportFileError(DinovaultError):
+    """A hand-downloaded file that is not a known DINOv2 checkpoint, or does not match its pin."""

@@ -85,10 +85,15 @@ def export_file(src: Path, target: Path, size: int, sha256: str) -> bool:
     return True
 
 
-def card(spec: ModelSpec, size: int, sha256: str, verified: bool) -> dict:
-    """The model card. The URL is always the official one, never a mirror's (DINOV2_BASE_URL), and nothing in it
-    changes from run to run: DVC hashes of the card stay stable across machines and mirrors."""
-    return {
+def card(
+    spec: ModelSpec, size: int, sha256: str, verified: bool, source: dict | None = None,
+    tensor_digest: str | None = None,
+) -> dict:
+    """The model card. The URL is always the public one, never a mirror's (DINOV2_BASE_URL, HF_ENDPOINT), and
+    nothing in it changes from run to run: DVC hashes of the card stay stable across machines and mirrors.
+    ``source``: ``{"source": "official"}`` or the Hugging Face repo, revision, file and its sha256;
+    ``tensor_digest``: the same for the same weights whichever file they came from (convert.tensor_digest)."""
+    data = {
         "model": spec.name,
         "upstream_file": spec.upstream_file,
         "url": official_url(spec),
@@ -98,7 +103,12 @@ def card(spec: ModelSpec, size: int, sha256: str, verified: bool) -> dict:
         "num_params": spec.num_params,
         "license": LICENSE,
         "verified": verified,
+        "source": "official",
     }
+    data.update(source or {})
+    if tensor_digest:
+        data["tensor_digest"] = tensor_digest
+    return data
 
 
 def write_card(path: Path, data: dict) -> bool:

@@ -14,7 +14,8 @@ from .errors import ParamsError, UnknownModelError
 from .files import write_atomic
 
 DEFAULT_MODELS = ("dinov2_vits14", "dinov2_vitb14")
-KNOWN_KEYS = {"models": list, "save_dir": str, "smoke_test": bool}
+KNOWN_KEYS = {"models": list, "save_dir": str, "smoke_test": bool, "formats": list}
+FORMATS = ("pth", "safetensors", "hf")  # the same as exports.FORMATS, without importing it (and torch) here
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class Params:
     models: tuple[str, ...]
     save_dir: str
     smoke_test: bool
+    formats: tuple[str, ...] = ("pth",)
 
 
 def _yaml() -> YAML:
@@ -85,7 +87,14 @@ def _validate(path: Path, data) -> Params:
             "(DVC tracks only files inside it) / save_dir 必须是仓库内的相对路径",
             "e.g. save_dir: models/dinov2 / 例如 save_dir: models/dinov2",
         )
-    return Params(tuple(models), save_dir, bool(data.get("smoke_test", True)))
+    formats = data.get("formats", ["pth"])
+    for i, fmt in enumerate(formats):
+        if fmt not in FORMATS:
+            line = formats.lc.item(i)[0] + 1 if hasattr(formats, "lc") else line_of("formats")
+            raise ParamsError(f"{path}:{line}: unknown format {fmt!r} / 未知格式",
+                              f"formats are {', '.join(FORMATS)} / 可用格式: {', '.join(FORMATS)}")
+    formats = ("pth", *dict.fromkeys(f for f in formats if f != "pth"))  # pth is always exported
+    return Params(tuple(models), save_dir, bool(data.get("smoke_test", True)), formats)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

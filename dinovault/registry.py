@@ -1,6 +1,8 @@
 """Pinned sizes and SHA-256 of upstream files, read from a plain-text registry.
 
 One line per file: ``<upstream file name> <size in bytes> sha256:<hex>``; ``#`` starts a comment.
+Hugging Face files: ``hf:<repo_id>@<40-hex commit>/<file> <size or -> sha256:<hex>`` (``-`` where no public
+record gives the exact byte count: the size is then taken from the server, the SHA-256 still decides).
 The registry shipped in the package holds the official pins; ``DINOV2_REGISTRY=<path>`` replaces it.
 """
 
@@ -15,6 +17,7 @@ from .settings import registry_file
 
 DEFAULT_REGISTRY = Path(__file__).with_name("registry.txt")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_HF = re.compile(r"hf:(?P<repo>[\w.-]+/[\w.-]+)@(?P<rev>[0-9a-f]{40})/(?P<file>[\w./-]+)")
 
 
 @dataclass(frozen=True)
@@ -24,12 +27,35 @@ class Pin:
     sha256: str
 
 
+@dataclass(frozen=True)
+class HfPin:
+    repo_id: str
+    revision: str  # the 40-hex commit
+    file: str
+    size: int | None  # None: no public record of the exact byte count
+    sha256: str
+
+    @property
+    def ref(self) -> str:
+        return f"hf:{self.repo_id}@{self.revision}/{self.file}"
+
+
 def registry_path() -> Path:
     return registry_file() or DEFAULT_REGISTRY
 
 
 def parse_registry(text: str, source: str = "<registry>") -> dict[str, Pin]:
-    pins: dict[str, Pin] = {}
+    """The official pins of a registry text (``hf:`` lines are checked but left to ``parse_hf_pins``)."""
+    return {k: v for k, v in _parse(text, source).items() if isinstance(v, Pin)}
+
+
+def parse_hf_pins(text: str, source: str = "<registry>") -> dict[str, HfPin]:
+    """The Hugging Face pins of a registry text, keyed by repo id."""
+    return {v.repo_id: v for v in _parse(text, source).values() if isinstance(v, HfPin)}
+
+
+def _parse(text: str, source: str) -> dict[str, Pin | HfPin]:
+    pins: dict[str, Pin | HfPin] = {}
     for lineno, raw in enumerate(text.splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
         if not line:
@@ -42,7 +68,12 @@ def parse_registry(text: str, source: str = "<registry>") -> dict[str, Pin]:
                 "fix or remove that line / 请修正该行",
             )
         name, size, digest = fields
-        if not size.isdigit():
+        hf = _HF.fullmatch(name) if name.startswith("hf:") else None
+        if name.startswith("hf:") and hf is None:
+            raise RegistryError(
+                f"{where}: {name!r} is not 'hf:<owner>/<repo>@<40-hex commit>/<file>'", "fix that line / 请修正该行"
+            )
+        if not size.isdigit() and not (hf and size == "-"):
             raise RegistryError(f"{where}: size {size!r} is not a whole number of bytes", "fix that line / 请修正该行")
         alg, _, hexdigest = digest.partition(":")
         if alg != "sha256" or not _HEX64.fullmatch(hexdigest):
@@ -50,19 +81,33 @@ def parse_registry(text: str, source: str = "<registry>") -> dict[str, Pin]:
                 f"{where}: hash {digest!r} is not 'sha256:' followed by 64 lowercase hex digits",
                 "fix that line / 请修正该行",
             )
-        if name in pins:
-            raise RegistryError(f"{where}: {name} is pinned twice", "keep one line per file / 每个文件只保留一行")
-        pins[name] = Pin(name, int(size), hexdigest)
+        key = f"hf:{hf['repo']}" if hf else name
+        if key in pins:
+            raise RegistryError(f"{where}: {key} is pinned twice", "keep one line per file / 每个文件只保留一行")
+        if hf:
+            pins[key] = HfPin(hf["repo"], hf["rev"], hf["file"], None if size == "-" else int(size), hexdigest)
+        else:
+            pins[key] = Pin(name, int(size), hexdigest)
     return pins
 
 
-def load_registry(path: Path | None = None) -> dict[str, Pin]:
-    path = path or registry_path()
+def _read(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as err:
         raise RegistryError(
             f"cannot read pin registry {path}: {err.strerror or err}",
             "check DINOV2_REGISTRY / 请检查 DINOV2_REGISTRY",
         ) from None
-    return parse_registry(text, str(path))
+
+
+def load_registry(path: Path | None = None) -> dict[str, Pin]:
+    """The official pins, keyed by upstream file name."""
+    path = path or registry_path()
+    return parse_registry(_read(path), str(path))
+
+
+def load_hf_pins(path: Path | None = None) -> dict[str, HfPin]:
+    """The Hugging Face pins, keyed by repo id (one pinned file per repo)."""
+    path = path or registry_path()
+    return parse_hf_pins(_read(path), str(path))

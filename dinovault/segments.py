@@ -25,7 +25,7 @@ from pathlib import Path
 
 import requests
 
-from .cache import _read_json, write_json_atomic, write_stamp
+from .cache import read_json, write_json_atomic, write_stamp
 from .crosscheck import cross_check
 from .rangeget import Source, open_range
 from .ranges import Piece, PrefixHasher, Ranges, ranges_on_disk, write_at
@@ -64,7 +64,7 @@ class Segmented:
 
     def load(self) -> dict[str, Ranges]:
         """Ranges already on disk per source, from the sidecar; an untrusted partial is discarded."""
-        meta = _read_json(self.meta_path)
+        meta = read_json(self.meta_path)
         try:
             size = self.part.stat().st_size
         except FileNotFoundError:

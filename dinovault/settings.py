@@ -11,19 +11,22 @@ long-lived process or a test sees the environment as it is now.
 | ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY`` (either case) | remotes.probe | a proxy is used: no direct TCP check |
 | ``DINOV2_CONNECTIONS`` | download | connections per source for a large pinned file (default 8, 1-32; 1: one stream) |
 | ``DINOV2_SEGMENT_SIZE`` | download | bytes per range of a segmented download (default 8 MiB; smaller only for tests) |
+| ``DINOV2_SOURCES`` | fetch | sources tried in order: ``official`` (the base URLs), ``huggingface`` (default both) |
 | ``DINOVAULT_ALLOW_UNVERIFIED`` | fetch script | ``1``: accept a model with no pin (invoke fetch --allow-unverified) |
 
-``DINOVAULT_REQUIRE_SERVERS`` is read by the tests only (tests/support/servers.py).
+huggingface_hub reads ``HF_ENDPOINT``, ``HF_HOME``, ``HF_TOKEN`` and ``HF_HUB_OFFLINE`` itself, as it documents;
+dinovault only passes them through. ``DINOVAULT_REQUIRE_SERVERS`` is read by the tests only (tests/support/servers.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import ConfigError, DinovaultError
+from .errors import ConfigError, DinovaultError, SourceError
 
 BASE_URL = "DINOV2_BASE_URL"
 ALLOW_UNVERIFIED = "DINOVAULT_ALLOW_UNVERIFIED"
@@ -113,3 +116,25 @@ def connections() -> int:
 def segment_size() -> int:
     """Bytes per range of a segmented download (``DINOV2_SEGMENT_SIZE``)."""
     return _positive_int(SEGMENT_SIZE, DEFAULT_SEGMENT_SIZE, 1 << 34)
+
+
+SOURCES_ENV = "DINOV2_SOURCES"
+KNOWN_SOURCES = ("official", "huggingface")
+DEFAULT_SOURCES = ("official", "huggingface")
+
+
+def sources(value: str | None = None) -> tuple[str, ...]:
+    """The sources to try, in order: ``$DINOV2_SOURCES`` (comma or space separated) or official,huggingface."""
+    if value is None:
+        value = os.environ.get(SOURCES_ENV, "")
+    names = [s.strip().lower() for s in re.split(r"[,\s]+", value) if s.strip()]
+    bad = [n for n in names if n not in KNOWN_SOURCES]
+    if bad:
+        raise SourceError(
+            f"{SOURCES_ENV}={value!r}: unknown source {bad[0]!r} / 未知来源",
+            f"use a comma list of {' and '.join(KNOWN_SOURCES)}, e.g. {SOURCES_ENV}=huggingface,official / "
+            f"请使用 {', '.join(KNOWN_SOURCES)} 的逗号列表",
+        )
+    return tuple(dict.fromkeys(names)) or DEFAULT_SOURCES
+
+

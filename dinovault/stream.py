@@ -22,7 +22,7 @@ from pathlib import Path
 
 import requests
 
-from .cache import CHUNK, _read_json, write_json_atomic, write_stamp
+from .cache import CHUNK, read_json, write_json_atomic, write_stamp
 from .registry import Pin
 from .retry import LocalWriteError, Restart, Retryable, RetryPolicy, SourceFailed, request_failed, retry_after
 
@@ -116,7 +116,7 @@ class _Transfer:
         except FileNotFoundError:
             self.meta_path.unlink(missing_ok=True)
             return 0, None
-        meta = _read_json(self.meta_path)
+        meta = read_json(self.meta_path)
         pin = self.pin
         if meta is None:
             why = "it has no record of its origin"

@@ -7,8 +7,11 @@ Examples:
   python scripts/download_dinov2.py --model dinov2_vits14 --save_dir models/dinov2
   python scripts/download_dinov2.py --all            # every model selected in params.yaml
 
-Environment: DINOV2_BASE_URL (mirrors, tried in order), DINOV2_REGISTRY (another pin file), TORCH_HOME,
-DINOVAULT_ALLOW_UNVERIFIED=1 (as --allow-unverified); see dinovault/settings.py.
+  python scripts/download_dinov2.py --model dinov2_vits14 --from ~/Downloads/model.safetensors --save_dir models/dinov2
+
+Environment: DINOV2_SOURCES (official,huggingface: tried in order), DINOV2_BASE_URL (official mirrors),
+HF_ENDPOINT / HF_HOME / HF_TOKEN / HF_HUB_OFFLINE (as in huggingface_hub), DINOV2_REGISTRY (another pin file),
+TORCH_HOME, DINOVAULT_ALLOW_UNVERIFIED=1 (as --allow-unverified); see dinovault/settings.py.
 """
 
 from __future__ import annotations
@@ -40,12 +43,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--skip-test", action="store_true", help="skip the forward-pass smoke test / 跳过模型测试")
     parser.add_argument("--metrics", metavar="FILE", help="write {embed_dim, num_params, forward_seconds} as JSON "
                         "(one model only)")
+    parser.add_argument("--from", dest="from_paths", metavar="PATH", action="append", default=[],
+                        help="a file or folder downloaded by hand (official .pth under any name, or a Hugging Face "
+                        "model.safetensors): verified and placed in the cache first, no download / 导入手动下载的文件")
+    parser.add_argument("--formats", metavar="LIST",
+                        help="extra exports beside the .pth, comma list of safetensors,hf (default: params.yaml "
+                        "formats when --params is given) / 额外导出格式")
     parser.add_argument("--params", metavar="FILE",
                         help="params.yaml: the models of --all, and smoke_test: false skips the test "
                         f"(default: {REPO_ROOT / 'params.yaml'}, read only by --all unless given)")
     args = parser.parse_args(argv)
     if args.metrics and not args.model:
         parser.error("--metrics needs --model NAME (one model) / --metrics 只能用于单个模型")
+    bad = [f for f in (args.formats or "").split(",") if f.strip() and f.strip() not in ("pth", "safetensors", "hf")]
+    if bad:
+        parser.error(f"--formats: unknown format {bad[0]!r}; use pth, safetensors, hf / 未知格式")
     return args
 
 
@@ -86,6 +98,16 @@ def main(argv=None) -> int:
             smoke, skip_reason = False, "smoke_test: false in params.yaml"
         for name in names:
             get_spec(name)
+        formats = None
+        if args.formats is not None:
+            formats = ("pth", *[f.strip() for f in args.formats.split(",") if f.strip()])
+        elif params is not None:
+            formats = params.formats
+        if args.from_paths:
+            from dinovault.importer import import_paths
+
+            for line in import_paths(args.from_paths, allow_unverified=allow_unverified):
+                _say(line)
     except UnknownModelError as err:
         _fail(_error_line(err))
         return 2
@@ -96,7 +118,8 @@ def main(argv=None) -> int:
     failed = 0
     for name in names:
         try:
-            res = fetch_model(name, args.save_dir, allow_unverified=allow_unverified, smoke_test=smoke)
+            res = fetch_model(name, args.save_dir, allow_unverified=allow_unverified, smoke_test=smoke,
+                              formats=formats if args.save_dir else None)
         except DinovaultError as err:
             _fail(f"{name}: {_error_line(err)}")
             failed += 1
@@ -109,8 +132,10 @@ def main(argv=None) -> int:
                          "verified" if res.verified else "unverified")
         if not res.verified:
             logging.warning("%s: UNVERIFIED (no pinned SHA-256) / 未验证", res.spec.upstream_file)
-        _say(f"✓ 模型下载成功！ / Model downloaded: {res.spec.upstream_file} ({human_size(res.size)}, "
-             f"sha256 {res.sha256})")
+        what = res.spec.upstream_file
+        if res.source.get("source") == "huggingface":
+            what = f"{res.spec.name} from {res.source['hf_repo']}@{res.source['hf_revision'][:12]} (converted)"
+        _say(f"✓ 模型下载成功！ / Model downloaded: {what} ({human_size(res.size)}, sha256 {res.sha256})")
         if res.forward_seconds is not None:
             _say(f"✓ 模型测试成功！ / Smoke test passed: output (1, {res.spec.embed_dim})")
         else:

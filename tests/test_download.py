@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -349,6 +350,27 @@ def test_malformed_registry_names_file_and_line(served, tmp_path, monkeypatch):
     monkeypatch.setenv("DINOV2_REGISTRY", str(reg))
     with pytest.raises(RegistryError, match=rf"{reg}:4: hash 'md5:abc'"):
         fetch()
+
+
+@pytest.mark.parametrize(("line", "problem"), [
+    ("hf:facebook/dinov2-small@ed25f3a/model.safetensors 1 sha256:" + "a" * 64, "40-hex commit"),
+    ("hf:facebook/dinov2-small@" + "a" * 40 + "/model.safetensors x sha256:" + "a" * 64, "not a whole number"),
+    ("hf:dinov2-small@" + "a" * 40 + "/model.safetensors - sha256:" + "a" * 64, "<owner>/<repo>"),
+])
+def test_malformed_hf_pin_names_the_line(line, problem):
+    from dinovault.registry import parse_hf_pins
+
+    with pytest.raises(RegistryError, match=f"r.txt:2: .*{re.escape(problem)}"):
+        parse_hf_pins("# pins\n" + line + "\n", "r.txt")
+
+
+def test_hf_pins_are_keyed_by_repo_and_size_may_be_unknown():
+    from dinovault.registry import parse_hf_pins, parse_registry
+
+    text = f"hf:facebook/dinov2-base@{'b' * 40}/model.safetensors - sha256:{'c' * 64}\n"
+    pin = parse_hf_pins(text)["facebook/dinov2-base"]
+    assert (pin.revision, pin.file, pin.size, pin.sha256) == ("b" * 40, "model.safetensors", None, "c" * 64)
+    assert pin.ref == f"hf:facebook/dinov2-base@{'b' * 40}/model.safetensors" and parse_registry(text) == {}
 
 
 # ------------------------------------------------------------------ progress and policy

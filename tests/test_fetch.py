@@ -18,6 +18,8 @@ import pytest
 
 from dinovault.cache import cache_path, read_stamp
 from dinovault.catalog import LICENSE, get_spec
+from dinovault.checkpoint import load_state_dict
+from dinovault.convert import tensor_digest
 from dinovault.download import part_paths
 from dinovault.errors import CheckpointError, DownloadError
 from dinovault.fetch import fetch_model
@@ -106,6 +108,7 @@ def test_cli_end_to_end_then_nothing_to_do(dinov2_server, tmp_path):
     assert card == {
         "model": "dinov2_vits14", "upstream_file": FILE, "url": official_url(S14), "size": served.stat().st_size,
         "sha256": digest, "embed_dim": 384, "num_params": 22_056_576, "license": LICENSE, "verified": True,
+        "source": "official", "tensor_digest": tensor_digest(load_state_dict(served, S14), S14),
     }
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert set(metrics) == {"embed_dim", "num_params", "forward_seconds"} and metrics["forward_seconds"] > 0

@@ -3,9 +3,9 @@
 Layers, lowest first (a module may import its own layer and the ones below, never one above):
 
 1. foundation     errors, settings, files
-2. model facts    catalog, registry, params, progress
-3. fetch path     cache, sources, retry, stream, ranges, rangeget, crosscheck, segments, download, export, fetch,
-                  checkpoint, backbone, smoke
+2. model facts    catalog, registry, params, progress, convert (official <-> Hugging Face layout)
+3. fetch path     cache, digest, sources, retry, stream, ranges, rangeget, crosscheck, segments, download,
+                  huggingface, export, exports, importer, fetch, checkpoint, backbone, smoke
 4. using weights  extractor, features
 5. repository     repo (layout, dvc, commands)
 6. remotes        remotes (config, probe, transfer)
@@ -23,9 +23,9 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "dinovault"
 LAYERS = [
     {"errors", "settings", "files"},
-    {"catalog", "registry", "params", "progress"},
-    {"cache", "sources", "retry", "stream", "ranges", "rangeget", "crosscheck", "segments", "download", "export",
-     "fetch", "checkpoint", "backbone", "smoke"},
+    {"catalog", "registry", "params", "progress", "convert"},
+    {"cache", "digest", "sources", "retry", "stream", "ranges", "rangeget", "crosscheck", "segments", "download",
+     "huggingface", "export", "exports", "importer", "fetch", "checkpoint", "backbone", "smoke"},
     {"extractor", "features"},
     {"repo"},
     {"remotes"},

@@ -17,6 +17,13 @@ def test_the_shipped_params_select_the_default_models():
     assert params.models == ("dinov2_vits14", "dinov2_vitb14")
     assert params.save_dir == "models/dinov2"
     assert params.smoke_test is True
+    assert params.formats == ("pth",)
+
+
+def test_formats_always_hold_pth_once(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("models: []\nformats: [hf, safetensors, hf]\n", encoding="utf-8")
+    assert load_params(path).formats == ("pth", "hf", "safetensors")
 
 
 @pytest.mark.parametrize(
@@ -37,6 +44,7 @@ def test_the_shipped_params_select_the_default_models():
         ("models:\n  - dinov2_vits14\n  - 12\n", ":3", "model names are strings"),
         ("# c\nmodels:\n  - dinov2_vits14\n  - dinov2_vits14\n", ":4", "selected twice"),
         ("models:\n  - dinov2_vits14\n  - dinov2_vitb41\n", ":3", "did you mean dinov2_vitb14"),
+        ("models: []\nformats:\n  - pth\n  - onnx\n", ":4", "unknown format 'onnx'"),
     ],
 )
 def test_a_bad_file_gives_its_line_and_the_problem(tmp_path, text, where, problem):

@@ -153,9 +153,10 @@ def test_push_then_pull_on_a_second_clone_gives_the_same_bytes(machine, fetched,
     a = fetched
     a.commit("fetch dinov2_vits14")
     a.invoke("push")
-    # the zero-setup default remote, below this machine's HOME: weights and card
+    # the zero-setup default remote, below this machine's HOME: weights and card (and the listing of the empty
+    # export folders, formats: [pth])
     pushed = sorted(p for p in (machine.default_remote / "files" / "md5").rglob("*") if p.is_file())
-    assert len(pushed) == 2
+    assert len([p for p in pushed if not p.name.endswith(".dir")]) == 2
     assert a.lock_md5(VITS)[2:] in {p.name for p in pushed}
     stamps = [p.stat().st_mtime_ns for p in pushed]
     a.invoke("push")  # nothing left to send
@@ -381,6 +382,8 @@ def test_selection_changes_stages_and_clean_removes_only_unselected(
     assert f"removed {REG}" in res.text
     assert not f.weights(REG).exists() and not (f.path / "models" / "dinov2" / f"{REG}.json").exists()
     assert not (f.path / "metrics" / f"{REG}.json").exists()
+    assert not (f.path / "models" / "dinov2" / "hf" / REG).exists()  # its (empty) export folders go too
+    assert (f.path / "models" / "dinov2" / "hf" / VITS).is_dir()
     assert f.weights(VITS).is_file() and md5(f.weights(VITS)) == f.lock_md5(VITS)
     assert "up to date" in f.dvc("status").stdout
     # select the reg model again: `invoke fetch` brings it back from the DVC cache, without a request

@@ -3,6 +3,7 @@ the one DVC adapter (dvc.py) and returns data; printing is the fronts' job (task
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from pathlib import Path
 from ..cache import check_file
 from ..catalog import CATALOG, MODEL_NAMES, get_spec
 from ..errors import DinovaultError, RepoError
+from ..exports import export_dirs
 from ..files import hash_file, write_atomic
 from ..params import add_models
 from ..registry import load_registry
@@ -181,7 +183,7 @@ class Cleaned:
 
 
 def clean(root: Path | None = None, yes: bool = False, confirm: Callable[[str], bool] | None = None) -> Cleaned:
-    """Remove the models that params.yaml no longer selects from the workspace (weights, card, metrics).
+    """Remove the models that params.yaml no longer selects from the workspace (weights, card, metrics, exports).
 
     A file the default remote does not hold is removed only after ``confirm`` (or ``yes``) agrees.
     """
@@ -206,5 +208,7 @@ def clean(root: Path | None = None, yes: bool = False, confirm: Callable[[str], 
                 continue
         for path in (weights, layout.card(model), layout.metrics(model)):
             path.unlink(missing_ok=True)
+        for folder in export_dirs(layout.save_dir, CATALOG[model]).values():  # derived from the weights
+            shutil.rmtree(folder, ignore_errors=True)
         out.removed.append(model)
     return out

@@ -14,10 +14,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cache import write_stamp
+from ..cache import read_json, write_stamp
 from ..catalog import CATALOG
 from ..errors import DinovaultError, RepoError
 from ..files import Digests, hash_file, link_atomic, temp_beside
+from ..huggingface import card_problems, converted_path
 from ..progress import human_size
 from ..registry import Pin, load_registry
 from .dvc import describe, open_repo
@@ -39,6 +40,7 @@ class _Model:
     md5: str | None  # dvc.lock's
     pin: Pin | None
     places: dict[str, Path]  # "workspace", "DVC cache", "torch.hub cache" → path
+    card: dict  # the model card: a model converted from Hugging Face is checked against it and its hf: pin
 
 
 def _models(layout: Layout, repo) -> list[_Model]:
@@ -49,10 +51,12 @@ def _models(layout: Layout, repo) -> list[_Model]:
         if name not in CATALOG:
             continue
         md5 = layout.recorded.get(name)
-        places = {"workspace": layout.weights(name), "torch.hub cache": layout.torch_copy(name)}
+        card = read_json(layout.card(name)) or {}
+        copy = converted_path(CATALOG[name]) if card.get("source") == "huggingface" else layout.torch_copy(name)
+        places = {"workspace": layout.weights(name), "torch.hub cache": copy}
         if md5:
             places["DVC cache"] = Path(repo.cache.local.oid_to_path(md5))
-        out.append(_Model(name, md5, pins.get(CATALOG[name].upstream_file), places))
+        out.append(_Model(name, md5, pins.get(CATALOG[name].upstream_file), places, card))
     return out
 
 
@@ -62,7 +66,9 @@ def _problems(model: _Model, got: Digests, selected: bool) -> list[str]:
         bad.append(f"md5 {got.md5} != dvc.lock {model.md5}")
     if not model.md5 and selected:
         bad.append("not recorded in dvc.lock / dvc.lock 中无记录 (invoke fetch)")
-    if model.pin is None:
+    if model.card.get("source") == "huggingface":
+        bad.extend(card_problems(model.card, CATALOG[model.name], got.sha256, got.size))
+    elif model.pin is None:
         bad.append(f"no pin for {CATALOG[model.name].upstream_file} in the registry / 注册表中无此文件的哈希")
     elif got.sha256 != model.pin.sha256 or got.size != model.pin.size:
         bad.append(f"sha256 {got.sha256} ({got.size} B) != pinned {model.pin.sha256} ({model.pin.size} B)")
@@ -159,13 +165,17 @@ def _repair_one(repo, remote: str | None, model: _Model, bad: list[str]) -> Repa
             good, source = model.places[good_places[0]], f"the intact {good_places[0]} copy"
         elif source := _from_remote(repo, remote, model, tmp):
             good = tmp
-        else:
+        elif model.card.get("source") != "huggingface":
             good, source = model.places["torch.hub cache"], _from_sources(model, model.places["torch.hub cache"])
+        else:
+            raise RepoError(f"{model.name}: no intact copy and the DVC remote lacks it / 没有完好的副本，远端也没有",
+                            f"fetch it again / 请重新获取: invoke fetch --model {model.name}")
         os.chmod(good, 0o444)  # DVC keeps its cache read-only; the workspace file is the same inode
         for place in bad:
             if model.places[place] != good:
                 _place(good, model.places[place])
-        write_stamp(model.places["workspace"], model.pin.sha256)
+        hf = model.card.get("source") == "huggingface"
+        write_stamp(model.places["workspace"], model.card["sha256"] if hf else model.pin.sha256)
     finally:
         tmp.unlink(missing_ok=True)
     return Repaired(model.name, source, bad)

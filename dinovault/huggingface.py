@@ -1,0 +1,207 @@
+"""The Hugging Face source: a pinned ``model.safetensors`` from facebook/dinov2-*, fetched by huggingface_hub,
+verified against its SHA-256, converted to the official state_dict and kept as ``<model>.pth``.
+
+Where the converted file lives: ``$TORCH_HOME/hub/dinovault/converted/<model>.pth`` (+ ``<model>.json`` saying
+what it was converted from). Not in ``$TORCH_HOME/hub/checkpoints``: torch.hub looks there for Meta's own files
+under Meta's names and dinovault pins those bytes, so a converted file of other bytes under an official name would
+fail every official pin and could be mistaken for Meta's file. The downloaded safetensors stays in the Hugging
+Face cache (``$HF_HOME/hub``), where huggingface_hub and transformers find it again.
+
+huggingface_hub reads HF_ENDPOINT, HF_HOME, HF_TOKEN and HF_HUB_OFFLINE itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock
+
+from .cache import check_file, file_sha256, read_json, torch_home, write_json_atomic, write_stamp
+from .catalog import ModelSpec
+from .errors import CheckpointError, DownloadError, VerificationError
+from .registry import HfPin, Pin
+
+log = logging.getLogger("dinovault")
+HF_FILE = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class Converted:
+    path: Path  # the official-format .pth made from the Hugging Face file
+    size: int
+    sha256: str  # of ``path``
+    source: dict  # repo, revision, file, sha256 of the Hugging Face file
+    tensor_digest: str
+    verified: bool  # the Hugging Face file matched a pin
+    downloaded: bool
+
+
+def converted_dir() -> Path:
+    return torch_home() / "hub" / "dinovault" / "converted"
+
+
+def converted_path(spec: ModelSpec) -> Path:
+    return converted_dir() / f"{spec.name}.pth"
+
+
+def hf_url(repo: str, revision: str, file: str) -> str:
+    """The public address of a Hub file, for model cards (independent of HF_ENDPOINT mirrors)."""
+    return f"https://huggingface.co/{repo}/resolve/{revision}/{file}"
+
+
+def find_converted(spec: ModelSpec, pin: HfPin | None, allow_unverified: bool) -> Converted | None:
+    """The converted file already in the cache, when it is intact and was made from the pinned Hugging Face file
+    (or, with ``allow_unverified``, from any)."""
+    path = converted_path(spec)
+    meta = read_json(path.with_suffix(".json"))
+    if not meta or not path.is_file():
+        return None
+    source = meta.get("source") or {}
+    if pin is not None and source.get("sha256") != pin.sha256:
+        return None
+    if pin is None and not (allow_unverified or not meta.get("verified", True)):
+        return None
+    check = check_file(path, Pin(path.name, int(meta.get("size", -1)), str(meta.get("sha256"))))
+    if not check.ok:
+        return None
+    return Converted(path, check.size, check.sha256, source, meta["tensor_digest"], bool(meta.get("verified")), False)
+
+
+def adopt_export(spec: ModelSpec, export: Path | None, pin: HfPin | None, allow_unverified: bool) -> Converted | None:
+    """A ``<save_dir>/<model>.pth`` converted from Hugging Face on another machine (restored by ``dvc pull``),
+    taken back into the cache when its model card names the pinned source and its bytes match the card."""
+    from .export import export_file
+
+    if export is None or not export.is_file():
+        return None
+    card = read_json(export.with_suffix(".json")) or {}
+    if card.get("source") != "huggingface" or card.get("model") != spec.name:
+        return None
+    if (pin.sha256 if pin else None) != card.get("hf_sha256") and not (pin is None and allow_unverified):
+        return None
+    size, sha = card.get("size"), card.get("sha256")
+    if not isinstance(size, int) or not isinstance(sha, str) or not check_file(export, Pin(export.name, size, sha)).ok:
+        return None
+    dest = converted_path(spec)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    export_file(export, dest, size, sha)
+    source = {"repo": card.get("hf_repo"), "revision": card.get("hf_revision"), "file": card.get("hf_file"),
+              "sha256": card.get("hf_sha256")}
+    meta = {"model": spec.name, "size": size, "sha256": sha, "source": source,
+            "tensor_digest": card.get("tensor_digest"), "verified": bool(card.get("verified"))}
+    write_json_atomic(dest.with_suffix(".json"), meta)
+    log.info("took %s from %s (converted from Hugging Face, verified against its card; no download)", dest, export)
+    return Converted(dest, size, sha, source, meta["tensor_digest"], meta["verified"], False)
+
+
+def _download(spec: ModelSpec, pin: HfPin | None) -> tuple[Path, bool]:
+    """``hf_hub_download`` of the pinned revision (``main`` without a pin); returns the cached path and whether
+    bytes were transferred."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    revision, file = (pin.revision, pin.file) if pin else ("main", HF_FILE)
+    cached = huggingface_hub.try_to_load_from_cache(spec.hf_repo, file, revision=revision)
+    try:
+        path = huggingface_hub.hf_hub_download(spec.hf_repo, file, revision=revision)
+    except Exception as err:  # HTTP, offline, missing repo, network: this source failed, say why
+        endpoint = constants.ENDPOINT
+        why = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise DownloadError(f"huggingface ({endpoint}) {spec.hf_repo}@{revision[:12]}/{file}: {why}") from None
+    return Path(path), not isinstance(cached, str)
+
+
+def _verify(path: Path, spec: ModelSpec, pin: HfPin | None) -> tuple[int, str]:
+    size = path.stat().st_size
+    if pin is None:
+        log.warning("%s/%s is not pinned: accepting it unverified", spec.hf_repo, HF_FILE)
+        return size, file_sha256(path)
+    check = check_file(path, Pin(pin.file, pin.size if pin.size is not None else size, pin.sha256), rehash=True)
+    if not check.ok:
+        real = Path(os.path.realpath(path))
+        with contextlib.suppress(OSError):  # the bad blob goes, so the next try downloads it again
+            path.unlink()
+            real.unlink()
+        raise VerificationError(
+            f"{spec.hf_repo}@{pin.revision[:12]}/{pin.file} from Hugging Face does not match its pin ({check.reason}); "
+            "removed, nothing exported / 与固定哈希不符，已删除",
+            "check HF_ENDPOINT (a mirror serving other bytes?) and try again / 请检查 HF_ENDPOINT 后重试",
+        )
+    return check.size, check.sha256
+
+
+def convert_file(src: Path, spec: ModelSpec, source: dict, verified: bool, downloaded: bool = False) -> Converted:
+    """Convert a verified Hugging Face ``model.safetensors`` into the cache's official-format ``<model>.pth``."""
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .convert import hf_shapes, hf_to_official, tensor_digest
+
+    try:
+        tensors = load_file(str(src))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{src} is not a readable safetensors file: {err}", "download it again") from None
+    if {k: tuple(v.shape) for k, v in tensors.items()} != hf_shapes(spec):
+        raise CheckpointError(f"{src} does not hold the tensors of {spec.name} ({spec.hf_repo})",
+                              "check the file or the model name / 请检查文件或模型名")
+    state_dict = {k: v.float() for k, v in hf_to_official(tensors, spec).items()}
+    digest = tensor_digest(state_dict, spec)
+    dest = converted_path(spec)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(dest) + ".lock"):
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as fh:  # a file object: the archive name inside does not depend on the path
+                torch.save(state_dict, fh)
+            sha = file_sha256(tmp)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        size = dest.stat().st_size
+        write_stamp(dest, sha)
+        meta = {"model": spec.name, "size": size, "sha256": sha, "source": source, "tensor_digest": digest,
+                "verified": verified}
+        write_json_atomic(dest.with_suffix(".json"), meta)
+    return Converted(dest, size, sha, source, digest, verified, downloaded)
+
+
+def fetch_hf(spec: ModelSpec, pin: HfPin | None) -> Converted:
+    """Download (or reuse from the Hugging Face cache), verify, convert. DownloadError / VerificationError."""
+    path, downloaded = _download(spec, pin)
+    size, sha = _verify(path, spec, pin)
+    revision = pin.revision if pin else _revision_of(path)
+    source = {"repo": spec.hf_repo, "revision": revision, "file": pin.file if pin else HF_FILE, "sha256": sha,
+              "size": size}
+    return convert_file(path, spec, source, verified=pin is not None, downloaded=downloaded)
+
+
+def card_problems(card: dict, spec: ModelSpec, sha256: str, size: int) -> list[str]:
+    """What is wrong with a workspace ``<model>.pth`` converted from Hugging Face, given its model card: its bytes
+    must be the card's, and the card's source file the pinned one (when there is a pin)."""
+    from .registry import load_hf_pins
+
+    problems = []
+    if (sha256, size) != (card.get("sha256"), card.get("size")):
+        problems.append(f"sha256 {sha256} ({size} B) != model card {card.get('sha256')} ({card.get('size')} B)")
+    pin = load_hf_pins().get(spec.hf_repo)
+    if pin is not None and card.get("hf_sha256") != pin.sha256:
+        problems.append(f"converted from sha256 {card.get('hf_sha256')}, not the pinned {pin.ref} ({pin.sha256})")
+    if pin is None and card.get("verified"):
+        problems.append(f"no hf: pin for {spec.hf_repo} in the registry / 注册表中无此文件的哈希")
+    return problems
+
+
+def _revision_of(path: Path) -> str:
+    """The commit of a file in the Hugging Face cache (``.../snapshots/<commit>/<file>``)."""
+    return Path(path).parent.name
+
+
+__all__ = [
+    "Converted", "adopt_export", "card_problems", "convert_file", "converted_dir", "converted_path", "fetch_hf",
+    "find_converted", "hf_url",
+]
