@@ -1,8 +1,10 @@
 """The DINOv2 vision transformer: the official state_dict keys and the official forward, in plain torch.
 
 Module and parameter names mirror facebookresearch/dinov2 (flat blocks, i.e. ``block_chunks=0``), so the
-published checkpoints load with ``strict=True``. Attention goes through ``scaled_dot_product_attention``;
-there is no xFormers path and nothing is logged.
+published checkpoints load with ``strict=True``. The arithmetic is the official one, operation for operation
+(attention through ``scaled_dot_product_attention`` as the official code does since June 2025, residuals added
+as ``x + branch * gamma``), so on CPU float32 ``forward_features`` and ``get_intermediate_layers`` are
+bit-identical to it. There is no xFormers path and nothing is logged.
 """
 
 from __future__ import annotations
@@ -98,14 +100,15 @@ class Block(nn.Module):
         self.ls2 = LayerScale(dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        # x + branch * gamma in one fused pass (addcmul), the same value as x + ls(branch) to float rounding
-        x = torch.addcmul(x, self.attn(self.norm1(x)), self.ls1.gamma)
-        return torch.addcmul(x, self.mlp(self.norm2(x)), self.ls2.gamma)
+        # The official order, x + (branch * gamma) rounded twice: a fused addcmul rounds once and is not
+        # bit-identical to the official outputs.
+        x = x + self.ls1(self.attn(self.norm1(x)))
+        return x + self.ls2(self.mlp(self.norm2(x)))
 
     def forward_cls(self, x: Tensor) -> Tensor:
         """The block's output for the CLS token only, (B, 1, D): all ``forward(x)`` needs from the last block."""
-        cls = torch.addcmul(x[:, :1], self.attn(self.norm1(x), cls_only=True), self.ls1.gamma)
-        return torch.addcmul(cls, self.mlp(self.norm2(cls)), self.ls2.gamma)
+        cls = x[:, :1] + self.ls1(self.attn(self.norm1(x), cls_only=True))
+        return cls + self.ls2(self.mlp(self.norm2(cls)))
 
 
 class DinoVisionTransformer(nn.Module):
