@@ -50,10 +50,14 @@ class Attention(nn.Module):
             x = F.scaled_dot_product_attention(q, k, v)
             return self.proj(x.transpose(1, 2).reshape(B, N, C))
         w, b = self.qkv.weight, self.qkv.bias
-        q = F.linear(x[:, :1], w[:C], b[:C]).reshape(B, 1, h, C // h).transpose(1, 2)
+        q = F.linear(x[:, :1], w[:C], b[:C]).reshape(B, h, 1, C // h)
         k, v = F.linear(x, w[C:], b[C:]).reshape(B, N, 2, h, C // h).permute(2, 0, 3, 1, 4).unbind(0)
-        x = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(x.transpose(1, 2).reshape(B, 1, C))
+        # One query: products and sums instead of SDPA or matmul, whose one-row kernels give different bits to
+        # the images of one batch (identical images would get different features). In float32, as SDPA
+        # accumulates, also under autocast.
+        scores = (q.float() * (C // h) ** -0.5 * k.float()).sum(-1)
+        x = (scores.softmax(dim=-1).unsqueeze(-1) * v.float()).sum(-2).to(v.dtype)
+        return self.proj(x.reshape(B, 1, C))
 
 
 class Mlp(nn.Module):
@@ -150,6 +154,21 @@ class DinoVisionTransformer(nn.Module):
         self.norm = nn.LayerNorm(embed_dim, eps=LN_EPS)
         self.head = nn.Identity()
         self.mask_token = nn.Parameter(torch.zeros(1, embed_dim))
+
+    def init_weights(self) -> None:
+        """The official initialisation, as the hub entries give it with ``pretrained=False``: position
+        embedding truncated-normal (std 0.02), CLS and register tokens normal (std 1e-6), every linear layer
+        truncated-normal (std 0.02) with zero bias; layer scales 1, mask token 0, norms and patch embedding
+        as torch initialises them."""
+        with torch.no_grad():
+            nn.init.trunc_normal_(self.pos_embed, std=0.02)
+            nn.init.normal_(self.cls_token, std=1e-6)
+            if self.register_tokens is not None:
+                nn.init.normal_(self.register_tokens, std=1e-6)
+            for module in self.modules():
+                if isinstance(module, nn.Linear):
+                    nn.init.trunc_normal_(module.weight, std=0.02)
+                    nn.init.zeros_(module.bias)
 
     # -- tokens ---------------------------------------------------------------------------------------
 
