@@ -38,3 +38,15 @@ class CheckpointError(DinovaultError):
 
 class ExportError(DinovaultError):
     """save_dir cannot receive the model."""
+
+
+class MissingWeightsError(DinovaultError):
+    """No checkpoint file where the extractor or a torch.hub entry looks for one."""
+
+
+class ImageError(DinovaultError, ValueError):
+    """An image that cannot be decoded (``reason`` says why, without the path), or a folder holding none."""
+
+    def __init__(self, message: str, hint: str | None = None, reason: str = ""):
+        super().__init__(message, hint)
+        self.reason = reason
