@@ -202,14 +202,18 @@ class DinoVisionTransformer(nn.Module):
 
     def _check_input(self, x: Tensor) -> None:
         if x.ndim != 4:
-            raise ValueError(f"expected an image batch (B, 3, H, W), got a tensor of shape {tuple(x.shape)}")
+            raise ValueError(
+                f"expected an image batch (B, 3, H, W), got a tensor of shape {tuple(x.shape)} / "
+                "输入应为图片批次 (B, 3, H, W)"
+            )
         H, W = x.shape[-2:]
         p = self.patch_size
         if H % p or W % p:
             fit = f"{max(p, H // p * p)}×{max(p, W // p * p)}"
             raise ValueError(
                 f"input height and width must be multiples of the patch size {p}, got {H}×{W}: "
-                f"resize or crop to e.g. {fit} (the extractor's .transform gives 224×224)"
+                f"resize or crop to e.g. {fit} (the extractor's .transform gives 224×224) / "
+                f"输入的高和宽须为 {p} 的倍数，请缩放或裁剪，例如 {fit}"
             )
 
     def prepare_tokens_with_masks(self, x: Tensor, masks: Tensor | None = None) -> Tensor:
@@ -253,7 +257,10 @@ class DinoVisionTransformer(nn.Module):
             if i in blocks_to_take:
                 output.append(x)
         if len(output) != len(blocks_to_take):
-            raise ValueError(f"only {len(output)} of the {len(blocks_to_take)} requested blocks exist (depth {total})")
+            raise ValueError(
+                f"only {len(output)} of the {len(blocks_to_take)} requested blocks exist (depth {total}) / "
+                f"请求的层超出网络深度 {total}"
+            )
         return output
 
     def get_intermediate_layers(

@@ -50,3 +50,7 @@ class ImageError(DinovaultError, ValueError):
     def __init__(self, message: str, hint: str | None = None, reason: str = ""):
         super().__init__(message, hint)
         self.reason = reason
+
+
+class UsageError(DinovaultError, ValueError):
+    """An argument value the API or a command cannot use (a dtype, a device)."""

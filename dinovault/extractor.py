@@ -17,7 +17,7 @@ from torchvision import transforms
 
 from .catalog import get_spec
 from .checkpoint import load_backbone
-from .errors import ImageError, MissingWeightsError
+from .errors import ImageError, MissingWeightsError, UsageError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -103,10 +103,26 @@ def _dtype(dtype) -> torch.dtype | None:
         return dtype
     if (dtype is None or isinstance(dtype, str)) and dtype in _DTYPES:
         return _DTYPES[dtype]
-    raise ValueError(
+    raise UsageError(
         f"dtype must be float32, bfloat16 or float16 (or None), got {dtype!r} / "
-        "dtype 须为 float32、bfloat16、float16 或 None"
+        "dtype 须为 float32、bfloat16、float16 或 None",
+        "e.g. dtype='bf16' on a GPU / 例如在 GPU 上用 dtype='bf16'",
     )
+
+
+def _device(device) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UsageError(f"unknown device {device!r} / 未知设备 {device!r}", "cpu, cuda, cuda:1, mps…") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(
+            f"device {device!r} asked for, but torch sees no CUDA GPU / 请求了 {device!r}，但 torch 找不到 CUDA GPU",
+            "use device='cpu', or install the CUDA build of torch / 请用 device='cpu'，或安装 CUDA 版 torch",
+        )
+    return chosen
 
 
 class DINOv2FeatureExtractor:
@@ -126,7 +142,7 @@ class DINOv2FeatureExtractor:
     ):
         self.spec = get_spec(model_name)
         self.model_name = model_name
-        self.device = torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
+        self.device = _device(device)
         self.dtype = _dtype(dtype)
         self.autocast = self.dtype not in (None, torch.float32)
         self.weights = weights if isinstance(weights, Mapping) else resolve_weights(model_name, weights)
@@ -142,14 +158,14 @@ class DINOv2FeatureExtractor:
         if isinstance(images, torch.Tensor):
             x = images.unsqueeze(0) if images.ndim == 3 else images
             if x.ndim != 4 or x.shape[1] != 3:
-                raise ValueError(
+                raise ImageError(
                     f"expected an image tensor (N, 3, H, W), got shape {tuple(images.shape)} / "
                     "图片张量的形状须为 (N, 3, H, W)"
                 )
             if x.dtype == torch.uint8:
                 return self.transform.transforms[-1](self._resize_crop(x.float() / 255))
             if not x.is_floating_point():
-                raise ValueError(
+                raise ImageError(
                     f"image tensors must be uint8 (raw pixels) or float (model input), got {x.dtype} / "
                     "图片张量须为 uint8（原始像素）或浮点（模型输入）"
                 )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import RegistryError
+from .textfile import decode_utf8
 
 DEFAULT_REGISTRY = Path(__file__).with_name("registry.txt")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -39,20 +40,27 @@ def parse_registry(text: str, source: str = "<registry>") -> dict[str, Pin]:
         fields = line.split()
         if len(fields) != 3:
             raise RegistryError(
-                f"{where}: expected '<file> <size> sha256:<hex>', got {raw.strip()!r}",
+                f"{where}: expected '<file> <size> sha256:<hex>', got {raw.strip()!r} / "
+                "格式应为 '<文件> <大小> sha256:<哈希>'",
                 "fix or remove that line / 请修正该行",
             )
         name, size, digest = fields
         if not size.isdigit():
-            raise RegistryError(f"{where}: size {size!r} is not a whole number of bytes", "fix that line / 请修正该行")
+            raise RegistryError(
+                f"{where}: size {size!r} is not a whole number of bytes / 大小须为整数字节数",
+                "fix that line / 请修正该行",
+            )
         alg, _, hexdigest = digest.partition(":")
         if alg != "sha256" or not _HEX64.fullmatch(hexdigest):
             raise RegistryError(
-                f"{where}: hash {digest!r} is not 'sha256:' followed by 64 lowercase hex digits",
+                f"{where}: hash {digest!r} is not 'sha256:' followed by 64 lowercase hex digits / "
+                "哈希须为 'sha256:' 加 64 位小写十六进制",
                 "fix that line / 请修正该行",
             )
         if name in pins:
-            raise RegistryError(f"{where}: {name} is pinned twice", "keep one line per file / 每个文件只保留一行")
+            raise RegistryError(
+                f"{where}: {name} is pinned twice / {name} 重复登记", "keep one line per file / 每个文件只保留一行"
+            )
         pins[name] = Pin(name, int(size), hexdigest)
     return pins
 
@@ -60,10 +68,10 @@ def parse_registry(text: str, source: str = "<registry>") -> dict[str, Pin]:
 def load_registry(path: Path | None = None) -> dict[str, Pin]:
     path = path or registry_path()
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as err:
         raise RegistryError(
-            f"cannot read pin registry {path}: {err.strerror or err}",
+            f"cannot read pin registry {path}: {err.strerror or err} / 无法读取哈希登记文件",
             "check DINOV2_REGISTRY / 请检查 DINOV2_REGISTRY",
         ) from None
-    return parse_registry(text, str(path))
+    return parse_registry(decode_utf8(data, str(path), RegistryError), str(path))
