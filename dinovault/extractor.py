@@ -90,12 +90,12 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         raise _unreadable(path, err) from None
 
 
-def to_rgb(image: Image.Image, index: int) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
     """An RGB copy of an opened PIL image; its pixels may be decoded only now, so it may fail here too."""
     try:
         return image.convert("RGB")
     except Exception as err:
-        raise _unreadable(getattr(image, "filename", "") or f"#{index} (a PIL image)", err) from None
+        raise _unreadable(getattr(image, "filename", "") or "(a PIL image without a file name)", err) from None
 
 
 def _dtype(dtype) -> torch.dtype | None:
@@ -172,7 +172,7 @@ class DINOv2FeatureExtractor:
             return x.float()
         if isinstance(images, (str, os.PathLike, Image.Image)):
             images = [images]
-        pils = (to_rgb(im, i) if isinstance(im, Image.Image) else open_image(im) for i, im in enumerate(images))
+        pils = (to_rgb(im) if isinstance(im, Image.Image) else open_image(im) for im in images)
         return torch.stack([self.transform(im) for im in pils])
 
     def _resize_crop(self, x: torch.Tensor) -> torch.Tensor:
