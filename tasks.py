@@ -305,7 +305,11 @@ def extract(
 
     with errors_exit():
         if not images or not out:
-            raise DinovaultError("extract needs --images DIR and --out FILE", "e.g. --images photos --out feats.npz")
+            raise DinovaultError(
+                "extract needs --images DIR and --out FILE / extract 需要 --images 与 --out",
+                "for example: invoke extract --model dinov2_vits14 --images photos --out feats.npz / "
+                "例如：invoke extract --images 图片文件夹 --out 输出.npz",
+            )
         result = features.extract_folder(
             model, images, out, int(batch_size), weights=weights, device=device, dtype=dtype, normalize=normalize
         )

@@ -1,8 +1,10 @@
 """The DINOv2 vision transformer: the official state_dict keys and the official forward, in plain torch.
 
 Module and parameter names mirror facebookresearch/dinov2 (flat blocks, i.e. ``block_chunks=0``), so the
-published checkpoints load with ``strict=True``. Attention goes through ``scaled_dot_product_attention``;
-there is no xFormers path and nothing is logged.
+published checkpoints load with ``strict=True``. The arithmetic is the official one, operation for operation
+(attention through ``scaled_dot_product_attention`` as the official code does since June 2025, residuals added
+as ``x + branch * gamma``), so on CPU float32 ``forward_features`` and ``get_intermediate_layers`` are
+bit-identical to it. There is no xFormers path and nothing is logged.
 """
 
 from __future__ import annotations
@@ -48,10 +50,14 @@ class Attention(nn.Module):
             x = F.scaled_dot_product_attention(q, k, v)
             return self.proj(x.transpose(1, 2).reshape(B, N, C))
         w, b = self.qkv.weight, self.qkv.bias
-        q = F.linear(x[:, :1], w[:C], b[:C]).reshape(B, 1, h, C // h).transpose(1, 2)
+        q = F.linear(x[:, :1], w[:C], b[:C]).reshape(B, h, 1, C // h)
         k, v = F.linear(x, w[C:], b[C:]).reshape(B, N, 2, h, C // h).permute(2, 0, 3, 1, 4).unbind(0)
-        x = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(x.transpose(1, 2).reshape(B, 1, C))
+        # One query: products and sums instead of SDPA or matmul, whose one-row kernels give different bits to
+        # the images of one batch (identical images would get different features). In float32, as SDPA
+        # accumulates, also under autocast.
+        scores = (q.float() * (C // h) ** -0.5 * k.float()).sum(-1)
+        x = (scores.softmax(dim=-1).unsqueeze(-1) * v.float()).sum(-2).to(v.dtype)
+        return self.proj(x.reshape(B, 1, C))
 
 
 class Mlp(nn.Module):
@@ -98,14 +104,15 @@ class Block(nn.Module):
         self.ls2 = LayerScale(dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        # x + branch * gamma in one fused pass (addcmul), the same value as x + ls(branch) to float rounding
-        x = torch.addcmul(x, self.attn(self.norm1(x)), self.ls1.gamma)
-        return torch.addcmul(x, self.mlp(self.norm2(x)), self.ls2.gamma)
+        # The official order, x + (branch * gamma) rounded twice: a fused addcmul rounds once and is not
+        # bit-identical to the official outputs.
+        x = x + self.ls1(self.attn(self.norm1(x)))
+        return x + self.ls2(self.mlp(self.norm2(x)))
 
     def forward_cls(self, x: Tensor) -> Tensor:
         """The block's output for the CLS token only, (B, 1, D): all ``forward(x)`` needs from the last block."""
-        cls = torch.addcmul(x[:, :1], self.attn(self.norm1(x), cls_only=True), self.ls1.gamma)
-        return torch.addcmul(cls, self.mlp(self.norm2(cls)), self.ls2.gamma)
+        cls = x[:, :1] + self.ls1(self.attn(self.norm1(x), cls_only=True))
+        return cls + self.ls2(self.mlp(self.norm2(cls)))
 
 
 class DinoVisionTransformer(nn.Module):
@@ -148,6 +155,21 @@ class DinoVisionTransformer(nn.Module):
         self.head = nn.Identity()
         self.mask_token = nn.Parameter(torch.zeros(1, embed_dim))
 
+    def init_weights(self) -> None:
+        """The official initialisation, as the hub entries give it with ``pretrained=False``: position
+        embedding truncated-normal (std 0.02), CLS and register tokens normal (std 1e-6), every linear layer
+        truncated-normal (std 0.02) with zero bias; layer scales 1, mask token 0, norms and patch embedding
+        as torch initialises them."""
+        with torch.no_grad():
+            nn.init.trunc_normal_(self.pos_embed, std=0.02)
+            nn.init.normal_(self.cls_token, std=1e-6)
+            if self.register_tokens is not None:
+                nn.init.normal_(self.register_tokens, std=1e-6)
+            for module in self.modules():
+                if isinstance(module, nn.Linear):
+                    nn.init.trunc_normal_(module.weight, std=0.02)
+                    nn.init.zeros_(module.bias)
+
     # -- tokens ---------------------------------------------------------------------------------------
 
     def interpolate_pos_encoding(self, x: Tensor, w: int, h: int) -> Tensor:
@@ -180,14 +202,18 @@ class DinoVisionTransformer(nn.Module):
 
     def _check_input(self, x: Tensor) -> None:
         if x.ndim != 4:
-            raise ValueError(f"expected an image batch (B, 3, H, W), got a tensor of shape {tuple(x.shape)}")
+            raise ValueError(
+                f"expected an image batch (B, 3, H, W), got a tensor of shape {tuple(x.shape)} / "
+                "输入应为图片批次 (B, 3, H, W)"
+            )
         H, W = x.shape[-2:]
         p = self.patch_size
         if H % p or W % p:
             fit = f"{max(p, H // p * p)}×{max(p, W // p * p)}"
             raise ValueError(
                 f"input height and width must be multiples of the patch size {p}, got {H}×{W}: "
-                f"resize or crop to e.g. {fit} (the extractor's .transform gives 224×224)"
+                f"resize or crop to e.g. {fit} (the extractor's .transform gives 224×224) / "
+                f"输入的高和宽须为 {p} 的倍数，请缩放或裁剪，例如 {fit}"
             )
 
     def prepare_tokens_with_masks(self, x: Tensor, masks: Tensor | None = None) -> Tensor:
@@ -231,7 +257,10 @@ class DinoVisionTransformer(nn.Module):
             if i in blocks_to_take:
                 output.append(x)
         if len(output) != len(blocks_to_take):
-            raise ValueError(f"only {len(output)} of the {len(blocks_to_take)} requested blocks exist (depth {total})")
+            raise ValueError(
+                f"only {len(output)} of the {len(blocks_to_take)} requested blocks exist (depth {total}) / "
+                f"请求的层超出网络深度 {total}"
+            )
         return output
 
     def get_intermediate_layers(

@@ -18,11 +18,16 @@ from .catalog import CATALOG, ModelSpec
 from .errors import CheckpointError
 
 _REFETCH = "fetch it again: invoke fetch --model {name} (or dvc pull models/dinov2/{name}.pth)"
+_REFETCH_ZH = "请重新获取：invoke fetch --model {name}（或 dvc pull models/dinov2/{name}.pth）"
+
+
+def _refetch(name: str, why: str = "", why_zh: str = "") -> str:
+    """The hint to get a good file again, after an optional reason, in English then Chinese."""
+    return f"{why}{_REFETCH.format(name=name)} / {why_zh}{_REFETCH_ZH.format(name=name)}"
 _CHUNKED = re.compile(r"^blocks\.\d+\.\d+\.")
 
 
 def _read(path: Path, spec: ModelSpec):
-    hint = _REFETCH.format(name=spec.name)
     try:
         try:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -35,13 +40,15 @@ def _read(path: Path, spec: ModelSpec):
         lines = [ln.strip() for ln in str(err).splitlines()]
         why = next((ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln), lines[0])
         raise CheckpointError(
-            f"{path}: refused: the file holds code, not only tensors ({why[:160]})",
-            f"do not load it with weights_only=False; {hint}",
+            f"{path}: refused: the file holds code, not only tensors ({why[:160]}) / "
+            "已拒绝：文件中含有代码，不只是张量",
+            _refetch(spec.name, "do not load it with weights_only=False; ", "不要用 weights_only=False 加载；"),
         ) from None
     except (RuntimeError, EOFError, ValueError, OSError) as err:
         raise CheckpointError(
-            f"{path} is not a readable PyTorch checkpoint: {str(err).splitlines()[0][:200]}",
-            f"it may be truncated or corrupted; {hint}",
+            f"{path} is not a readable PyTorch checkpoint: {str(err).splitlines()[0][:200]} / "
+            "不是可读取的 PyTorch 权重文件",
+            _refetch(spec.name, "it may be truncated or corrupted; ", "文件可能不完整或已损坏；"),
         ) from None
 
 
@@ -67,17 +74,21 @@ def _resembles(shapes: dict[str, tuple[int, ...]], spec: ModelSpec) -> str:
 
 def check_state_dict(state_dict: Mapping, spec: ModelSpec, source: str = "the state_dict") -> None:
     """Raise CheckpointError unless ``state_dict`` has exactly the keys and shapes of ``spec``."""
-    hint = _REFETCH.format(name=spec.name)
     if not isinstance(state_dict, Mapping) or not state_dict:
-        raise CheckpointError(f"{source} is not a state_dict (a dict of tensors) but {type(state_dict).__name__}", hint)
+        raise CheckpointError(
+            f"{source} is not a state_dict (a dict of tensors) but {type(state_dict).__name__} / "
+            "不是 state_dict（张量字典）",
+            _refetch(spec.name),
+        )
     bad = [k for k, v in state_dict.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
         keys = ", ".join(map(repr, list(state_dict)[:5]))
         raise CheckpointError(
             f"{source} is not a state_dict of tensors: {bad[0]!r} holds {type(state_dict[bad[0]]).__name__} "
-            f"(keys: {keys}…)",
+            f"(keys: {keys}…) / 不是由张量组成的 state_dict",
             "a training checkpoint? pass its backbone's state_dict (e.g. ckpt['teacher'] without the "
-            f"'backbone.' prefix); or {hint}",
+            "'backbone.' prefix) / 训练检查点？请传入其 backbone 的 state_dict"
+            "（如去掉 'backbone.' 前缀的 ckpt['teacher']）",
         )
     shapes, expected = _shapes(state_dict), spec.state_dict_shapes()
     if shapes == expected:
@@ -85,8 +96,9 @@ def check_state_dict(state_dict: Mapping, spec: ModelSpec, source: str = "the st
     if any(_CHUNKED.match(k) for k in shapes):
         raise CheckpointError(
             f"{source} has chunked block keys (blocks.0.0.*): it was saved from a model built with "
-            "block_chunks>0, while the official layout is flat (blocks.0.*)",
-            "re-save it from a model built with block_chunks=0, or rename blocks.<chunk>.<i>.* to blocks.<i>.*",
+            "block_chunks>0, while the official layout is flat (blocks.0.*) / 含分块的键，官方格式为扁平的 blocks.0.*",
+            "re-save it from a model built with block_chunks=0, or rename blocks.<chunk>.<i>.* to blocks.<i>.* / "
+            "请用 block_chunks=0 的模型重新保存，或把 blocks.<chunk>.<i>.* 改名为 blocks.<i>.*",
         )
     missing = [k for k in expected if k not in shapes]
     unexpected = [k for k in shapes if k not in expected]
@@ -99,8 +111,9 @@ def check_state_dict(state_dict: Mapping, spec: ModelSpec, source: str = "the st
     resembles = _resembles(shapes, spec)
     lead = f"{source} {resembles}, not {spec.name}" if resembles else f"{source} does not match {spec.name}"
     raise CheckpointError(
-        f"{lead} (embed dim {spec.embed_dim}, depth {spec.depth}); " + "; ".join(parts),
-        "pass the model name that matches the file, or " + hint,
+        f"{lead} (embed dim {spec.embed_dim}, depth {spec.depth}); " + "; ".join(parts)
+        + f" / 与 {spec.name} 的键或形状不符",
+        _refetch(spec.name, "pass the model name that matches the file, or ", "请使用与文件相符的模型名，或"),
     )
 
 
@@ -108,7 +121,7 @@ def load_state_dict(path: str | Path, spec: ModelSpec) -> dict[str, torch.Tensor
     """The checked, memory-mapped state_dict of the checkpoint at ``path``, in float32."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint file at {path}", _REFETCH.format(name=spec.name))
+        raise CheckpointError(f"no checkpoint file at {path} / 找不到权重文件", _refetch(spec.name))
     state_dict = _read(path, spec)
     check_state_dict(state_dict, spec, source=str(path))
     return {k: v if v.dtype == torch.float32 else v.float() for k, v in state_dict.items()}

@@ -69,3 +69,19 @@ class SourceError(DinovaultError):
 
 class ImportFileError(DinovaultError):
     """A hand-downloaded file that is not a known DINOv2 checkpoint, or does not match its pin."""
+
+
+class MissingWeightsError(DinovaultError):
+    """No checkpoint file where the extractor or a torch.hub entry looks for one."""
+
+
+class ImageError(DinovaultError, ValueError):
+    """An image that cannot be decoded (``reason`` says why, without the path), or a folder holding none."""
+
+    def __init__(self, message: str, hint: str | None = None, reason: str = ""):
+        super().__init__(message, hint)
+        self.reason = reason
+
+
+class UsageError(DinovaultError, ValueError):
+    """An argument value the API or a command cannot use (a dtype, a device)."""

@@ -17,7 +17,7 @@ from torchvision import transforms
 
 from .catalog import get_spec
 from .checkpoint import load_backbone
-from .errors import DinovaultError
+from .errors import ImageError, MissingWeightsError, UsageError
 from .settings import models_dir
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -35,20 +35,23 @@ _DTYPES = {
 }
 
 
-def resolve_weights(model_name: str, weights: str | os.PathLike | None = None) -> Path:
+def resolve_weights(
+    model_name: str, weights: str | os.PathLike | None = None, default_dir: str | os.PathLike | None = None
+) -> Path:
     """The checkpoint file for ``model_name``: ``weights`` (a file, or a folder holding ``<model>.pth``),
-    else ``$DINOVAULT_MODELS_DIR/<model>.pth``, else ``<repo>/models/dinov2/<model>.pth``."""
+    else ``$DINOVAULT_MODELS_DIR/<model>.pth``, else ``<default_dir or repo>/models/dinov2/<model>.pth``."""
     if weights is None:
         folder = models_dir()
-        weights = Path(folder) if folder else REPO_MODELS_DIR
+        weights = Path(folder) if folder else Path(default_dir or REPO_MODELS_DIR)
     path = Path(weights).expanduser()
     if path.is_dir():
         path = path / f"{model_name}.pth"
     if not path.is_file():
-        raise DinovaultError(
-            f"no weights for {model_name} at {path}",
+        raise MissingWeightsError(
+            f"no weights for {model_name} at {path} / 找不到 {model_name} 的权重",
             f"bring them with `invoke fetch --model {model_name}` or `dvc pull models/dinov2/{model_name}.pth`, "
-            "or pass weights=<file or folder>",
+            f"or pass weights=<file or folder> / 请运行 `invoke fetch --model {model_name}` 或 "
+            f"`dvc pull models/dinov2/{model_name}.pth`，或传入 weights=<文件或文件夹>",
         )
     return path
 
@@ -65,10 +68,35 @@ def build_transform() -> transforms.Compose:
     )
 
 
+def _problem(err: Exception) -> str:
+    first = (str(err).splitlines() or [""])[0][:200]
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
+
+
+def _unreadable(name, err: Exception) -> ImageError:
+    return ImageError(
+        f"cannot read image {name}: {_problem(err)} / 无法读取图片 {name}",
+        "the file is corrupt, truncated or not an image: replace it or leave it out / "
+        "文件已损坏、不完整或不是图片：请替换或移除它",
+        reason=_problem(err),
+    )
+
+
 def open_image(path: str | os.PathLike) -> Image.Image:
-    """An RGB PIL image, decoded now (so a corrupt file fails here, not later)."""
-    with Image.open(path) as im:
-        return im.convert("RGB")
+    """An RGB PIL image, decoded now: a corrupt file fails here, with an ImageError naming it."""
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except Exception as err:  # PIL raises many types for bad files (OSError, SyntaxError, struct.error, ...)
+        raise _unreadable(path, err) from None
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """An RGB copy of an opened PIL image; its pixels may be decoded only now, so it may fail here too."""
+    try:
+        return image.convert("RGB")
+    except Exception as err:
+        raise _unreadable(getattr(image, "filename", "") or "(a PIL image without a file name)", err) from None
 
 
 def _dtype(dtype) -> torch.dtype | None:
@@ -76,7 +104,26 @@ def _dtype(dtype) -> torch.dtype | None:
         return dtype
     if (dtype is None or isinstance(dtype, str)) and dtype in _DTYPES:
         return _DTYPES[dtype]
-    raise ValueError(f"dtype must be float32, bfloat16 or float16 (or None), got {dtype!r}")
+    raise UsageError(
+        f"dtype must be float32, bfloat16 or float16 (or None), got {dtype!r} / "
+        "dtype 须为 float32、bfloat16、float16 或 None",
+        "e.g. dtype='bf16' on a GPU / 例如在 GPU 上用 dtype='bf16'",
+    )
+
+
+def _device(device) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UsageError(f"unknown device {device!r} / 未知设备 {device!r}", "cpu, cuda, cuda:1, mps…") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(
+            f"device {device!r} asked for, but torch sees no CUDA GPU / 请求了 {device!r}，但 torch 找不到 CUDA GPU",
+            "use device='cpu', or install the CUDA build of torch / 请用 device='cpu'，或安装 CUDA 版 torch",
+        )
+    return chosen
 
 
 class DINOv2FeatureExtractor:
@@ -96,7 +143,7 @@ class DINOv2FeatureExtractor:
     ):
         self.spec = get_spec(model_name)
         self.model_name = model_name
-        self.device = torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
+        self.device = _device(device)
         self.dtype = _dtype(dtype)
         self.autocast = self.dtype not in (None, torch.float32)
         self.weights = weights if isinstance(weights, Mapping) else resolve_weights(model_name, weights)
@@ -112,15 +159,21 @@ class DINOv2FeatureExtractor:
         if isinstance(images, torch.Tensor):
             x = images.unsqueeze(0) if images.ndim == 3 else images
             if x.ndim != 4 or x.shape[1] != 3:
-                raise ValueError(f"expected an image tensor (N, 3, H, W), got shape {tuple(images.shape)}")
+                raise ImageError(
+                    f"expected an image tensor (N, 3, H, W), got shape {tuple(images.shape)} / "
+                    "图片张量的形状须为 (N, 3, H, W)"
+                )
             if x.dtype == torch.uint8:
                 return self.transform.transforms[-1](self._resize_crop(x.float() / 255))
             if not x.is_floating_point():
-                raise ValueError(f"image tensors must be uint8 (raw pixels) or float (model input), got {x.dtype}")
+                raise ImageError(
+                    f"image tensors must be uint8 (raw pixels) or float (model input), got {x.dtype} / "
+                    "图片张量须为 uint8（原始像素）或浮点（模型输入）"
+                )
             return x.float()
         if isinstance(images, (str, os.PathLike, Image.Image)):
             images = [images]
-        pils = (im.convert("RGB") if isinstance(im, Image.Image) else open_image(im) for im in images)
+        pils = (to_rgb(im) if isinstance(im, Image.Image) else open_image(im) for im in images)
         return torch.stack([self.transform(im) for im in pils])
 
     def _resize_crop(self, x: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .errors import DinovaultError
+from .errors import DinovaultError, ImageError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 
@@ -53,17 +53,23 @@ def extract_folder(
     ``paths`` (N,) relative POSIX paths, ``model``, and ``skipped``/``skipped_reasons``).
 
     ``model`` is a catalog name or a ready ``DINOv2FeatureExtractor``. Files that are not images or do not
-    decode are skipped and reported, not fatal.
+    decode are skipped and reported, not fatal; a folder without a single readable image is an ImageError,
+    and then nothing is written.
     """
     from .extractor import DINOv2FeatureExtractor, open_image
 
     images_dir, out = Path(images_dir), Path(out)
     if not images_dir.is_dir():
-        raise DinovaultError(f"no image folder at {images_dir}", "pass an existing folder: --images DIR")
+        raise DinovaultError(
+            f"no image folder at {images_dir} / 图片文件夹不存在：{images_dir}",
+            "pass an existing folder: --images DIR / 请用 --images 指定已存在的文件夹",
+        )
+    files = list_files(images_dir)
+    if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in files):
+        raise _no_images(images_dir, len(files), "none with an image extension", "均非图片扩展名")
     extractor = (
         model if isinstance(model, DINOv2FeatureExtractor) else DINOv2FeatureExtractor(model, weights, device, dtype)
     )
-    files = list_files(images_dir)
     skipped: list[tuple[str, str]] = []
     paths: list[str] = []
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -79,18 +85,20 @@ def extract_folder(
                 for path in files[start : start + batch_size]:
                     rel = path.relative_to(images_dir).as_posix()
                     if path.suffix.lower() not in IMAGE_SUFFIXES:
-                        skipped.append((rel, f"not an image file ({path.suffix or 'no extension'})"))
+                        skipped.append((rel, f"not an image file ({path.suffix or 'no extension'}) / 不是图片文件"))
                         continue
                     try:
                         batch.append(open_image(path))
                         names.append(rel)
-                    except Exception as err:  # PIL raises many types for bad files; none should stop the run
-                        skipped.append((rel, f"unreadable: {type(err).__name__}: {err}"))
+                    except ImageError as err:  # a bad file is reported, it does not stop the run
+                        skipped.append((rel, f"unreadable: {err.reason} / 无法读取"))
                 if batch:
                     feats = extractor.extract(batch, batch_size=len(batch), normalize=normalize)
                     features[len(paths) : len(paths) + len(names)] = feats.numpy()
                     paths.extend(names)
                 bar.update(min(batch_size, len(files) - start))
+        if not paths:
+            raise _no_images(images_dir, len(skipped), "none readable", "均无法读取")
         features.flush()
         _save_npz(
             out,
@@ -104,6 +112,14 @@ def extract_folder(
     finally:
         os.unlink(scratch.name)
     return ExtractResult(out, extractor.model_name, len(paths), skipped)
+
+
+def _no_images(images_dir: Path, count: int, why: str, why_zh: str) -> ImageError:
+    return ImageError(
+        f"no images in {images_dir}: {count} file(s), {why} / {images_dir} 中没有可用的图片：{count} 个文件，{why_zh}",
+        f"put images ({', '.join(sorted(IMAGE_SUFFIXES))}) there or pass another folder: --images DIR / "
+        "请放入图片或用 --images 指定其他文件夹",
+    )
 
 
 def summary(result: ExtractResult) -> str:

@@ -12,6 +12,7 @@ from ruamel.yaml.error import YAMLError
 from .catalog import MODEL_NAMES, get_spec
 from .errors import ParamsError, UnknownModelError
 from .files import write_atomic
+from .textfile import decode_utf8
 
 DEFAULT_MODELS = ("dinov2_vits14", "dinov2_vitb14")
 KNOWN_KEYS = {"models": list, "save_dir": str, "smoke_test": bool, "formats": list}
@@ -34,21 +35,26 @@ def _yaml() -> YAML:
 
 def _read(path: Path):
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as err:
         raise ParamsError(
-            f"cannot read {path}: {err.strerror or err}", "run from the repository root / 请在仓库根目录运行"
+            f"cannot read {path}: {err.strerror or err} / 无法读取 {path.name}",
+            "run from the repository root / 请在仓库根目录运行",
         ) from None
+    text = decode_utf8(data, str(path), ParamsError)
     try:
         data = _yaml().load(text)
     except YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         problem = getattr(err, "problem", None) or err
-        raise ParamsError(f"{where}: not valid YAML ({problem})", "fix the file / 请修正该文件") from None
+        raise ParamsError(
+            f"{where}: not valid YAML ({problem}) / 不是有效的 YAML", "fix the file / 请修正该文件"
+        ) from None
     if not hasattr(data, "lc") or not isinstance(data, dict):
         raise ParamsError(
-            f"{path}: expected a mapping with 'models', 'save_dir', 'smoke_test'", "see README / 参见 README"
+            f"{path}: expected a mapping with 'models', 'save_dir', 'smoke_test' / 应为含这些键的映射",
+            "see README / 参见 README",
         )
     return data
 
@@ -60,10 +66,14 @@ def _validate(path: Path, data) -> Params:
     for key, value in data.items():
         expected = KNOWN_KEYS.get(key)
         if expected is None:
-            raise ParamsError(f"{path}:{line_of(key)}: unknown key {key!r}", f"known keys: {', '.join(KNOWN_KEYS)}")
+            raise ParamsError(
+                f"{path}:{line_of(key)}: unknown key {key!r} / 未知的键 {key!r}",
+                f"known keys / 可用的键: {', '.join(KNOWN_KEYS)}",
+            )
         if not isinstance(value, expected):
             raise ParamsError(
-                f"{path}:{line_of(key)}: {key} must be a {expected.__name__}, got {type(value).__name__} {value!r}",
+                f"{path}:{line_of(key)}: {key} must be a {expected.__name__}, got {type(value).__name__} {value!r} / "
+                f"{key} 的类型应为 {expected.__name__}",
                 "fix that line / 请修正该行",
             )
     models = data.get("models", list(DEFAULT_MODELS))
@@ -71,13 +81,17 @@ def _validate(path: Path, data) -> Params:
     for i, name in enumerate(models):
         line = models.lc.item(i)[0] + 1 if hasattr(models, "lc") else 0  # 0: the default selection
         if not isinstance(name, str):
-            raise ParamsError(f"{path}:{line}: model names are strings, got {name!r}", "fix that line / 请修正该行")
+            raise ParamsError(
+                f"{path}:{line}: model names are strings, got {name!r} / 模型名应为字符串", "fix that line / 请修正该行"
+            )
         try:
             get_spec(name)
         except UnknownModelError as err:
             raise ParamsError(f"{path}:{line}: {err.message}", err.hint) from None
         if name in seen:
-            raise ParamsError(f"{path}:{line}: {name} is selected twice", "remove the duplicate / 删除重复项")
+            raise ParamsError(
+                f"{path}:{line}: {name} is selected twice / {name} 重复选择", "remove the duplicate / 删除重复项"
+            )
         seen.add(name)
     save_dir = str(data.get("save_dir", "models/dinov2"))
     parts = Path(save_dir).parts

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .errors import RegistryError
 from .settings import registry_file
+from .textfile import decode_utf8
 
 DEFAULT_REGISTRY = Path(__file__).with_name("registry.txt")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -64,26 +65,34 @@ def _parse(text: str, source: str) -> dict[str, Pin | HfPin]:
         fields = line.split()
         if len(fields) != 3:
             raise RegistryError(
-                f"{where}: expected '<file> <size> sha256:<hex>', got {raw.strip()!r}",
+                f"{where}: expected '<file> <size> sha256:<hex>', got {raw.strip()!r} / "
+                "格式应为 '<文件> <大小> sha256:<哈希>'",
                 "fix or remove that line / 请修正该行",
             )
         name, size, digest = fields
         hf = _HF.fullmatch(name) if name.startswith("hf:") else None
         if name.startswith("hf:") and hf is None:
             raise RegistryError(
-                f"{where}: {name!r} is not 'hf:<owner>/<repo>@<40-hex commit>/<file>'", "fix that line / 请修正该行"
+                f"{where}: {name!r} is not 'hf:<owner>/<repo>@<40-hex commit>/<file>' / hf: 登记格式错误",
+                "fix that line / 请修正该行",
             )
         if not size.isdigit() and not (hf and size == "-"):
-            raise RegistryError(f"{where}: size {size!r} is not a whole number of bytes", "fix that line / 请修正该行")
+            raise RegistryError(
+                f"{where}: size {size!r} is not a whole number of bytes / 大小须为整数字节数",
+                "fix that line / 请修正该行",
+            )
         alg, _, hexdigest = digest.partition(":")
         if alg != "sha256" or not _HEX64.fullmatch(hexdigest):
             raise RegistryError(
-                f"{where}: hash {digest!r} is not 'sha256:' followed by 64 lowercase hex digits",
+                f"{where}: hash {digest!r} is not 'sha256:' followed by 64 lowercase hex digits / "
+                "哈希须为 'sha256:' 加 64 位小写十六进制",
                 "fix that line / 请修正该行",
             )
         key = f"hf:{hf['repo']}" if hf else name
         if key in pins:
-            raise RegistryError(f"{where}: {key} is pinned twice", "keep one line per file / 每个文件只保留一行")
+            raise RegistryError(
+                f"{where}: {key} is pinned twice / {key} 重复登记", "keep one line per file / 每个文件只保留一行"
+            )
         if hf:
             pins[key] = HfPin(hf["repo"], hf["rev"], hf["file"], None if size == "-" else int(size), hexdigest)
         else:
@@ -93,12 +102,13 @@ def _parse(text: str, source: str) -> dict[str, Pin | HfPin]:
 
 def _read(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as err:
         raise RegistryError(
-            f"cannot read pin registry {path}: {err.strerror or err}",
+            f"cannot read pin registry {path}: {err.strerror or err} / 无法读取哈希登记文件",
             "check DINOV2_REGISTRY / 请检查 DINOV2_REGISTRY",
         ) from None
+    return decode_utf8(data, str(path), RegistryError)
 
 
 def load_registry(path: Path | None = None) -> dict[str, Pin]:

@@ -33,13 +33,14 @@ def smoke_test(path: Path, spec: ModelSpec, device: str = "cpu") -> float:
     expected = (1, spec.embed_dim)
     if tuple(out.shape) != expected:
         raise CheckpointError(
-            f"{path}: forward pass gave shape {tuple(out.shape)}, expected {expected}",
-            "report this: the backbone and the catalog disagree",
+            f"{path}: forward pass gave shape {tuple(out.shape)}, expected {expected} / 前向输出形状不符",
+            "report this: the backbone and the catalog disagree / 请报告此问题：网络与模型表不一致",
         )
     if not torch.isfinite(out).all():
         raise CheckpointError(
-            f"{path}: forward pass gave non-finite values (NaN/inf): the weights are damaged",
-            f"fetch it again: invoke fetch --model {spec.name}",
+            f"{path}: forward pass gave non-finite values (NaN/inf): the weights are damaged / "
+            "前向输出含 NaN 或 inf：权重已损坏",
+            f"fetch it again: invoke fetch --model {spec.name} / 请重新获取：invoke fetch --model {spec.name}",
         )
     return seconds
 

@@ -2,11 +2,11 @@
 
 Layers, lowest first (a module may import its own layer and the ones below, never one above):
 
-1. foundation     errors, settings, files
+1. foundation     errors, settings, files, textfile
 2. model facts    catalog, registry, params, progress, convert (official <-> Hugging Face layout)
 3. fetch path     cache, digest, sources, retry, stream, ranges, rangeget, crosscheck, segments, download,
                   huggingface, export, exports, importer, fetch, checkpoint, backbone, smoke
-4. using weights  extractor, features
+4. using weights  extractor, features, torchhub (the logic of hubconf.py)
 5. repository     repo (layout, dvc, commands)
 6. remotes        remotes (config, probe, transfer)
 
@@ -22,11 +22,11 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dinovault"
 LAYERS = [
-    {"errors", "settings", "files"},
+    {"errors", "settings", "files", "textfile"},
     {"catalog", "registry", "params", "progress", "convert"},
     {"cache", "digest", "sources", "retry", "stream", "ranges", "rangeget", "crosscheck", "segments", "download",
      "huggingface", "export", "exports", "importer", "fetch", "checkpoint", "backbone", "smoke"},
-    {"extractor", "features"},
+    {"extractor", "features", "torchhub"},
     {"repo"},
     {"remotes"},
 ]

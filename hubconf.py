@@ -1,0 +1,23 @@
+"""torch.hub entries for the weights of this repository, offline: no download, no call to GitHub.
+
+    model = torch.hub.load("/path/to/dinovault", "dinov2_vitb14", source="local")   # models/dinov2/dinov2_vitb14.pth
+    model = torch.hub.load("/path/to/dinovault", "dinov2_vitb14", source="local", pretrained=False)   # untrained
+
+The entries have the official names and return what the official ones return (dinovault/torchhub.py holds the logic).
+"""
+
+from pathlib import Path as _Path
+
+from dinovault.torchhub import entry as _entry
+
+dependencies = ["torch"]
+_REPO = _Path(__file__).resolve().parent
+
+dinov2_vits14 = _entry("dinov2_vits14", _REPO)
+dinov2_vitb14 = _entry("dinov2_vitb14", _REPO)
+dinov2_vitl14 = _entry("dinov2_vitl14", _REPO)
+dinov2_vitg14 = _entry("dinov2_vitg14", _REPO)
+dinov2_vits14_reg = _entry("dinov2_vits14_reg", _REPO)
+dinov2_vitb14_reg = _entry("dinov2_vitb14_reg", _REPO)
+dinov2_vitl14_reg = _entry("dinov2_vitl14_reg", _REPO)
+dinov2_vitg14_reg = _entry("dinov2_vitg14_reg", _REPO)
