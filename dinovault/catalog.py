@@ -126,8 +126,8 @@ def get_spec(name: str) -> ModelSpec:
         return CATALOG[name]
     except KeyError:
         close = difflib.get_close_matches(str(name), MODEL_NAMES, n=3, cutoff=0.5)
-        hint = f"did you mean {' or '.join(close)}?" if close else ""
+        hint = f"did you mean {' or '.join(close)}? / 您是否想用 {' 或 '.join(close)}？ " if close else ""
         raise UnknownModelError(
             f"unknown model {name!r} / 未知模型 {name!r}",
-            f"{hint} valid names: {', '.join(MODEL_NAMES)}".strip(),
+            f"{hint}valid names / 可用名称: {', '.join(MODEL_NAMES)}",
         ) from None

@@ -1,7 +1,7 @@
 """The S3 fast path (dinovault/remotes/s3.py) against a real S3 store (Ceph RGW on 127.0.0.1): a verified upload
 lands byte-identical; a file that does not hash to its object name is refused with nothing landing (single put and
 multipart, no multipart upload left open) while the good files of the same push land; s3fs file systems made inside
-``download_chunks`` use the fitted chunk size."""
+``download_chunks`` use the fitted chunk size; a verified download places only objects that hash to their name."""
 
 from __future__ import annotations
 
@@ -72,3 +72,18 @@ def test_download_chunks_configures_new_s3fs_and_restores(s3_server):
     with s3_speed.download_chunks(346_378_731, 16):
         assert s3fs.S3FileSystem(**kwargs).default_block_size == 21_648_671
     assert s3fs.S3FileSystem(**kwargs).default_block_size == 50 * MiB
+
+
+def test_verified_download_places_good_objects_read_only_and_refuses_damaged_ones(s3_server, bucket, client, tmp_path):
+    good, good_md5 = _file(tmp_path, 20 * MiB)
+    other, other_md5 = _file(tmp_path, 1 * MiB)
+    client.put_object(Bucket=bucket, Key="pull/good", Body=open(good, "rb").read())
+    client.put_object(Bucket=bucket, Key="pull/tampered", Body=open(other, "rb").read())
+    cache = tmp_path / "cache"
+    wrong = hashlib.md5(b"what the name promised").hexdigest()
+    objects = [(bucket, "pull/good", str(cache / "ab" / "good"), good_md5),
+               (bucket, "pull/tampered", str(cache / "cd" / "tampered"), wrong)]
+    assert s3_speed.download_verified(client, objects, jobs=4, largest=20 * MiB) == ["pull/tampered"]
+    placed = cache / "ab" / "good"
+    assert hashlib.md5(placed.read_bytes()).hexdigest() == good_md5 and oct(placed.stat().st_mode & 0o777) == "0o444"
+    assert sorted(p.name for p in cache.rglob("*") if p.is_file()) == ["good"]  # nothing else, no temporary file

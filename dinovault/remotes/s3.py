@@ -8,8 +8,11 @@ where each connection gets a few MB/s, that is the difference between using the 
   into the remote's own layout (``<prefix>/files/md5/ab/cdef…``), in parts of ``size / jobs``; each file is hashed
   while it uploads, and one whose MD5 is not its object's name fails before the upload completes, so a damaged
   object never lands in the remote (the multipart upload is aborted).
-- Downloads stay DVC's: s3fs's chunk size is set through fsspec's public configuration to ``size / jobs`` (bounded),
-  so one object fills every connection in one batch, with no straggling last batch.
+- Downloads of file objects the same way, into a temporary file beside their place in the local DVC cache; each is
+  MD5-checked (from the page cache) before it is renamed into place, read-only as DVC keeps its cache, so a damaged
+  or tampered remote object is never placed. What DVC still moves itself (folder listings and their files) uses
+  s3fs with its chunk size set through fsspec's public configuration to ``size / jobs`` (bounded), so one object
+  fills every connection in one batch, with no straggling last batch.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ import math
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from ..errors import DamagedObjectError
-from ..files import hash_file
+from ..files import hash_file, temp_beside
 
 MIN_PART = 8 << 20  # S3's minimum part is 5 MiB; boto3's default is 8 MiB
 MAX_PART = 32 << 20  # bounds memory: s3fs and boto3 hold up to ``jobs`` parts in memory
@@ -104,4 +108,36 @@ def upload_verified(client, objects: list[tuple[str, str, str, str]], *, jobs: i
     return damaged
 
 
-__all__ = ["DEFAULT_JOBS", "client_for", "download_chunks", "part_size", "upload_verified"]
+def download_verified(client, objects: list[tuple[str, str, str, str]], *, jobs: int = DEFAULT_JOBS,
+                      largest: int = 0) -> list[str]:
+    """Download each ``(bucket, key, dest, md5)`` with one boto3 transfer manager (``jobs`` ranged requests in
+    flight in all, parts fitted to ``largest``, the size of the largest as dvc.lock records it): into a temporary
+    file beside ``dest``, renamed to ``dest`` (read-only) only when it hashes to ``md5``. Returns the keys that did
+    not: none of those was placed."""
+    from s3transfer.manager import TransferConfig, TransferManager
+
+    chunk = part_size(largest, jobs)
+    config = TransferConfig(multipart_threshold=chunk, multipart_chunksize=chunk, max_request_concurrency=jobs)
+    temps = {dest: temp_beside(Path(dest), "pull") for _, _, dest, _ in objects}
+    damaged = []
+    try:
+        with TransferManager(client, config) as manager:
+            futures = []
+            for bucket, key, dest, md5 in objects:
+                Path(dest).parent.mkdir(parents=True, exist_ok=True)
+                futures.append((key, dest, md5, manager.download(bucket, key, str(temps[dest]))))
+            for _, _, _, future in futures:
+                future.result()
+        for key, dest, md5, _ in futures:
+            if hash_file(temps[dest], md5=True, sha256=False).md5 != md5:
+                damaged.append(key)
+                continue
+            os.chmod(temps[dest], 0o444)
+            os.replace(temps[dest], dest)
+    finally:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
+    return damaged
+
+
+__all__ = ["DEFAULT_JOBS", "client_for", "download_verified", "download_chunks", "part_size", "upload_verified"]
