@@ -20,7 +20,7 @@ from filelock import FileLock, Timeout
 
 from . import settings
 from .cache import check_file, read_stamp
-from .errors import DinovaultError, DownloadError
+from .errors import DinovaultError, DiskSpaceError, DownloadError
 from .progress import human_size, make_progress
 from .registry import Pin
 from .retry import LocalWriteError, NoRanges, RetryPolicy, SourceFailed, all_failed, local_write_error
@@ -73,7 +73,7 @@ def _check_free_space(dest: Path, pin: Pin | None) -> None:
         return
     need = pin.size - min(have, pin.size)
     if free < need:
-        raise DownloadError(
+        raise DiskSpaceError(
             f"not enough free space for {dest.name} in {dest.parent}: {human_size(need)} needed, "
             f"{human_size(free)} free / 磁盘空间不足",
             "free some space, or set TORCH_HOME to a bigger disk, then rerun / "

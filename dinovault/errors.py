@@ -28,6 +28,10 @@ class DownloadError(DinovaultError):
     """Every source failed; the message names each source and why."""
 
 
+class DiskSpaceError(DownloadError):
+    """The local disk cannot take the file (too little free space, or it filled up): no other source would help."""
+
+
 class VerificationError(DinovaultError):
     """Bytes whose size or SHA-256 do not match the pin."""
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from .cache import cache_path, check_file, clear_stamp
 from .catalog import ModelSpec, get_spec
 from .download import ensure_file
-from .errors import CheckpointError, DownloadError, VerificationError
+from .errors import CheckpointError, DiskSpaceError, DownloadError, VerificationError
 from .export import card, export_file, prepare_save_dir, write_card
 from .registry import HfPin, Pin, load_hf_pins, load_registry, registry_path
 from .settings import sources as configured_sources
@@ -115,6 +115,8 @@ def _obtain(spec, pin, hf_pin, order, export_path, allow_unverified, progress, r
             from .huggingface import fetch_hf
 
             return _from_converted(fetch_hf(spec, hf_pin))
+        except DiskSpaceError:  # local: every source would meet the same disk
+            raise
         except DownloadError as err:
             errors.append(err)
             failures.append(err.message)

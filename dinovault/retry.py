@@ -14,7 +14,7 @@ from pathlib import Path
 import requests
 
 from . import settings
-from .errors import DownloadError
+from .errors import DiskSpaceError, DownloadError
 from .sources import OFFICIAL_BASE_URL
 
 
@@ -132,7 +132,7 @@ def local_write_error(err: LocalWriteError, dest: Path, part: Path) -> DownloadE
     code = errno.errorcode.get(err.err.errno, "")
     full = code in ("ENOSPC", "EDQUOT", "EFBIG")
     what = "disk full" if full else "cannot write"
-    return DownloadError(
+    return (DiskSpaceError if full else DownloadError)(
         f"{what} while downloading {dest.name} into {dest.parent}: {err.err.strerror or err.err} "
         f"({err.kept} bytes kept in {part.name}) / 磁盘写入失败",
         ("free some space (or set TORCH_HOME to a bigger disk) and rerun: the download resumes / "

@@ -172,19 +172,21 @@ def _plan_push(repo, name, jobs, result: Transfer, layout: Layout, targets) -> t
 
 
 def _push_s3(repo, name: str, to_send: set, jobs: int, layout: Layout) -> None:
-    """The objects to send, uploaded straight into the remote's layout by boto3's transfer manager, each re-hashed as
-    it is read: a damaged one never completes its upload. DVC's push then has nothing left to send, so it is not
-    called (its status check would only cost round trips)."""
+    """The objects to send, uploaded straight into the remote's layout by boto3's transfer manager, each re-hashed
+    while it uploads: a damaged one never completes its upload. Folder listings (``.dir``) go last, once every file
+    has landed, as DVC does: a listing on the remote tells DVC that all its files are there. DVC's push then has
+    nothing left to send, so it is not called (its status check would only cost round trips)."""
     odb = repo.cloud.get_remote_odb(name, "push")
-    objects = []
-    for hi in sorted(to_send, key=lambda h: h.value):
-        bucket, _, key = odb.oid_to_path(hi.value).partition("/")
-        objects.append((repo.cache.local.oid_to_path(hi.value), bucket, key, hi.value.removesuffix(".dir")))
-    fs_args = odb.fs.fs_args
-    damaged = s3.upload_verified(s3.client_for(fs_args), objects, jobs=jobs,
-                                 extra_args={k: v for k, v in (fs_args.get("s3_additional_kwargs") or {}).items() if v})
-    if damaged:
-        raise _damaged(repo, damaged, layout)
+    client, fs_args = s3.client_for(odb.fs.fs_args), odb.fs.fs_args
+    extra = {k: v for k, v in (fs_args.get("s3_additional_kwargs") or {}).items() if v}
+    for listings in (False, True):
+        objects = []
+        for hi in sorted((h for h in to_send if h.value.endswith(".dir") == listings), key=lambda h: h.value):
+            bucket, _, key = odb.oid_to_path(hi.value).partition("/")
+            objects.append((repo.cache.local.oid_to_path(hi.value), bucket, key, hi.value.removesuffix(".dir")))
+        damaged = s3.upload_verified(client, objects, jobs=jobs, extra_args=extra) if objects else []
+        if damaged:
+            raise _damaged(repo, damaged, layout)
 
 
 def _refuse_damaged(repo, objs: set, layout: Layout) -> None:
@@ -291,7 +293,7 @@ def _recorded_targets(repo, result: Transfer) -> list[str] | None:
 def _missing_outs(repo, targets) -> dict[str, int]:
     """oid → size (dvc.lock's) of each output of ``targets`` whose object is not in the local cache yet."""
     stages = [s for s in repo.index.stages if targets is None or s.addressing in targets]
-    outs = [o for s in stages for o in s.outs if o.hash_info and o.hash_info.value]
+    outs = [o for s in stages for o in s.outs if o.use_cache and o.hash_info and o.hash_info.value]
     return {o.hash_info.value: o.meta.size or 0 for o in outs
             if not os.path.exists(repo.cache.local.oid_to_path(o.hash_info.value))}
 
