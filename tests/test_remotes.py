@@ -205,6 +205,29 @@ def test_round_trip_through_the_remote(target, clone_a, machine):
     b.invoke("verify")
 
 
+def test_a_tampered_s3_object_is_never_placed(s3_server, clone_a, machine, restore_config):
+    """S3 objects come by boto3's transfer manager, not DVC: each must still be checked before it is placed."""
+    a, target = clone_a, Target("s3", s3_server)
+    place = _place(target, "tamper")
+    a.invoke("remote", "--url", target.url(place), "--name", "t", "--no-default", *target.options())
+    a.invoke("push", "--remote", "t")
+    md5 = a.lock_md5(VITS)
+    key = f"dvc/files/md5/{md5[:2]}/{md5[2:]}"
+    data = bytearray(s3_server.client().get_object(Bucket=place, Key=key)["Body"].read())
+    data[1000] ^= 0xFF
+    s3_server.client().put_object(Bucket=place, Key=key, Body=bytes(data))
+
+    c = machine.clone("tampered-s3", source=a.path)
+    c.invoke("remote", "--url", target.url(place), "--name", "t", "--no-default", *target.options())
+    res = c.invoke("pull", "--remote", "t", "--retries", "0", ok=False)
+    line = _one_error_line(res)
+    assert "corrupted on the remote" in line and "已损坏" in line, line
+    assert not c.weights(VITS).exists()
+    cache = c.path / ".dvc" / "cache"
+    assert not (cache / "files" / "md5" / md5[:2] / md5[2:]).exists()
+    assert not [p for p in cache.rglob(".*") if p.is_file()], "a temporary download was left in the cache"
+
+
 def test_wrong_credentials_are_refused_clearly(target, clone_a, restore_config):
     a = clone_a
     place = _place(target, "cred")

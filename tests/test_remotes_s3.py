@@ -1,7 +1,7 @@
 """The S3 fast path (dinovault/remotes/s3.py) against a real S3 store (Ceph RGW on 127.0.0.1): a verified upload
 lands byte-identical; a file that does not hash to its object name is refused with nothing landing (single put and
-multipart, no multipart upload left open) while the good files of the same push land; s3fs file systems made inside
-``download_chunks`` use the fitted chunk size; a verified download places only objects that hash to their name."""
+multipart, no multipart upload left open) while the good files of the same push land; a verified download places
+only objects that hash to their name."""
 
 from __future__ import annotations
 
@@ -62,16 +62,6 @@ def test_part_size_fills_every_connection_within_bounds():
     assert s3_speed.part_size(346_378_731, 16) == 21_648_671  # one batch of 16 equal parts
     assert s3_speed.part_size(1 * MiB, 16) == s3_speed.MIN_PART
     assert s3_speed.part_size(4_546_108_579, 16) == s3_speed.MAX_PART
-
-
-def test_download_chunks_configures_new_s3fs_and_restores(s3_server):
-    import s3fs
-
-    kwargs = dict(key=s3_server.access_key, secret=s3_server.secret_key, skip_instance_cache=True,
-                  client_kwargs={"endpoint_url": s3_server.endpoint})
-    with s3_speed.download_chunks(346_378_731, 16):
-        assert s3fs.S3FileSystem(**kwargs).default_block_size == 21_648_671
-    assert s3fs.S3FileSystem(**kwargs).default_block_size == 50 * MiB
 
 
 def test_verified_download_places_good_objects_read_only_and_refuses_damaged_ones(s3_server, bucket, client, tmp_path):

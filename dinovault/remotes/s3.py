@@ -3,24 +3,21 @@
 DVC moves S3 objects through s3fs, which cuts uploads into fixed 50 MiB parts (a 346 MB model: 7 streams; an 88 MB
 one: a single stream) and downloads in ``default_block_size`` chunks gathered batch by batch. On a long-haul link,
 where each connection gets a few MB/s, that is the difference between using the link and using a fraction of it.
+Only public interfaces are used: the remote's settings from DVC, its object layout, botocore's events, s3transfer.
 
 - Uploads go through boto3's transfer manager (``s3transfer``; botocore's client with the settings DVC gives s3fs),
   into the remote's own layout (``<prefix>/files/md5/ab/cdef…``), in parts of ``size / jobs``; each file is hashed
   while it uploads, and one whose MD5 is not its object's name fails before the upload completes, so a damaged
   object never lands in the remote (the multipart upload is aborted).
-- Downloads of file objects the same way, into a temporary file beside their place in the local DVC cache; each is
-  MD5-checked (from the page cache) before it is renamed into place, read-only as DVC keeps its cache, so a damaged
-  or tampered remote object is never placed. What DVC still moves itself (folder listings and their files) uses
-  s3fs with its chunk size set through fsspec's public configuration to ``size / jobs`` (bounded), so one object
-  fills every connection in one batch, with no straggling last batch.
+- Downloads the same way, into a temporary file beside their place in the local DVC cache; each is MD5-checked (from
+  the page cache) before it is renamed into place, read-only as DVC keeps its cache, so a damaged or tampered remote
+  object is never placed. DVC then only checks the files out.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,27 +25,13 @@ from ..errors import DamagedObjectError
 from ..files import hash_file, temp_beside
 
 MIN_PART = 8 << 20  # S3's minimum part is 5 MiB; boto3's default is 8 MiB
-MAX_PART = 32 << 20  # bounds memory: s3fs and boto3 hold up to ``jobs`` parts in memory
+MAX_PART = 32 << 20  # bounds memory: the transfer manager holds up to ``jobs`` parts in memory
 DEFAULT_JOBS = 16  # connections per object: a long-haul link gives each one a few MB/s
 
 
 def part_size(size: int, jobs: int) -> int:
     """Parts that keep all ``jobs`` connections busy for one object, within S3's and memory's bounds."""
     return min(MAX_PART, max(MIN_PART, math.ceil(size / max(1, jobs))))
-
-
-@contextlib.contextmanager
-def download_chunks(largest: int, jobs: int) -> Iterator[None]:
-    """s3fs file systems created inside the block download in chunks fitted to ``largest`` bytes and ``jobs``
-    connections (fsspec's configuration is applied to every new S3 file system)."""
-    from fsspec.config import conf
-
-    saved = dict(conf.get("s3", {}))
-    conf.setdefault("s3", {})["default_block_size"] = part_size(largest, jobs)
-    try:
-        yield
-    finally:
-        conf["s3"] = saved
 
 
 def client_for(fs_args: dict):
@@ -140,4 +123,4 @@ def download_verified(client, objects: list[tuple[str, str, str, str]], *, jobs:
     return damaged
 
 
-__all__ = ["DEFAULT_JOBS", "client_for", "download_verified", "download_chunks", "part_size", "upload_verified"]
+__all__ = ["DEFAULT_JOBS", "client_for", "download_verified", "part_size", "upload_verified"]

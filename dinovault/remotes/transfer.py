@@ -4,12 +4,14 @@ has answered, every failure explained by the one table (repo/dvc.py), and one su
 Push sends only what the remote lacks, and re-sends objects a cut-short WebDAV upload left truncated under their
 final name; every object sent is re-hashed first (S3: while it is read for the upload, by remotes/s3.py). Pull
 re-hashes what it downloads (``verify``), skips selected models that were never fetched, and links the weights into
-the torch.hub cache. S3 transfers use ``jobs`` connections per object (default 16) in parts fitted to the object.
+the torch.hub cache. S3 objects move by boto3's transfer manager (remotes/s3.py), ``jobs`` connections (default 16)
+in parts fitted to the objects, and are checked on the way; DVC then only places them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import time
@@ -87,7 +89,7 @@ def _run(direction, layout: Layout, name, jobs, retries, on_retry, targets) -> T
     result = Transfer(direction)
     contacted = False  # failures before the server ever answered are not retried: nothing is running there
     t0 = time.monotonic()
-    with open_repo(layout.root, remote=name, verify=direction == "pull") as repo, contextlib.ExitStack() as stack:
+    with open_repo(layout.root, remote=name, verify=direction == "pull") as repo:
         result.remote = describe(repo, name)
         if targets is None:
             targets = _recorded_targets(repo, result)
@@ -95,8 +97,6 @@ def _run(direction, layout: Layout, name, jobs, retries, on_retry, targets) -> T
             return result
         if _is_s3(repo, name):
             jobs = jobs or int(repo.config["remote"][remote_name(repo, name)].get("jobs") or s3.DEFAULT_JOBS)
-            if direction == "pull":  # s3fs file systems made from here on download in chunks fitted to the objects
-                stack.enter_context(s3.download_chunks(max(_missing_outs(repo, targets).values(), default=0), jobs))
         while True:
             result.attempts += 1
             try:
@@ -253,24 +253,39 @@ def _pull_once(repo, name, jobs, targets, result: Transfer) -> None:
     if targets == []:
         return
     missing = _missing_outs(repo, targets)
-    fetched = _pull_s3_files(repo, name, jobs, missing) if _is_s3(repo, name) else 0
-    stats = repo.pull(targets=targets, remote=name, jobs=jobs).get("stats", {})
-    result.objects = fetched + stats.get("fetched", 0)
+    if _is_s3(repo, name):  # every object lands in the cache by boto3's transfer manager: DVC only places them
+        result.objects = _pull_s3(repo, name, jobs, missing)
+        repo.checkout(targets=targets)
+    else:
+        result.objects = repo.pull(targets=targets, remote=name, jobs=jobs).get("stats", {}).get("fetched", 0)
     result.bytes = sum(size for oid, size in missing.items() if os.path.exists(repo.cache.local.oid_to_path(oid)))
 
 
-def _pull_s3_files(repo, name, jobs, missing: dict[str, int]) -> int:
-    """The missing file objects (not folder listings, which DVC expands itself) straight into the local DVC cache by
-    boto3's transfer manager, each MD5-checked before it is placed; DVC's pull then only checks out."""
+def _pull_s3(repo, name, jobs, missing: dict[str, int]) -> int:
+    """The missing objects straight into the local DVC cache by boto3's transfer manager, each MD5-checked before it
+    is placed: folder listings (``.dir``) first, then the files they list and the other files."""
     odb = repo.cloud.get_remote_odb(name, "pull")
+    client = s3.client_for(odb.fs.fs_args)
+    listings = {oid: size for oid, size in missing.items() if oid.endswith(".dir")}
+    _download_s3(repo, name, odb, client, jobs, listings)
+    files = {oid: size for oid, size in missing.items() if not oid.endswith(".dir")}
+    for oid in listings:
+        with open(repo.cache.local.oid_to_path(oid), encoding="utf-8") as fh:
+            for entry in json.load(fh):
+                if not os.path.exists(repo.cache.local.oid_to_path(entry["md5"])):
+                    files[entry["md5"]] = entry.get("size") or 0
+    _download_s3(repo, name, odb, client, jobs, files)
+    return len(listings) + len(files)
+
+
+def _download_s3(repo, name, odb, client, jobs, oids: dict[str, int]) -> None:
+    if not oids:
+        return
     objects = []
-    for oid in sorted(o for o in missing if not o.endswith(".dir")):
+    for oid in sorted(oids):
         bucket, _, key = odb.oid_to_path(oid).partition("/")
-        objects.append((bucket, key, repo.cache.local.oid_to_path(oid), oid))
-    if not objects:
-        return 0
-    damaged = s3.download_verified(s3.client_for(odb.fs.fs_args), objects, jobs=jobs,
-                                   largest=max(missing[o[3]] for o in objects))
+        objects.append((bucket, key, repo.cache.local.oid_to_path(oid), oid.removesuffix(".dir")))
+    damaged = s3.download_verified(client, objects, jobs=jobs, largest=max(oids.values(), default=0))
     if damaged:
         raise RemoteError(
             f"pull: {describe(repo, name)}: {', '.join(damaged)} corrupted on the remote (its hash does not match its "
@@ -278,7 +293,6 @@ def _pull_s3_files(repo, name, jobs, missing: dict[str, int]) -> int:
             "push it again from a machine that has the file: invoke push / 请在有该文件的机器上重新 invoke push",
             cause="corrupt",
         )
-    return len(objects)
 
 
 def _recorded_targets(repo, result: Transfer) -> list[str] | None:
