@@ -13,12 +13,16 @@ def _memo(sha256: str) -> Path:
     return torch_home() / "hub" / "dinovault" / "digests" / f"{sha256}.json"
 
 
-def cached_tensor_digest(path: Path, spec: ModelSpec, sha256: str) -> str:
-    """The tensor digest of the verified file ``path`` (whose SHA-256 is ``sha256``)."""
+def cached_tensor_digest(path: Path, spec: ModelSpec, sha256: str, compute: bool = True) -> str | None:
+    """The tensor digest of the verified file ``path`` (whose SHA-256 is ``sha256``); None when it is not remembered
+    and ``compute`` is false (computing it imports torch and reads every tensor: worth it only where the smoke test
+    loads them anyway)."""
     memo = _memo(sha256)
     data = read_json(memo)
     if data and data.get("model") == spec.name and isinstance(data.get("tensor_digest"), str):
         return data["tensor_digest"]
+    if not compute:
+        return None
     from .checkpoint import load_state_dict
     from .convert import tensor_digest
 
