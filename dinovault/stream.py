@@ -24,7 +24,7 @@ import requests
 
 from .cache import CHUNK, read_json, write_json_atomic, write_stamp
 from .registry import Pin
-from .retry import LocalWriteError, Restart, Retryable, RetryPolicy, SourceFailed, request_failed, retry_after
+from .retry import LocalWriteError, Restart, Retryable, RetryPolicy, SourceFailed, request_failed, status_error
 
 log = logging.getLogger("dinovault")
 
@@ -205,13 +205,8 @@ class _Transfer:
         status, pin = resp.status_code, self.pin
         if status == 416 and offset:
             raise Restart(f"the server refused to resume at byte {offset} (HTTP 416)")
-        if status == 429 or status >= 500:
-            raise Retryable(f"HTTP {status} {resp.reason}", retry_after(resp.headers.get("Retry-After")))
-        if status not in (200, 206):
-            raise SourceFailed(f"HTTP {status} {resp.reason}")
-        ctype = resp.headers.get("Content-Type", "")
-        if "html" in ctype.lower():
-            raise SourceFailed(f"answered an HTML page (HTTP {status}, {ctype}), not the checkpoint")
+        if (error := status_error(resp)) is not None:
+            raise error
         if status == 206:
             m = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", resp.headers.get("Content-Range", "").strip())
             if not offset or not m or int(m[1]) != offset:

@@ -13,8 +13,9 @@ import torch
 
 from dinovault.catalog import get_spec
 from dinovault.checkpoint import load_backbone
+from dinovault.convert import official_to_hf
 from tests.support.checkpoints import make_state_dict
-from tests.support.official import hf_model, reduced, to_hf_state_dict
+from tests.support.official import hf_model, reduced
 
 try:  # required, not optional: the register models' parity must not vanish silently from CI
     from transformers.utils import logging as hf_logging
@@ -97,7 +98,7 @@ def test_plain_models_bit_identical_to_transformers_at_518(name, tmp_path_factor
 def test_key_conversion_is_complete_and_exact():
     spec = get_spec("dinov2_vitg14_reg")
     state_dict = make_state_dict(spec, seed=25, depth=1)
-    converted = to_hf_state_dict(state_dict)
+    converted = official_to_hf(state_dict, reduced(spec, 1))
     assert sum(v.numel() for v in converted.values()) == sum(v.numel() for v in state_dict.values())
     assert len(converted) == len(state_dict) + 4  # qkv weight and bias each split in three
     qkv = state_dict["blocks.0.attn.qkv.weight"]

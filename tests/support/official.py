@@ -7,8 +7,8 @@
   ``softmax(q * scale @ kᵀ) @ v``. Everything else in the ViT is unchanged between the two, so the 2023 package
   with that one change is the official code of today; the 2023 arithmetic itself differs by ~4e-6.
 - ``hf_model``: transformers' ``Dinov2WithRegistersModel`` / ``Dinov2Model`` loaded from an on-disk Hugging Face
-  folder written from the official state_dict by ``to_hf_state_dict`` (the key table of
-  /work/shared/notes/dinov2-facts.md), the way the facebook/dinov2-* repositories are laid out.
+  folder written from the official state_dict by ``dinovault.convert`` (checked against transformers' own layout in
+  tests/test_convert.py), the way the facebook/dinov2-* repositories are laid out.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from dinovault.catalog import IMG_SIZE, PATCH_SIZE, ModelSpec
+from dinovault.convert import hf_config, official_to_hf
 
 logging.getLogger("dinov2").setLevel(logging.ERROR)  # the 2023 package warns that xFormers is absent
 try:  # the reference is required, not optional: parity must not vanish silently from CI
@@ -75,68 +76,6 @@ def official_model(spec: ModelSpec, state_dict: dict, attention: str = "sdpa") -
 
 # -- transformers -------------------------------------------------------------------------------------------
 
-_BLOCK_KEYS = {
-    "norm1": "norm1",
-    "norm2": "norm2",
-    "attn.proj": "attention.output.dense",
-    "ls1.gamma": "layer_scale1.lambda1",
-    "ls2.gamma": "layer_scale2.lambda1",
-    "mlp.fc1": "mlp.fc1",
-    "mlp.fc2": "mlp.fc2",
-    "mlp.w12": "mlp.weights_in",
-    "mlp.w3": "mlp.weights_out",
-}
-_TOP_KEYS = {
-    "cls_token": "embeddings.cls_token",
-    "mask_token": "embeddings.mask_token",
-    "register_tokens": "embeddings.register_tokens",
-    "pos_embed": "embeddings.position_embeddings",
-    "patch_embed.proj.weight": "embeddings.patch_embeddings.projection.weight",
-    "patch_embed.proj.bias": "embeddings.patch_embeddings.projection.bias",
-    "norm.weight": "layernorm.weight",
-    "norm.bias": "layernorm.bias",
-}
-
-
-def to_hf_state_dict(state_dict: dict) -> dict[str, torch.Tensor]:
-    """Official keys → the on-disk names of the facebook/dinov2-* ``model.safetensors`` (qkv split in three)."""
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state_dict.items():
-        if key in _TOP_KEYS:
-            out[_TOP_KEYS[key]] = value
-            continue
-        _, index, rest = key.split(".", 2)
-        prefix = f"encoder.layer.{index}."
-        if rest.startswith("attn.qkv."):
-            leaf = rest.rsplit(".", 1)[1]
-            for part, name in zip(value.chunk(3, dim=0), ("query", "key", "value"), strict=True):
-                out[f"{prefix}attention.attention.{name}.{leaf}"] = part.contiguous()
-            continue
-        stem = next(s for s in _BLOCK_KEYS if rest == s or rest.startswith(s + "."))
-        out[prefix + _BLOCK_KEYS[stem] + rest[len(stem) :]] = value
-    return out
-
-
-def hf_config(spec: ModelSpec) -> dict:
-    config = {
-        "architectures": ["Dinov2WithRegistersModel" if spec.num_register_tokens else "Dinov2Model"],
-        "model_type": "dinov2_with_registers" if spec.num_register_tokens else "dinov2",
-        "hidden_size": spec.embed_dim,
-        "num_hidden_layers": spec.depth,
-        "num_attention_heads": spec.num_heads,
-        "mlp_ratio": 4,
-        "image_size": IMG_SIZE,
-        "patch_size": PATCH_SIZE,
-        "layerscale_value": 1.0,
-        "layer_norm_eps": 1e-6,
-        "hidden_act": "gelu",
-        "qkv_bias": True,
-        "use_swiglu_ffn": spec.ffn == "swiglu",
-    }
-    if spec.num_register_tokens:
-        config["num_register_tokens"] = spec.num_register_tokens
-    return config
-
 
 def hf_model(spec: ModelSpec, state_dict: dict, folder: Path) -> torch.nn.Module:
     """transformers' model of ``spec`` loaded offline from an on-disk folder holding ``state_dict``."""
@@ -145,7 +84,7 @@ def hf_model(spec: ModelSpec, state_dict: dict, folder: Path) -> torch.nn.Module
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(hf_config(spec), indent=2), encoding="utf-8")
-    save_file(to_hf_state_dict(state_dict), str(folder / "model.safetensors"))
+    save_file(official_to_hf(state_dict, spec), str(folder / "model.safetensors"))
     model, info = AutoModel.from_pretrained(
         folder, local_files_only=True, attn_implementation="sdpa", output_loading_info=True
     )
