@@ -71,8 +71,8 @@ def test_verified_download_places_good_objects_read_only_and_refuses_damaged_one
     client.put_object(Bucket=bucket, Key="pull/tampered", Body=open(other, "rb").read())
     cache = tmp_path / "cache"
     wrong = hashlib.md5(b"what the name promised").hexdigest()
-    objects = [(bucket, "pull/good", str(cache / "ab" / "good"), good_md5),
-               (bucket, "pull/tampered", str(cache / "cd" / "tampered"), wrong)]
+    objects = [(str(cache / "ab" / "good"), bucket, "pull/good", good_md5),
+               (str(cache / "cd" / "tampered"), bucket, "pull/tampered", wrong)]
     assert s3_speed.download_verified(client, objects, jobs=4, largest=20 * MiB) == ["pull/tampered"]
     placed = cache / "ab" / "good"
     assert hashlib.md5(placed.read_bytes()).hexdigest() == good_md5 and oct(placed.stat().st_mode & 0o777) == "0o444"

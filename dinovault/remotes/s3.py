@@ -53,6 +53,15 @@ def client_for(fs_args: dict):
     )
 
 
+def _manager(client, largest: int, jobs: int):
+    """One boto3 transfer manager: ``jobs`` requests in flight in all, parts fitted to the ``largest`` object."""
+    from s3transfer.manager import TransferConfig, TransferManager
+
+    chunk = part_size(largest, jobs)
+    return TransferManager(client, TransferConfig(multipart_threshold=chunk, multipart_chunksize=chunk,
+                                                  max_request_concurrency=jobs))
+
+
 def upload_verified(client, objects: list[tuple[str, str, str, str]], *, jobs: int = DEFAULT_JOBS,
                     extra_args: dict | None = None) -> list[str]:
     """Upload each ``(path, bucket, key, md5)`` with one boto3 transfer manager (``jobs`` requests in flight in all,
@@ -60,10 +69,7 @@ def upload_verified(client, objects: list[tuple[str, str, str, str]], *, jobs: i
     that would make its object appear (PutObject, CompleteMultipartUpload) first waits for that hash: a file that
     does not hash to its ``md5`` fails there, its multipart upload is aborted and nothing lands. Returns those
     paths."""
-    from s3transfer.manager import TransferConfig, TransferManager
-
-    chunk = part_size(max((os.path.getsize(o[0]) for o in objects), default=0), jobs)
-    config = TransferConfig(multipart_threshold=chunk, multipart_chunksize=chunk, max_request_concurrency=jobs)
+    largest = max((os.path.getsize(o[0]) for o in objects), default=0)
     with ThreadPoolExecutor(2, thread_name_prefix="dinovault-md5") as hashers:
         digests = {(b, k): (hashers.submit(lambda p: hash_file(p, md5=True, sha256=False).md5, p), md5, p)
                    for p, b, k, md5 in objects}
@@ -78,7 +84,7 @@ def upload_verified(client, objects: list[tuple[str, str, str, str]], *, jobs: i
             client.meta.events.register(event, gate)
         damaged = []
         try:
-            with TransferManager(client, config) as manager:
+            with _manager(client, largest, jobs) as manager:
                 futures = [(p, manager.upload(p, b, k, extra_args=extra_args)) for p, b, k, _ in objects]
                 for path, future in futures:
                     try:
@@ -93,20 +99,16 @@ def upload_verified(client, objects: list[tuple[str, str, str, str]], *, jobs: i
 
 def download_verified(client, objects: list[tuple[str, str, str, str]], *, jobs: int = DEFAULT_JOBS,
                       largest: int = 0) -> list[str]:
-    """Download each ``(bucket, key, dest, md5)`` with one boto3 transfer manager (``jobs`` ranged requests in
+    """Download each ``(dest, bucket, key, md5)`` with one boto3 transfer manager (``jobs`` ranged requests in
     flight in all, parts fitted to ``largest``, the size of the largest as dvc.lock records it): into a temporary
     file beside ``dest``, renamed to ``dest`` (read-only) only when it hashes to ``md5``. Returns the keys that did
     not: none of those was placed."""
-    from s3transfer.manager import TransferConfig, TransferManager
-
-    chunk = part_size(largest, jobs)
-    config = TransferConfig(multipart_threshold=chunk, multipart_chunksize=chunk, max_request_concurrency=jobs)
-    temps = {dest: temp_beside(Path(dest), "pull") for _, _, dest, _ in objects}
+    temps = {dest: temp_beside(Path(dest), "pull") for dest, _, _, _ in objects}
     damaged = []
     try:
-        with TransferManager(client, config) as manager:
+        with _manager(client, largest, jobs) as manager:
             futures = []
-            for bucket, key, dest, md5 in objects:
+            for dest, bucket, key, md5 in objects:
                 Path(dest).parent.mkdir(parents=True, exist_ok=True)
                 futures.append((key, dest, md5, manager.download(bucket, key, str(temps[dest]))))
             for _, _, _, future in futures:

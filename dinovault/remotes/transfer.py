@@ -95,7 +95,8 @@ def _run(direction, layout: Layout, name, jobs, retries, on_retry, targets) -> T
             targets = _recorded_targets(repo, result)
         if targets == [] and direction == "push":  # nothing fetched yet (a pull still checks its remote)
             return result
-        if _is_s3(repo, name):
+        on_s3 = _is_s3(repo, name)
+        if on_s3:
             jobs = jobs or int(repo.config["remote"][remote_name(repo, name)].get("jobs") or s3.DEFAULT_JOBS)
         while True:
             result.attempts += 1
@@ -105,7 +106,7 @@ def _run(direction, layout: Layout, name, jobs, retries, on_retry, targets) -> T
                         if direction == "push":
                             planned, to_send = _plan_push(repo, name, jobs, result, layout, targets)
                             contacted = True  # the server answered what it holds
-                            if _is_s3(repo, name):
+                            if on_s3:
                                 _push_s3(repo, planned, to_send, jobs, layout)
                             else:
                                 repo.push(targets=targets, remote=planned, jobs=jobs)
@@ -113,7 +114,7 @@ def _run(direction, layout: Layout, name, jobs, retries, on_retry, targets) -> T
                             if result.attempts == 1:
                                 check_answers(repo, name, result.remote)
                                 contacted = True
-                            _pull_once(repo, name, jobs, targets, result)
+                            _pull_once(repo, name, jobs, targets, result, on_s3)
                     except DinovaultError:
                         raise
                     except Exception as err:  # noqa: BLE001 - explained below
@@ -180,10 +181,7 @@ def _push_s3(repo, name: str, to_send: set, jobs: int, layout: Layout) -> None:
     client, fs_args = s3.client_for(odb.fs.fs_args), odb.fs.fs_args
     extra = {k: v for k, v in (fs_args.get("s3_additional_kwargs") or {}).items() if v}
     for listings in (False, True):
-        objects = []
-        for hi in sorted((h for h in to_send if h.value.endswith(".dir") == listings), key=lambda h: h.value):
-            bucket, _, key = odb.oid_to_path(hi.value).partition("/")
-            objects.append((repo.cache.local.oid_to_path(hi.value), bucket, key, hi.value.removesuffix(".dir")))
+        objects = _s3_objects(repo, odb, [h.value for h in to_send if h.value.endswith(".dir") == listings])
         damaged = s3.upload_verified(client, objects, jobs=jobs, extra_args=extra) if objects else []
         if damaged:
             raise _damaged(repo, damaged, layout)
@@ -249,11 +247,11 @@ def _drop_truncated(repo, remote, present: set) -> set:
     return dropped
 
 
-def _pull_once(repo, name, jobs, targets, result: Transfer) -> None:
+def _pull_once(repo, name, jobs, targets, result: Transfer, on_s3: bool) -> None:
     if targets == []:
         return
     missing = _missing_outs(repo, targets)
-    if _is_s3(repo, name):  # every object lands in the cache by boto3's transfer manager: DVC only places them
+    if on_s3:  # every object lands in the cache by boto3's transfer manager: DVC only places them
         result.objects = _pull_s3(repo, name, jobs, missing)
         repo.checkout(targets=targets)
     else:
@@ -281,11 +279,7 @@ def _pull_s3(repo, name, jobs, missing: dict[str, int]) -> int:
 def _download_s3(repo, name, odb, client, jobs, oids: dict[str, int]) -> None:
     if not oids:
         return
-    objects = []
-    for oid in sorted(oids):
-        bucket, _, key = odb.oid_to_path(oid).partition("/")
-        objects.append((bucket, key, repo.cache.local.oid_to_path(oid), oid.removesuffix(".dir")))
-    damaged = s3.download_verified(client, objects, jobs=jobs, largest=max(oids.values(), default=0))
+    damaged = s3.download_verified(client, _s3_objects(repo, odb, oids), jobs=jobs, largest=max(oids.values()))
     if damaged:
         raise RemoteError(
             f"pull: {describe(repo, name)}: {', '.join(damaged)} corrupted on the remote (its hash does not match its "
@@ -310,6 +304,15 @@ def _missing_outs(repo, targets) -> dict[str, int]:
     outs = [o for s in stages for o in s.outs if o.use_cache and o.hash_info and o.hash_info.value]
     return {o.hash_info.value: o.meta.size or 0 for o in outs
             if not os.path.exists(repo.cache.local.oid_to_path(o.hash_info.value))}
+
+
+def _s3_objects(repo, odb, oids) -> list[tuple[str, str, str, str]]:
+    """(local cache path, bucket, key, md5 of the bytes) of each object id, for remotes/s3.py."""
+    places = []
+    for oid in sorted(oids):
+        bucket, _, key = odb.oid_to_path(oid).partition("/")
+        places.append((repo.cache.local.oid_to_path(oid), bucket, key, oid.removesuffix(".dir")))
+    return places
 
 
 def _is_s3(repo, name) -> bool:
