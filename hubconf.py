@@ -8,7 +8,7 @@ The entries have the official names and return what the official ones return (di
 
 from pathlib import Path as _Path
 
-from dinovault.torchhub import entry as _entry
+from dinovault.inference.torchhub import entry as _entry
 
 dependencies = ["torch"]
 _REPO = _Path(__file__).resolve().parent

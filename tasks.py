@@ -91,8 +91,8 @@ def _say_fetched(report) -> None:
 )
 def import_(c, path, also=None, allow_unverified=False):
     """Import hand-downloaded weights (verified, no download), then record them like `invoke fetch`."""
-    from dinovault.importer import import_models
     from dinovault.repo import commands
+    from dinovault.sources.local import import_models
 
     with errors_exit():
         done = import_models([path, *(also or [])], allow_unverified=allow_unverified)
@@ -300,8 +300,8 @@ def extract(
     c, model="dinov2_vitb14", images="", out="", batch_size=32, weights=None, device=None, dtype=None, normalize=False
 ):
     """Extract features for every image in a folder into one .npz; unreadable files are listed and skipped."""
-    from dinovault import features
     from dinovault.errors import DinovaultError
+    from dinovault.inference import features
 
     with errors_exit():
         if not images or not out:

@@ -67,8 +67,8 @@ def throughput(threads: int, rounds: int, batch: int = 32) -> None:
     logging.getLogger("dinov2").setLevel(logging.ERROR)
     from dinov2.models.vision_transformer import vit_small
 
-    from dinovault.backbone import build_backbone
     from dinovault.catalog import get_spec
+    from dinovault.model.backbone import build_backbone
 
     torch.set_num_threads(threads)
     ours = build_backbone(get_spec("dinov2_vits14")).eval()

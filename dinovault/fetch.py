@@ -16,14 +16,14 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cache import cache_path, check_file, clear_stamp
+from .cache import cache_path, check_file, clear_stamp, place_file
 from .catalog import ModelSpec, get_spec
-from .download import ensure_file
 from .errors import CheckpointError, DiskSpaceError, DownloadError, VerificationError
-from .export import card, export_file, prepare_save_dir, write_card
+from .exports.place import card, prepare_save_dir, write_card
 from .registry import HfPin, Pin, load_hf_pins, load_registry, registry_path
 from .settings import sources as configured_sources
-from .sources import source_urls
+from .sources.official import source_urls
+from .transport.download import ensure_file
 
 log = logging.getLogger("dinovault")
 
@@ -72,7 +72,7 @@ def _official(spec, pin: Pin | None, export_path, progress, rehash) -> _Got:
 
 
 def _from_converted(conv) -> _Got:
-    from .huggingface import hf_url
+    from .sources.huggingface import hf_url
 
     src = conv.source
     info = {"source": "huggingface", "hf_repo": src.get("repo"), "hf_revision": src.get("revision"),
@@ -85,7 +85,7 @@ def _from_converted(conv) -> _Got:
 
 def _local(spec, pin: Pin | None, hf_pin: HfPin | None, allow_unverified, export_path, progress) -> _Got | None:
     """Verified bytes already on this machine, whichever source they came from, without any request."""
-    from .huggingface import adopt_export, find_converted
+    from .sources.huggingface import adopt_export, find_converted
 
     dest = cache_path(spec.upstream_file)
     if pin is not None and dest.is_file() and check_file(dest, pin).ok:
@@ -110,9 +110,9 @@ def _obtain(spec, pin, hf_pin, order, export_path, allow_unverified, progress, r
                     log.warning("%s is not pinned: accepting what the first source serves", spec.upstream_file)
                 return _official(spec, pin, export_path, progress, rehash)
             if hf_pin is None and not allow_unverified:
-                failures.append(f"huggingface: {spec.hf_repo} has no hf: pin in {registry_path()}")
+                failures.append(f"huggingface: {spec.hub_repo('hf')} has no hf: pin in {registry_path()}")
                 continue
-            from .huggingface import fetch_hf
+            from .sources.huggingface import fetch_hf
 
             return _from_converted(fetch_hf(spec, hf_pin))
         except DiskSpaceError:  # local: every source would meet the same disk
@@ -126,7 +126,7 @@ def _obtain(spec, pin, hf_pin, order, export_path, allow_unverified, progress, r
         raise errors[0]
     if not errors:
         raise VerificationError(
-            f"{spec.upstream_file} has no pinned SHA-256 in {registry_path()}, nor {spec.hf_repo} an hf: pin "
+            f"{spec.upstream_file} has no pinned SHA-256 in {registry_path()}, nor {spec.hub_repo('hf')} an hf: pin "
             f"(DINOV2_SOURCES={','.join(order)}): it cannot be verified / 无固定哈希",
             "add a pin to that registry (or DINOV2_REGISTRY), or pass --allow-unverified to accept an unverified "
             "file / 或使用 --allow-unverified",
@@ -155,7 +155,7 @@ def fetch_model(
     (params.yaml ``formats``) writes the extra exports of exports.py into ``save_dir`` (None: only the .pth)."""
     spec = get_spec(name)
     pin = load_registry().get(spec.upstream_file)
-    hf_pin = load_hf_pins().get(spec.hf_repo)
+    hf_pin = load_hf_pins().get(spec.hub_repo('hf'))
     order = sources or configured_sources()
     out_dir = prepare_save_dir(Path(save_dir)) if save_dir is not None else None
     export_path = out_dir / f"{spec.name}.pth" if out_dir else None
@@ -163,7 +163,7 @@ def fetch_model(
 
     seconds = None
     if smoke_test:
-        from .smoke import smoke_test as run_smoke_test
+        from .model.smoke import smoke_test as run_smoke_test
 
         try:
             seconds = run_smoke_test(got.path, spec)
@@ -176,17 +176,17 @@ def fetch_model(
     card_path = None
     digest = got.tensor_digest
     if out_dir is not None:
-        from .digest import cached_tensor_digest
+        from .exports.digest import cached_tensor_digest
 
         try:
             digest = digest or cached_tensor_digest(got.path, spec, got.sha256, compute=smoke_test)
         except CheckpointError as err:  # only without the smoke test, which would have refused the file
             log.warning("no tensor digest for the card: %s", err.message)
-        export_file(got.path, export_path, got.size, got.sha256)
+        place_file(got.path, export_path, got.size, got.sha256)
         card_path = out_dir / f"{spec.name}.json"
         write_card(card_path, card(spec, got.size, got.sha256, got.verified, got.source, digest))
         if formats is not None:
-            from .exports import write_exports
+            from .exports.formats import write_exports
 
             write_exports(export_path, spec, out_dir, formats)
     return FetchResult(

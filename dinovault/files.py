@@ -1,4 +1,5 @@
-"""Writing a file atomically, hashing a file, linking one into place: the one way dinovault does each.
+"""Writing a file atomically, hashing a file, linking one into place, decoding a text file a user edits: the one
+way dinovault does each.
 
 Nothing writes into an existing file (the workspace, the DVC cache and the torch.hub cache may share its inode):
 new bytes or links go to a temporary name beside the target, unique per process and thread, then are renamed over it.
@@ -13,6 +14,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+from .errors import DinovaultError
 
 CHUNK = 1 << 20  # bytes per read, from disk or from the socket
 _HASH_CHUNK = 8 << 20
@@ -78,3 +81,16 @@ def hash_file(path: Path, md5: bool = False, sha256: bool = True) -> Digests:
 
 def file_sha256(path: Path) -> str:
     return hash_file(path).sha256
+
+def decode_utf8(data: bytes, source: str, error: type[DinovaultError]) -> str:
+    """``data`` as text (a UTF-8 byte-order mark is dropped); ``error`` at ``source:LINE`` if it is not UTF-8."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - data.rfind(b"\n", 0, err.start)
+        raise error(
+            f"{source}:{line}: not UTF-8 text (byte 0x{data[err.start]:02x} at column {column}) / "
+            f"第 {line} 行不是 UTF-8 编码",
+            "save the file as UTF-8, e.g. iconv -f GBK -t UTF-8 / 请以 UTF-8 编码保存，例如 iconv -f GBK -t UTF-8",
+        ) from None

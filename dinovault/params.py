@@ -11,12 +11,11 @@ from ruamel.yaml.error import YAMLError
 
 from .catalog import MODEL_NAMES, get_spec
 from .errors import ParamsError, UnknownModelError
-from .files import write_atomic
-from .textfile import decode_utf8
+from .files import decode_utf8, write_atomic
 
 DEFAULT_MODELS = ("dinov2_vits14", "dinov2_vitb14")
 KNOWN_KEYS = {"models": list, "save_dir": str, "smoke_test": bool, "formats": list}
-FORMATS = ("pth", "safetensors", "hf")  # the same as exports.FORMATS, without importing it (and torch) here
+FORMATS = ("pth", "safetensors", "hf")  # every export format (exports/formats.py writes them)
 
 
 @dataclass(frozen=True)

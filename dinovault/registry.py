@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import RegistryError
+from .files import decode_utf8
 from .settings import registry_file
-from .textfile import decode_utf8
 
 DEFAULT_REGISTRY = Path(__file__).with_name("registry.txt")
 _HEX64 = re.compile(r"[0-9a-f]{64}")

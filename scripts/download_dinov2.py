@@ -55,7 +55,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.metrics and not args.model:
         parser.error("--metrics needs --model NAME (one model) / --metrics 只能用于单个模型")
-    bad = [f for f in (args.formats or "").split(",") if f.strip() and f.strip() not in ("pth", "safetensors", "hf")]
+    from dinovault.params import FORMATS
+
+    bad = [f for f in (args.formats or "").split(",") if f.strip() and f.strip() not in FORMATS]
     if bad:
         parser.error(f"--formats: unknown format {bad[0]!r}; use pth, safetensors, hf / 未知格式")
     return args
@@ -104,7 +106,7 @@ def main(argv=None) -> int:
         elif params is not None:
             formats = params.formats
         if args.from_paths:
-            from dinovault.importer import import_paths
+            from dinovault.sources.local import import_paths
 
             for line in import_paths(args.from_paths, allow_unverified=allow_unverified):
                 _say(line)

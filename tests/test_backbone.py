@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from dinovault.backbone import DinoVisionTransformer, build_backbone
 from dinovault.catalog import get_spec
-from dinovault.checkpoint import load_backbone
+from dinovault.model.backbone import DinoVisionTransformer, build_backbone
+from dinovault.model.checkpoint import load_backbone
 from tests.support.checkpoints import make_state_dict
 from tests.support.official import official_model, reduced
 

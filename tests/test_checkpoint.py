@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from dinovault.catalog import get_spec
-from dinovault.checkpoint import check_state_dict, load_backbone, load_state_dict
 from dinovault.errors import CheckpointError
+from dinovault.model.checkpoint import check_state_dict, load_backbone, load_state_dict
 from tests.support.checkpoints import make_state_dict, save_checkpoint, save_malicious, save_object
 
 S = get_spec("dinov2_vits14")

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from dinovault.catalog import CATALOG, MODEL_NAMES, get_spec
-from dinovault.checkpoint import load_backbone
-from dinovault.convert import hf_config, hf_shapes, hf_to_official, identify, official_to_hf, tensor_digest
+from dinovault.model.checkpoint import load_backbone
+from dinovault.model.convert import hf_config, hf_shapes, hf_to_official, identify, official_to_hf, tensor_digest
 from tests.support.checkpoints import make_state_dict
 
 transformers = pytest.importorskip("transformers")

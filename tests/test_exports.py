@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from dinovault.catalog import get_spec
-from dinovault.checkpoint import load_backbone
-from dinovault.exports import write_exports
+from dinovault.exports.formats import write_exports
+from dinovault.model.checkpoint import load_backbone
 from tests.support.checkpoints import make_state_dict
 
 transformers = pytest.importorskip("transformers")

@@ -120,7 +120,7 @@ def test_weights_from_environment_folder_or_file(models_dir, monkeypatch, tmp_pa
 
 
 def test_default_folder_is_the_repository_models_dir(monkeypatch):
-    from dinovault import extractor as module
+    from dinovault.inference import extractor as module
 
     monkeypatch.delenv("DINOVAULT_MODELS_DIR", raising=False)
     assert module.REPO_MODELS_DIR == module.Path(module.__file__).resolve().parents[1] / "models" / "dinov2"

@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 
 from dinovault.errors import DinovaultError
-from dinovault.extractor import DINOv2FeatureExtractor
-from dinovault.features import extract_folder
+from dinovault.inference.extractor import DINOv2FeatureExtractor
+from dinovault.inference.features import extract_folder
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "dinov2_vits14"
@@ -81,7 +81,7 @@ def test_invoke_extract_skips_a_corrupt_file_and_says_so(models_dir, images_dir,
 
 def test_memory_does_not_hold_the_folder(models_dir, tmp_path, monkeypatch):
     """Batches stream: at most batch_size decoded images are alive at once."""
-    from dinovault import extractor as module
+    from dinovault.inference import extractor as module
 
     root = tmp_path / "many"
     root.mkdir()

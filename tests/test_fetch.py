@@ -17,13 +17,14 @@ from pathlib import Path
 import pytest
 
 from dinovault.cache import cache_path, read_stamp
-from dinovault.catalog import LICENSE, get_spec
-from dinovault.checkpoint import load_state_dict
-from dinovault.convert import tensor_digest
-from dinovault.download import part_paths
+from dinovault.catalog import get_spec
+from dinovault.catalog.dinov2 import LICENSE
 from dinovault.errors import CheckpointError, DownloadError
 from dinovault.fetch import fetch_model
-from dinovault.sources import official_url
+from dinovault.model.checkpoint import load_state_dict
+from dinovault.model.convert import tensor_digest
+from dinovault.sources.official import official_url
+from dinovault.transport.download import part_paths
 from tests.support.checkpoints import save_checkpoint, save_malicious, save_object
 from tests.support.httpserver import SMALL_SIZE, serve_env, start_server, write_registry
 

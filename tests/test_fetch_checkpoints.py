@@ -49,7 +49,7 @@ def test_weights_look_trained_and_are_seeded():
 
 
 def test_reduced_depth_giant_loads_strictly_and_runs():
-    from dinovault.backbone import build_backbone
+    from dinovault.model.backbone import build_backbone
 
     spec = get_spec("dinov2_vitg14_reg")
     sd = make_state_dict(spec, seed=0, depth=1)

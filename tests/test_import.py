@@ -16,10 +16,10 @@ import pytest
 import torch
 
 from dinovault.catalog import get_spec
-from dinovault.convert import tensor_digest
 from dinovault.errors import ImportFileError
 from dinovault.fetch import fetch_model
-from dinovault.importer import import_models
+from dinovault.model.convert import tensor_digest
+from dinovault.sources.local import import_models
 from tests.support.checkpoints import save_checkpoint
 from tests.support.httpserver import registry_line
 from tests.support.hubserver import save_hf_checkpoint

@@ -1,18 +1,24 @@
-"""The package's import structure: no import cycle, and no module importing one of a higher layer.
+"""The package's import structure: the folders are the layers; no import cycle, no module importing a higher layer.
 
 Layers, lowest first (a module may import its own layer and the ones below, never one above):
 
-1. foundation     errors, settings, files, textfile
-2. model facts    catalog, registry, params, progress, convert (official <-> Hugging Face layout)
-3. fetch path     cache, digest, sources, retry, stream, ranges, rangeget, crosscheck, segments, download,
-                  huggingface, export, exports, importer, fetch, checkpoint, backbone, smoke
-4. using weights  extractor, features, torchhub (the logic of hubconf.py)
-5. repository     repo (layout, dvc, commands)
-6. remotes        remotes (config, probe, transfer)
+1. kernel      errors, settings, files, progress (one error shape, every environment variable, the one atomic
+               write / hash / link, progress bars)
+2. catalog/    model families as data, one row per model
+3. registry    pins: official files and hub files; params (params.yaml: which models, where, which formats)
+4. cache       the torch.hub cache, verified stamps, checking a file against a pin, placing verified bytes
+5. transport/  HTTP: one stream, segments over mirrors, the .part sidecar, retry, cross-check
+6. model/      the networks with the official keys and forward, safe loading, conversion, smoke test
+7. exports/    the model card, the format writers, the tensor digest
+8. sources/    one module per source behind one interface
+9. fetch       the one pipeline: pins → sources → cache → smoke test → exports
+10. inference/ extractors, folder features, torch.hub entries
+11. repo/      the repository: params.yaml, dvc.lock, the DVC adapter, the commands
+12. remotes/   configuring, probing, the one push and pull
 
 Every import counts, also those inside functions (they are how torch and DVC stay lazy, and a lazy import still
 ties the modules together). The package's ``__init__`` is exempt as an importee: it only holds ``__version__`` and the
-lazy ``DINOv2FeatureExtractor`` façade. A new module must be given a layer here.
+lazy public API. A new module must sit in a layer's folder (or be a kernel module named here).
 """
 
 from __future__ import annotations
@@ -22,11 +28,16 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dinovault"
 LAYERS = [
-    {"errors", "settings", "files", "textfile"},
-    {"catalog", "registry", "params", "progress", "convert"},
-    {"cache", "digest", "sources", "retry", "stream", "ranges", "rangeget", "crosscheck", "segments", "download",
-     "huggingface", "export", "exports", "importer", "fetch", "checkpoint", "backbone", "smoke"},
-    {"extractor", "features", "torchhub"},
+    {"errors", "settings", "files", "progress"},
+    {"catalog"},
+    {"registry", "params"},
+    {"cache"},
+    {"transport"},
+    {"model"},
+    {"exports"},
+    {"sources"},
+    {"fetch"},
+    {"inference"},
     {"repo"},
     {"remotes"},
 ]
@@ -145,3 +156,48 @@ def test_the_package_stays_small():
     layer = [n for p, n in lines.items() if p.is_relative_to(PACKAGE) and p.relative_to(PACKAGE).parts[0] in
              ("repo", "remotes") and str(p.relative_to(PACKAGE)) not in NEW_FEATURES]
     assert sum(layer) <= 680 + 645
+
+
+def _stage_deps() -> list[str]:
+    from ruamel.yaml import YAML
+
+    stage = YAML(typ="safe").load((PACKAGE.parent / "dvc.yaml").read_text(encoding="utf-8"))["stages"]["fetch"]["do"]
+    return [str(d) for d in stage["deps"]]
+
+
+def _covered(path: Path, deps: list[str]) -> bool:
+    """Whether DVC hashes ``path`` as part of a stage dependency: under one of ``deps`` and not in .dvcignore."""
+    import pathspec
+
+    root = PACKAGE.parent
+    lines = (root / ".dvcignore").read_text(encoding="utf-8").splitlines()
+    ignore = pathspec.PathSpec.from_lines("gitignore", lines)
+    rel = path.relative_to(root).as_posix()
+    return any(rel == d or rel.startswith(d.rstrip("/") + "/") for d in deps) and not ignore.match_file(rel)
+
+
+def test_the_fetch_stage_depends_on_exactly_the_fetch_path():
+    """Issue 14: every module the fetch script imports (at any depth, lazily too) is hashed as a dependency of the
+    fetch stages, so a change to it reruns them; inference/ is not (changing the extractor reruns nothing); and the
+    stage lists at most 12 dependency entries."""
+    root = PACKAGE.parent
+    script = root / "scripts" / "download_dinov2.py"
+    edges = graph()
+    todo, seen = list(imports_of(script)), set()
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo.extend(edges.get(module, ()))
+    files = [PACKAGE / (Path(*m.split(".")[1:]).as_posix() + ".py") for m in seen if m != "dinovault"]
+    files = [f if f.is_file() else f.with_suffix("") / "__init__.py" for f in files]
+    files += [PACKAGE / "registry.txt", PACKAGE / "__init__.py"]
+    deps = _stage_deps()
+    assert len(deps) <= 12, deps
+    assert _covered(script, deps)
+    missing = sorted(str(f.relative_to(root)) for f in files if not _covered(f, deps))
+    assert not missing, f"the fetch script imports these, but dvc.yaml's deps do not cover them: {missing}"
+    assert len(files) > 20  # the closure was really walked
+    inference = sorted(PACKAGE.glob("inference/*.py"))
+    assert inference and not any(_covered(f, deps) for f in inference)
+    assert not _covered(PACKAGE / "repo" / "commands.py", deps)

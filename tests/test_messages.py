@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 
 from dinovault.errors import DinovaultError, ImageError, ParamsError, RegistryError, UsageError
-from dinovault.extractor import DINOv2FeatureExtractor
-from dinovault.features import extract_folder
+from dinovault.inference.extractor import DINOv2FeatureExtractor
+from dinovault.inference.features import extract_folder
 from dinovault.params import load_params
 from dinovault.registry import load_registry
 
@@ -167,8 +167,8 @@ def test_invoke_extract_names_a_corrupt_file_it_skips(models_dir, tmp_path):
 
 def _checkpoint_errors(tmp_path):
     from dinovault.catalog import get_spec
-    from dinovault.checkpoint import check_state_dict, load_state_dict
-    from dinovault.smoke import smoke_test
+    from dinovault.model.checkpoint import check_state_dict, load_state_dict
+    from dinovault.model.smoke import smoke_test
     from tests.support.checkpoints import make_state_dict, save_checkpoint, save_malicious, save_object
 
     s14, b14 = get_spec(NAME), get_spec("dinov2_vitb14")

@@ -18,10 +18,10 @@ import pytest
 
 from dinovault.cache import cache_path
 from dinovault.catalog import get_spec
-from dinovault.download import part_paths
 from dinovault.errors import ConfigError
 from dinovault.fetch import fetch_model
-from dinovault.ranges import Ranges
+from dinovault.transport.download import part_paths
+from dinovault.transport.ranges import Ranges
 from tests.support.httpserver import random_bytes, serve_env, start_server, write_registry
 from tests.support.wan import WanProxy
 

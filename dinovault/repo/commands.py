@@ -12,7 +12,7 @@ from pathlib import Path
 from ..cache import check_file
 from ..catalog import CATALOG, MODEL_NAMES, get_spec
 from ..errors import DinovaultError, RepoError
-from ..exports import export_dirs
+from ..exports.formats import export_dirs
 from ..files import hash_file, write_atomic
 from ..params import add_models
 from ..registry import load_registry

@@ -18,9 +18,9 @@ from ..cache import read_json, write_stamp
 from ..catalog import CATALOG
 from ..errors import DinovaultError, RepoError
 from ..files import Digests, hash_file, link_atomic, temp_beside
-from ..huggingface import card_problems, converted_path
 from ..progress import human_size
 from ..registry import Pin, load_registry
+from ..sources.huggingface import card_problems, converted_path
 from .dvc import describe, open_repo
 from .layout import Layout
 
@@ -212,8 +212,8 @@ def _from_remote(repo, remote: str | None, model: _Model, tmp: Path) -> str | No
 def _from_sources(model: _Model, dest: Path) -> str:
     """A fresh verified download (DINOV2_BASE_URL or the official URL) as a new torch.hub cache file (the damaged one
     there is unlinked first, never written into)."""
-    from ..download import ensure_file
-    from ..sources import source_urls
+    from ..sources.official import source_urls
+    from ..transport.download import ensure_file
 
     try:
         got = ensure_file(source_urls(CATALOG[model.name]), dest, model.pin, rehash=True)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from dinovault.catalog import PATCH_SIZE, ModelSpec, get_spec
+from dinovault.catalog import ModelSpec, get_spec
+from dinovault.catalog.dinov2 import PATCH_SIZE
 
 
 def _pos_embed(torch, g, n_pos: int, dim: int):

@@ -137,7 +137,7 @@ def save_hf_checkpoint(spec, path: Path, seed: int = 0) -> dict:
     ``path``; returns the official state_dict it was made from."""
     from safetensors.torch import save_file
 
-    from dinovault.convert import official_to_hf
+    from dinovault.model.convert import official_to_hf
 
     from .checkpoints import make_state_dict
 

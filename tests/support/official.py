@@ -22,8 +22,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from dinovault.catalog import IMG_SIZE, PATCH_SIZE, ModelSpec
-from dinovault.convert import hf_config, official_to_hf
+from dinovault.catalog import ModelSpec
+from dinovault.catalog.dinov2 import IMG_SIZE, PATCH_SIZE
+from dinovault.model.convert import hf_config, official_to_hf
 
 logging.getLogger("dinov2").setLevel(logging.ERROR)  # the 2023 package warns that xFormers is absent
 try:  # the reference is required, not optional: parity must not vanish silently from CI

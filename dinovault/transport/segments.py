@@ -25,11 +25,11 @@ from pathlib import Path
 
 import requests
 
-from .cache import read_json, write_json_atomic, write_stamp
+from ..cache import read_json, write_json_atomic, write_stamp
+from ..registry import Pin
 from .crosscheck import cross_check
 from .rangeget import Source, open_range
 from .ranges import Piece, PrefixHasher, Ranges, ranges_on_disk, write_at
-from .registry import Pin
 from .retry import (
     LocalWriteError,
     NoRanges,

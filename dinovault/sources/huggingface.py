@@ -20,10 +20,10 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from .cache import check_file, file_sha256, read_json, torch_home, write_json_atomic, write_stamp
-from .catalog import ModelSpec
-from .errors import CheckpointError, DownloadError, VerificationError
-from .registry import HfPin, Pin
+from ..cache import check_file, file_sha256, read_json, torch_home, write_json_atomic, write_stamp
+from ..catalog import ModelSpec
+from ..errors import CheckpointError, DownloadError, VerificationError
+from ..registry import HfPin, Pin
 
 log = logging.getLogger("dinovault")
 HF_FILE = "model.safetensors"
@@ -74,7 +74,7 @@ def find_converted(spec: ModelSpec, pin: HfPin | None, allow_unverified: bool) -
 def adopt_export(spec: ModelSpec, export: Path | None, pin: HfPin | None, allow_unverified: bool) -> Converted | None:
     """A ``<save_dir>/<model>.pth`` converted from Hugging Face on another machine (restored by ``dvc pull``),
     taken back into the cache when its model card names the pinned source and its bytes match the card."""
-    from .export import export_file
+    from ..cache import place_file
 
     if export is None or not export.is_file():
         return None
@@ -88,7 +88,7 @@ def adopt_export(spec: ModelSpec, export: Path | None, pin: HfPin | None, allow_
         return None
     dest = converted_path(spec)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    export_file(export, dest, size, sha)
+    place_file(export, dest, size, sha)
     source = {"repo": card.get("hf_repo"), "revision": card.get("hf_revision"), "file": card.get("hf_file"),
               "sha256": card.get("hf_sha256")}
     meta = {"model": spec.name, "size": size, "sha256": sha, "source": source,
@@ -105,20 +105,20 @@ def _download(spec: ModelSpec, pin: HfPin | None) -> tuple[Path, bool]:
     from huggingface_hub import constants
 
     revision, file = (pin.revision, pin.file) if pin else ("main", HF_FILE)
-    cached = huggingface_hub.try_to_load_from_cache(spec.hf_repo, file, revision=revision)
+    cached = huggingface_hub.try_to_load_from_cache(spec.hub_repo('hf'), file, revision=revision)
     try:
-        path = huggingface_hub.hf_hub_download(spec.hf_repo, file, revision=revision)
+        path = huggingface_hub.hf_hub_download(spec.hub_repo('hf'), file, revision=revision)
     except Exception as err:  # HTTP, offline, missing repo, network: this source failed, say why
         endpoint = constants.ENDPOINT
         why = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise DownloadError(f"huggingface ({endpoint}) {spec.hf_repo}@{revision[:12]}/{file}: {why}") from None
+        raise DownloadError(f"huggingface ({endpoint}) {spec.hub_repo('hf')}@{revision[:12]}/{file}: {why}") from None
     return Path(path), not isinstance(cached, str)
 
 
 def _verify(path: Path, spec: ModelSpec, pin: HfPin | None) -> tuple[int, str]:
     size = path.stat().st_size
     if pin is None:
-        log.warning("%s/%s is not pinned: accepting it unverified", spec.hf_repo, HF_FILE)
+        log.warning("%s/%s is not pinned: accepting it unverified", spec.hub_repo('hf'), HF_FILE)
         return size, file_sha256(path)
     check = check_file(path, Pin(pin.file, pin.size if pin.size is not None else size, pin.sha256), rehash=True)
     if not check.ok:
@@ -127,7 +127,7 @@ def _verify(path: Path, spec: ModelSpec, pin: HfPin | None) -> tuple[int, str]:
             path.unlink()
             real.unlink()
         raise VerificationError(
-            f"{spec.hf_repo}@{pin.revision[:12]}/{pin.file} from Hugging Face does not match its pin ({check.reason}); "
+            f"{pin.repo_id}@{pin.revision[:12]}/{pin.file} from Hugging Face does not match its pin ({check.reason}); "
             "removed, nothing exported / 与固定哈希不符，已删除",
             "check HF_ENDPOINT (a mirror serving other bytes?) and try again / 请检查 HF_ENDPOINT 后重试",
         )
@@ -140,14 +140,14 @@ def convert_file(src: Path, spec: ModelSpec, source: dict, verified: bool, downl
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from .convert import hf_shapes, hf_to_official, tensor_digest
+    from ..model.convert import hf_shapes, hf_to_official, tensor_digest
 
     try:
         tensors = load_file(str(src))
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{src} is not a readable safetensors file: {err}", "download it again") from None
     if {k: tuple(v.shape) for k, v in tensors.items()} != hf_shapes(spec):
-        raise CheckpointError(f"{src} does not hold the tensors of {spec.name} ({spec.hf_repo})",
+        raise CheckpointError(f"{src} does not hold the tensors of {spec.name} ({spec.hub_repo('hf')})",
                               "check the file or the model name / 请检查文件或模型名")
     state_dict = {k: v.float() for k, v in hf_to_official(tensors, spec).items()}
     digest = tensor_digest(state_dict, spec)
@@ -175,7 +175,7 @@ def fetch_hf(spec: ModelSpec, pin: HfPin | None) -> Converted:
     path, downloaded = _download(spec, pin)
     size, sha = _verify(path, spec, pin)
     revision = pin.revision if pin else _revision_of(path)
-    source = {"repo": spec.hf_repo, "revision": revision, "file": pin.file if pin else HF_FILE, "sha256": sha,
+    source = {"repo": spec.hub_repo('hf'), "revision": revision, "file": pin.file if pin else HF_FILE, "sha256": sha,
               "size": size}
     return convert_file(path, spec, source, verified=pin is not None, downloaded=downloaded)
 
@@ -183,16 +183,16 @@ def fetch_hf(spec: ModelSpec, pin: HfPin | None) -> Converted:
 def card_problems(card: dict, spec: ModelSpec, sha256: str, size: int) -> list[str]:
     """What is wrong with a workspace ``<model>.pth`` converted from Hugging Face, given its model card: its bytes
     must be the card's, and the card's source file the pinned one (when there is a pin)."""
-    from .registry import load_hf_pins
+    from ..registry import load_hf_pins
 
     problems = []
     if (sha256, size) != (card.get("sha256"), card.get("size")):
         problems.append(f"sha256 {sha256} ({size} B) != model card {card.get('sha256')} ({card.get('size')} B)")
-    pin = load_hf_pins().get(spec.hf_repo)
+    pin = load_hf_pins().get(spec.hub_repo('hf'))
     if pin is not None and card.get("hf_sha256") != pin.sha256:
         problems.append(f"converted from sha256 {card.get('hf_sha256')}, not the pinned {pin.ref} ({pin.sha256})")
     if pin is None and card.get("verified"):
-        problems.append(f"no hf: pin for {spec.hf_repo} in the registry / 注册表中无此文件的哈希")
+        problems.append(f"no hf: pin for {spec.hub_repo('hf')} in the registry / 注册表中无此文件的哈希")
     return problems
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .catalog import ModelSpec
-from .errors import CheckpointError
+from ..catalog import ModelSpec
+from ..errors import CheckpointError
 
 INPUT_SIZE = 224
 

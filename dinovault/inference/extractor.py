@@ -15,10 +15,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision import transforms
 
-from .catalog import get_spec
-from .checkpoint import load_backbone
-from .errors import ImageError, MissingWeightsError, UsageError
-from .settings import models_dir
+from ..catalog import get_spec
+from ..errors import ImageError, MissingWeightsError, UsageError
+from ..model.checkpoint import load_backbone
+from ..settings import models_dir
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

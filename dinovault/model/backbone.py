@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .catalog import IMG_SIZE, PATCH_SIZE, ModelSpec
+from ..catalog import ModelSpec
+from ..catalog.dinov2 import IMG_SIZE, PATCH_SIZE
 
 LN_EPS = 1e-6
 

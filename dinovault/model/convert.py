@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
-from .catalog import CATALOG, ModelSpec
+from ..catalog import CATALOG, ModelSpec
 
 _QKV = ("query", "key", "value")
 _TOP = {

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import requests
 
-from . import settings
-from .errors import DiskSpaceError, DownloadError
-from .sources import OFFICIAL_BASE_URL
+from .. import settings
+from ..errors import DiskSpaceError, DownloadError
 
 
 @dataclass(frozen=True)
@@ -146,7 +145,7 @@ def all_failed(dest: Path, failures: list[tuple[str, str]]) -> DownloadError:
     n = len(failures)
     hint = "check the network, or set DINOV2_BASE_URL to a mirror, then rerun / 请检查网络或设置 DINOV2_BASE_URL 后重试"
     missing = [url for url, reason in failures if reason.startswith(("HTTP 404", "HTTP 410"))
-               and not url.startswith(OFFICIAL_BASE_URL)]
+               and settings.base_urls_text()]  # a 404 is a mirror's only where mirrors are set
     if any("pin" in reason for _, reason in failures):
         hint = ("the served bytes differ from the pinned SHA-256: check the mirror or DINOV2_REGISTRY / "
                 "文件与固定哈希不符")
@@ -155,7 +154,7 @@ def all_failed(dest: Path, failures: list[tuple[str, str]]) -> DownloadError:
                 "主机名无法解析，请检查 DINOV2_BASE_URL 或 DNS")
     elif missing:
         hint = (f"the mirror does not have this file ({', '.join(missing)}): check DINOV2_BASE_URL, whose folders "
-                f"must be laid out like {OFFICIAL_BASE_URL} / 镜像上没有该文件，请检查 DINOV2_BASE_URL")
+                f"must be laid out like the official ones / 镜像上没有该文件，请检查 DINOV2_BASE_URL")
     return DownloadError(
         f"could not download {dest.name} from {'any of the ' + str(n) + ' sources' if n > 1 else 'its source'}: "
         f"{listing} / 下载失败",

@@ -8,9 +8,9 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from . import settings
-from .catalog import ModelSpec
-from .errors import ConfigError
+from .. import settings
+from ..catalog import ModelSpec
+from ..errors import ConfigError
 
 OFFICIAL_BASE_URL = "https://dl.fbaipublicfiles.com/dinov2"
 BASE_URL_ENV = settings.BASE_URL

@@ -8,19 +8,12 @@ through a temporary name and an atomic rename. A target that already holds the r
 from __future__ import annotations
 
 import errno
-import hashlib
-import os
 import tempfile
 from pathlib import Path
 
-from .cache import check_file, write_stamp
-from .catalog import LICENSE, ModelSpec
-from .errors import ExportError
-from .files import CHUNK, json_text, temp_beside, write_json_atomic
-from .registry import Pin
-from .sources import official_url
-
-_LINK_FALLBACK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES}
+from ..catalog import ModelSpec
+from ..errors import ExportError
+from ..files import json_text, write_json_atomic
 
 
 def prepare_save_dir(save_dir: Path) -> Path:
@@ -39,52 +32,6 @@ def prepare_save_dir(save_dir: Path) -> Path:
     return save_dir
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def _copy(src: Path, tmp: Path, sha256: str) -> None:
-    """Copy ``src`` to ``tmp``, hashing what is written so the copy is verified without a second read."""
-    h = hashlib.sha256()
-    with open(src, "rb", buffering=0) as fin, open(tmp, "wb", buffering=0) as fout:
-        while chunk := fin.read(CHUNK):
-            h.update(chunk)
-            view = memoryview(chunk)
-            while view:
-                view = view[fout.write(view):]
-    if h.hexdigest() != sha256:
-        raise ExportError(f"{src} changed while it was being copied", "rerun the fetch / 请重新运行")
-
-
-def export_file(src: Path, target: Path, size: int, sha256: str) -> bool:
-    """Make ``target`` hold the bytes of ``src`` (verified: ``size``/``sha256``). Returns True when it changed."""
-    src, target = Path(src), Path(target)
-    if _same_file(src, target) or check_file(target, Pin(target.name, size, sha256)).ok:
-        return False
-    tmp = temp_beside(target)
-    try:
-        tmp.unlink(missing_ok=True)
-        try:
-            os.link(src, tmp)
-        except OSError as err:
-            if err.errno not in _LINK_FALLBACK:
-                raise
-            _copy(src, tmp, sha256)
-        os.replace(tmp, target)
-    except OSError as err:
-        raise ExportError(
-            f"cannot write {target}: {err.strerror or err} / 无法写入导出文件",
-            "free space or pick another --save_dir, then rerun / 请释放空间或更换目录后重试",
-        ) from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    write_stamp(target, sha256)  # a new link moved the inode's ctime: stamp it again (its bytes were verified)
-    return True
-
-
 def card(
     spec: ModelSpec, size: int, sha256: str, verified: bool, source: dict | None = None,
     tensor_digest: str | None = None,
@@ -96,12 +43,12 @@ def card(
     data = {
         "model": spec.name,
         "upstream_file": spec.upstream_file,
-        "url": official_url(spec),
+        "url": spec.url,
         "size": size,
         "sha256": sha256,
         "embed_dim": spec.embed_dim,
         "num_params": spec.num_params,
-        "license": LICENSE,
+        "license": spec.license,
         "verified": verified,
         "source": "official",
     }
@@ -126,4 +73,4 @@ def write_card(path: Path, data: dict) -> bool:
     return True
 
 
-__all__ = ["card", "export_file", "prepare_save_dir", "write_card"]
+__all__ = ["card", "prepare_save_dir", "write_card"]

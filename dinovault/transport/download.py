@@ -18,11 +18,11 @@ from pathlib import Path
 import requests
 from filelock import FileLock, Timeout
 
-from . import settings
-from .cache import check_file, read_stamp
-from .errors import DinovaultError, DiskSpaceError, DownloadError
-from .progress import human_size, make_progress
-from .registry import Pin
+from .. import settings
+from ..cache import check_file, read_stamp
+from ..errors import DinovaultError, DiskSpaceError, DownloadError
+from ..progress import human_size, make_progress
+from ..registry import Pin
 from .retry import LocalWriteError, NoRanges, RetryPolicy, SourceFailed, all_failed, local_write_error
 from .stream import DownloadResult, _Transfer, part_paths
 
@@ -128,9 +128,9 @@ def ensure_file(
         for other in local if pin is not None else ():
             found = check_file(other, pin, rehash=rehash) if other.exists() else None
             if found and found.ok:
-                from .export import export_file
+                from ..cache import place_file
 
-                export_file(other, dest, pin.size, pin.sha256)
+                place_file(other, dest, pin.size, pin.sha256)
                 log.info("took %s from %s (verified, no download)", dest.name, other)
                 return DownloadResult(dest, pin.size, pin.sha256, None, 0, found.hashed, True)
         _check_free_space(dest, pin)
@@ -146,7 +146,7 @@ def ensure_file(
 
 
 def new_session() -> requests.Session:
-    from . import __version__
+    from .. import __version__
 
     session = requests.Session()
     session.headers["User-Agent"] = f"dinovault/{__version__} python-requests/{requests.__version__}"

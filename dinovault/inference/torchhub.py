@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .catalog import get_spec
-from .errors import DinovaultError, MissingWeightsError
+from ..catalog import get_spec
+from ..errors import DinovaultError, MissingWeightsError
 
 OFFICIAL_WEIGHTS = "LVD142M"  # the only value of the official entries' ``weights`` argument: the default here
 
@@ -29,13 +29,13 @@ def load(name: str, repo_dir: str | os.PathLike, *, pretrained: bool = True, wei
             "仅支持 pretrained= 与 weights=（.pth 文件或文件夹）",
         )
     if not pretrained:
-        from .backbone import build_backbone
+        from ..model.backbone import build_backbone
 
         model = build_backbone(spec)
         model.init_weights()
         return model
 
-    from .checkpoint import load_backbone
+    from ..model.checkpoint import load_backbone
     from .extractor import resolve_weights
 
     chosen = None if weights in (None, OFFICIAL_WEIGHTS) else weights

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .cache import read_json, torch_home, write_json_atomic
-from .catalog import ModelSpec
+from ..cache import read_json, torch_home, write_json_atomic
+from ..catalog import ModelSpec
 
 
 def _memo(sha256: str) -> Path:
@@ -23,8 +23,8 @@ def cached_tensor_digest(path: Path, spec: ModelSpec, sha256: str, compute: bool
         return data["tensor_digest"]
     if not compute:
         return None
-    from .checkpoint import load_state_dict
-    from .convert import tensor_digest
+    from ..model.checkpoint import load_state_dict
+    from ..model.convert import tensor_digest
 
     digest = tensor_digest(load_state_dict(path, spec), spec)
     try:

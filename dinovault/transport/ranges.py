@@ -10,7 +10,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .cache import CHUNK
+from ..cache import CHUNK
 
 
 class Ranges:

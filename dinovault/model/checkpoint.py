@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from .catalog import CATALOG, ModelSpec
-from .errors import CheckpointError
+from ..catalog import CATALOG, ModelSpec
+from ..errors import CheckpointError
 
 _REFETCH = "fetch it again: invoke fetch --model {name} (or dvc pull models/dinov2/{name}.pth)"
 _REFETCH_ZH = "请重新获取：invoke fetch --model {name}（或 dvc pull models/dinov2/{name}.pth）"

@@ -18,11 +18,11 @@ import filecmp
 import os
 from pathlib import Path
 
-from .cache import json_text
-from .catalog import ModelSpec
-from .errors import ExportError
+from ..cache import json_text
+from ..catalog import ModelSpec
+from ..errors import ExportError
+from ..params import FORMATS
 
-FORMATS = ("pth", "safetensors", "hf")
 EXTRA_FORMATS = FORMATS[1:]
 
 
@@ -68,8 +68,8 @@ def _empty(folder: Path) -> None:
 def write_exports(pth: Path, spec: ModelSpec, save_dir: Path, formats) -> dict[str, Path]:
     """Write the chosen extra formats of the verified checkpoint ``pth``; the folders of the others are left
     empty. Returns the folder of each format written."""
-    from .checkpoint import load_state_dict
-    from .convert import hf_config, official_to_hf
+    from ..model.checkpoint import load_state_dict
+    from ..model.convert import hf_config, official_to_hf
 
     chosen = [f for f in EXTRA_FORMATS if f in set(formats)]
     written = {}

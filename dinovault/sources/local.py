@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .cache import cache_path, file_sha256
-from .catalog import CATALOG, ModelSpec
-from .errors import ImportFileError
-from .registry import load_hf_pins, load_registry
+from ..cache import cache_path, file_sha256
+from ..catalog import CATALOG, ModelSpec
+from ..errors import ImportFileError
+from ..registry import load_hf_pins, load_registry
 
 SUFFIXES = (".pth", ".pt", ".safetensors", ".bin")
 _HINT = "download the file again, or fetch it: invoke fetch --model NAME / 请重新下载或直接获取"
@@ -69,11 +69,11 @@ def _looks_like(shapes: dict | None) -> str:
 
 
 def _place_official(path: Path, spec: ModelSpec, size: int, sha: str) -> Path:
-    from .export import export_file
+    from ..cache import place_file
 
     dest = cache_path(spec.upstream_file)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    export_file(path, dest, size, sha)  # hard link or verified copy, through a temporary name
+    place_file(path, dest, size, sha)  # hard link or verified copy, through a temporary name
     return dest
 
 
@@ -89,19 +89,19 @@ def import_file(path: Path, allow_unverified: bool = False) -> tuple[str, str]:
         if pin is not None and (pin.size, pin.sha256) == (size, sha):
             dest = _place_official(path, spec, size, sha)
             return spec.name, f"✓ {path}: official {spec.upstream_file}, pinned sha256 matches → {dest}"
-        hf = hf_pins.get(spec.hf_repo)
+        hf = hf_pins.get(spec.hub_repo('hf'))
         if hf is not None and hf.sha256 == sha and hf.size in (None, size):
             source = {"repo": hf.repo_id, "revision": hf.revision, "file": hf.file, "sha256": sha, "size": size}
             conv = convert_file(path, spec, source, verified=True)
             return spec.name, f"✓ {path}: {hf.ref}, pinned sha256 matches → converted to {conv.path}"
-    from .convert import identify
+    from ..model.convert import identify
 
     shapes = _shapes(path)
     found = identify(shapes) if shapes else None
     if found is None:
         raise ImportFileError(f"{path}: not a known DINOv2 checkpoint: {_looks_like(shapes)} / 无法识别的文件", _HINT)
     spec, layout = found
-    pinned = pins.get(spec.upstream_file) if layout == "official" else hf_pins.get(spec.hf_repo)
+    pinned = pins.get(spec.upstream_file) if layout == "official" else hf_pins.get(spec.hub_repo('hf'))
     if layout == "official" and path.suffix == ".safetensors":
         raise ImportFileError(f"{path}: {spec.name} in the official layout as safetensors (a dinovault export?)",
                               "import the original .pth instead / 请导入原始 .pth 文件")
@@ -114,9 +114,9 @@ def import_file(path: Path, allow_unverified: bool = False) -> tuple[str, str]:
         )
     if layout == "official":
         return spec.name, f"! {path}: {spec.name}, UNVERIFIED → {_place_official(path, spec, size, sha)}"
-    source = {"repo": spec.hf_repo, "revision": "unknown", "file": path.name, "sha256": sha, "size": size}
+    source = {"repo": spec.hub_repo('hf'), "revision": "unknown", "file": path.name, "sha256": sha, "size": size}
     conv = convert_file(path, spec, source, verified=False)
-    return spec.name, f"! {path}: {spec.hf_repo}, UNVERIFIED → converted to {conv.path}"
+    return spec.name, f"! {path}: {spec.hub_repo('hf')}, UNVERIFIED → converted to {conv.path}"
 
 
 def import_paths(paths, allow_unverified: bool = False) -> list[str]:

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import requests
 
-from .cache import CHUNK, read_json, write_json_atomic, write_stamp
-from .registry import Pin
+from ..cache import CHUNK, read_json, write_json_atomic, write_stamp
+from ..registry import Pin
 from .retry import LocalWriteError, Restart, Retryable, RetryPolicy, SourceFailed, request_failed, status_error
 
 log = logging.getLogger("dinovault")

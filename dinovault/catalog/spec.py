@@ -1,0 +1,57 @@
+"""One row of the catalog: every fact about one model that the rest of dinovault needs, as data.
+
+A family module (``dinov2.py``) makes the rows; nothing else derives a file name, a URL, a hub repository or a
+shape from a model's name. No torch here: the downloader, the CLI and `invoke list` use it without paying for torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str  # the torch.hub entry name, e.g. dinov2_vitb14_reg
+    family: str  # e.g. "dinov2"
+    arch: str  # the official folder name, e.g. dinov2_vitb14
+    upstream_file: str  # the official file name, e.g. dinov2_vitb14_reg4_pretrain.pth
+    upstream_path: str  # below the family's official base URL, e.g. dinov2_vitb14/dinov2_vitb14_reg4_pretrain.pth
+    base_url: str  # the family's official base URL (mirrors may replace it; model cards always record this one)
+    license: str
+    builder: str  # which network of model/ builds it, e.g. "dinov2_vit"
+    patch_size: int
+    img_size: int  # the pretraining resolution the position embeddings are stored for
+    embed_dim: int
+    depth: int
+    num_heads: int
+    ffn: str  # "mlp" or "swiglu"
+    ffn_hidden: int
+    num_register_tokens: int = 0
+    interpolate_offset: float = 0.0
+    interpolate_antialias: bool = False
+    hub_repos: tuple[tuple[str, str], ...] = ()  # (hub, repository) pairs, e.g. ("hf", "facebook/dinov2-base")
+    shapes: Callable[[ModelSpec], dict[str, tuple[int, ...]]] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        """The official URL, recorded in model cards: independent of mirrors, so cards do not change with them."""
+        return f"{self.base_url}/{self.upstream_path}"
+
+    def hub_repo(self, hub: str) -> str | None:
+        """The repository holding this model on ``hub`` (e.g. ``"hf"``), None when it has none there."""
+        return dict(self.hub_repos).get(hub)
+
+    def state_dict_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every key of the official checkpoint with its shape, in file order."""
+        return self.shapes(self)
+
+    @property
+    def num_params(self) -> int:
+        total = 0
+        for shape in self.state_dict_shapes().values():
+            n = 1
+            for s in shape:
+                n *= s
+            total += n
+        return total
