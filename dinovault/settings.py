@@ -4,7 +4,7 @@ long-lived process or a test sees the environment as it is now.
 | variable | read by | effect |
 |---|---|---|
 | ``DINOV2_BASE_URL`` | sources | base URL(s) of the official layout, comma or space separated, tried in order |
-| ``DINOV2_REGISTRY`` | registry | a pin file replacing ``dinovault/registry.txt`` |
+| ``DINOVAULT_REGISTRY`` (old name ``DINOV2_REGISTRY``) | registry | a pin file replacing ``dinovault/registry.txt`` |
 | ``DINOV2_RETRIES``, ``DINOV2_BACKOFF``, ``DINOV2_MAX_WAIT``, ``DINOV2_TIMEOUT`` | download | retry policy |
 | ``TORCH_HOME``, ``XDG_CACHE_HOME`` | cache | the torch.hub cache root, defaulting exactly as torch does |
 | ``DINOVAULT_MODELS_DIR`` | extractor | where ``DINOv2FeatureExtractor`` looks for ``<model>.pth`` |
@@ -22,23 +22,27 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import ConfigError, DinovaultError, SourceError
+from .errors import ConfigError, DinovaultError
 
 BASE_URL = "DINOV2_BASE_URL"
 ALLOW_UNVERIFIED = "DINOVAULT_ALLOW_UNVERIFIED"
 PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
 
-def base_urls_text() -> str:
-    return os.environ.get(BASE_URL, "")
+def base_url_env(family: str = "dinov2") -> str:
+    """The variable naming a family's mirrors: ``DINOV2_BASE_URL``, ``DINOV3_BASE_URL``."""
+    return f"{family.upper()}_BASE_URL"
+
+
+def base_urls_text(family: str = "dinov2") -> str:
+    return os.environ.get(base_url_env(family), "")
 
 
 def registry_file() -> Path | None:
-    value = os.environ.get("DINOV2_REGISTRY")
+    value = os.environ.get("DINOVAULT_REGISTRY") or os.environ.get("DINOV2_REGISTRY")
     return Path(value).expanduser() if value else None
 
 
@@ -119,22 +123,8 @@ def segment_size() -> int:
 
 
 SOURCES_ENV = "DINOV2_SOURCES"
-KNOWN_SOURCES = ("official", "huggingface")
-DEFAULT_SOURCES = ("official", "huggingface")
 
 
-def sources(value: str | None = None) -> tuple[str, ...]:
-    """The sources to try, in order: ``$DINOV2_SOURCES`` (comma or space separated) or official,huggingface."""
-    if value is None:
-        value = os.environ.get(SOURCES_ENV, "")
-    names = [s.strip().lower() for s in re.split(r"[,\s]+", value) if s.strip()]
-    bad = [n for n in names if n not in KNOWN_SOURCES]
-    if bad:
-        raise SourceError(
-            f"{SOURCES_ENV}={value!r}: unknown source {bad[0]!r} / 未知来源",
-            f"use a comma list of {' and '.join(KNOWN_SOURCES)}, e.g. {SOURCES_ENV}=huggingface,official / "
-            f"请使用 {', '.join(KNOWN_SOURCES)} 的逗号列表",
-        )
-    return tuple(dict.fromkeys(names)) or DEFAULT_SOURCES
-
-
+def sources_text() -> str:
+    """``$DINOV2_SOURCES`` as written (sources/__init__.py knows which names exist)."""
+    return os.environ.get(SOURCES_ENV, "")

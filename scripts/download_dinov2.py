@@ -134,9 +134,7 @@ def main(argv=None) -> int:
                          "verified" if res.verified else "unverified")
         if not res.verified:
             logging.warning("%s: UNVERIFIED (no pinned SHA-256) / 未验证", res.spec.upstream_file)
-        what = res.spec.upstream_file
-        if res.source.get("source") == "huggingface":
-            what = f"{res.spec.name} from {res.source['hf_repo']}@{res.source['hf_revision'][:12]} (converted)"
+        what = res.description
         _say(f"✓ 模型下载成功！ / Model downloaded: {what} ({human_size(res.size)}, sha256 {res.sha256})")
         if res.forward_seconds is not None:
             _say(f"✓ 模型测试成功！ / Smoke test passed: output (1, {res.spec.embed_dim})")

@@ -1,4 +1,4 @@
-"""Official ↔ Hugging Face conversion (dinovault.convert) against transformers' own models, for all 8 shapes
+"""Official ↔ Hugging Face conversion (dinovault.model.convert) against transformers' own models, for all 8 shapes
 (reduced depth for L and g): same names and shapes as transformers writes, bit-identical round trip in the
 official key order, strict load into dinovault's backbone, and a tensor digest that does not depend on the file."""
 

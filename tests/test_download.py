@@ -358,17 +358,21 @@ def test_malformed_registry_names_file_and_line(served, tmp_path, monkeypatch):
     ("hf:dinov2-small@" + "a" * 40 + "/model.safetensors - sha256:" + "a" * 64, "<owner>/<repo>"),
 ])
 def test_malformed_hf_pin_names_the_line(line, problem):
-    from dinovault.registry import parse_hf_pins
+    from dinovault.registry import parse_pins
 
     with pytest.raises(RegistryError, match=f"r.txt:2: .*{re.escape(problem)}"):
-        parse_hf_pins("# pins\n" + line + "\n", "r.txt")
+        parse_pins("# pins\n" + line + "\n", "r.txt")
 
 
-def test_hf_pins_are_keyed_by_repo_and_size_may_be_unknown():
-    from dinovault.registry import parse_hf_pins, parse_registry
+def test_hub_pins_are_keyed_by_hub_and_repo_and_size_may_be_unknown():
+    from dinovault.registry import parse_pins, parse_registry
 
-    text = f"hf:facebook/dinov2-base@{'b' * 40}/model.safetensors - sha256:{'c' * 64}\n"
-    pin = parse_hf_pins(text)["facebook/dinov2-base"]
+    text = (f"hf:facebook/dinov2-base@{'b' * 40}/model.safetensors - sha256:{'c' * 64}\n"
+            f"ms:facebook/dinov2-base@master/model.safetensors 12 sha256:{'d' * 64}\n")
+    pins = parse_pins(text)
+    assert pins.hub("ms", "facebook/dinov2-base").ref == "ms:facebook/dinov2-base@master/model.safetensors"
+    assert pins.hub("ms", "facebook/dinov2-base").size == 12
+    pin = pins.hub("hf", "facebook/dinov2-base")
     assert (pin.revision, pin.file, pin.size, pin.sha256) == ("b" * 40, "model.safetensors", None, "c" * 64)
     assert pin.ref == f"hf:facebook/dinov2-base@{'b' * 40}/model.safetensors" and parse_registry(text) == {}
 

@@ -1,4 +1,4 @@
-"""Exports (dinovault.exports): the safetensors file holds the official tensors bit for bit and maps lazily; the hf
+"""Exports (exports/formats.py): the safetensors file holds the official tensors bit for bit and maps lazily; the hf
 folder loads offline in transformers with outputs within 1e-5 of the official model (dinovault's backbone, itself
 checked against the official code in test_backbone.py) at 518×518, and at every size for the register models.
 Writing them imports no transformers; choosing fewer formats empties the other folders."""
@@ -93,7 +93,7 @@ def test_plain_models_differ_in_transformers_off_518_as_the_readme_says(tmp_path
 def test_writing_exports_does_not_import_transformers(tmp_path):
     spec, _, pth = checkpoint(tmp_path, "dinov2_vits14")
     code = ("import sys; from pathlib import Path; from dinovault.catalog import get_spec; "
-            "from dinovault.exports import write_exports; "
+            "from dinovault.exports.formats import write_exports; "
             f"write_exports(Path({str(pth)!r}), get_spec('dinov2_vits14'), Path({str(tmp_path / 'm')!r}), "
             "['pth', 'safetensors', 'hf']); print('transformers' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -123,7 +123,7 @@ def test_default_folder_is_the_repository_models_dir(monkeypatch):
     from dinovault.inference import extractor as module
 
     monkeypatch.delenv("DINOVAULT_MODELS_DIR", raising=False)
-    assert module.REPO_MODELS_DIR == module.Path(module.__file__).resolve().parents[1] / "models" / "dinov2"
+    assert module.REPO_MODELS_DIR == module.Path(module.__file__).resolve().parents[2] / "models" / "dinov2"
     with pytest.raises(DinovaultError, match=str(module.REPO_MODELS_DIR / "dinov2_vitg14_reg.pth")):
         module.resolve_weights("dinov2_vitg14_reg")
 
@@ -143,5 +143,5 @@ def test_bfloat16_autocast_and_bad_dtype(models_dir, extractor, image_files):
 
 
 def test_importing_dinovault_does_not_import_torch():
-    code = "import sys, dinovault, dinovault.features; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, dinovault, dinovault.inference.features; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)

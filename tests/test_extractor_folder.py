@@ -1,4 +1,4 @@
-"""Folder → .npz (dinovault.features and `invoke extract`): sorted paths, corrupt and non-image files skipped and
+"""Folder → .npz (inference/features.py, `invoke extract`): sorted paths, corrupt and non-image files skipped and
 reported, nothing half-written left behind."""
 
 from __future__ import annotations

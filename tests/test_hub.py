@@ -182,7 +182,10 @@ def test_an_export_restored_elsewhere_is_taken_back_without_a_request(hub, tmp_p
 
 def test_sources_setting_is_an_ordered_list_of_known_names():
     from dinovault.errors import SourceError
-    from dinovault.settings import sources
+    from dinovault.sources import configured
+
+    def sources(value):
+        return tuple(s.name for s in configured(value))
 
     assert sources("") == ("official", "huggingface")
     assert sources(" HuggingFace, official ,huggingface") == ("huggingface", "official")

@@ -1,4 +1,4 @@
-"""Importing hand-downloaded files (dinovault.importer, the script's --from): an official .pth under another name,
+"""Importing hand-downloaded files (dinovault.sources.local, the script's --from): an official .pth under another name,
 a Hugging Face model.safetensors, a folder, an unknown file and a file that looks right but differs from its pin.
 Every fetch after an import runs with both sources unreachable: the imported bytes are used, nothing downloaded."""
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from tests.support.clones import Machine, snapshot_worktree
 from tests.support.hubserver import save_hf_checkpoint, start_hub
 
 pytest.importorskip("huggingface_hub")
+ROOT = Path(__file__).resolve().parents[1]
 VITS = "dinov2_vits14"
 COMMIT = "fedcba9876543210fedcba9876543210fedcba98"
 
@@ -27,7 +29,11 @@ def hub(tmp_path_factory):
     server.official = save_hf_checkpoint(get_spec(VITS), base / "model.safetensors", seed=8)
     server.add("facebook/dinov2-small", base / "model.safetensors", COMMIT)
     server.registry = base / "registry.txt"
-    server.registry.write_text(server.registry_line("facebook/dinov2-small", size=False) + "\n")
+    # as the shipped registry does: Meta's file of the same model pinned too (other bytes than the conversion), so a
+    # converted file is checked against its own pin and card, never Meta's (issue 15 item 3)
+    meta = next(line for line in (ROOT / "dinovault" / "registry.txt").read_text().splitlines()
+                if line.startswith(get_spec(VITS).upstream_file))
+    server.registry.write_text(server.registry_line("facebook/dinov2-small", size=False) + "\n" + meta + "\n")
     try:
         yield server
     finally:

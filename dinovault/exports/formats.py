@@ -18,9 +18,9 @@ import filecmp
 import os
 from pathlib import Path
 
-from ..cache import json_text
 from ..catalog import ModelSpec
 from ..errors import ExportError
+from ..files import json_text, temp_beside
 from ..params import FORMATS
 
 EXTRA_FORMATS = FORMATS[1:]
@@ -42,7 +42,7 @@ def _place(tmp: Path, target: Path) -> None:
 def _write_safetensors(tensors: dict, target: Path, metadata: dict) -> None:
     from safetensors.torch import save_file
 
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp = temp_beside(target)
     try:
         save_file(tensors, str(tmp), metadata=metadata)
         _place(tmp, target)
@@ -51,7 +51,7 @@ def _write_safetensors(tensors: dict, target: Path, metadata: dict) -> None:
 
 
 def _write_text(text: str, target: Path) -> None:
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp = temp_beside(target)
     try:
         tmp.write_text(text, encoding="utf-8")
         _place(tmp, target)

@@ -22,7 +22,7 @@ from ..settings import models_dir
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-REPO_MODELS_DIR = Path(__file__).resolve().parent.parent / "models" / "dinov2"
+REPO_MODELS_DIR = Path(__file__).resolve().parents[2] / "models" / "dinov2"
 _DTYPES = {
     None: None,
     "float32": torch.float32,

@@ -7,8 +7,6 @@ so memory stays flat however large the folder. The .npz appears only when comple
 from __future__ import annotations
 
 import os
-import tempfile
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import DinovaultError, ImageError
+from ..files import temp_beside
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 
@@ -73,11 +72,10 @@ def extract_folder(
     skipped: list[tuple[str, str]] = []
     paths: list[str] = []
     out.parent.mkdir(parents=True, exist_ok=True)
-    scratch = tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".npy", delete=False)
-    scratch.close()
+    scratch = temp_beside(out, "npy")
     try:
         features = np.lib.format.open_memmap(
-            scratch.name, mode="w+", dtype=np.float32, shape=(max(len(files), 1), extractor.embed_dim)
+            str(scratch), mode="w+", dtype=np.float32, shape=(max(len(files), 1), extractor.embed_dim)
         )
         with tqdm(total=len(files), unit="img", desc=f"{extractor.model_name}", disable=not progress) as bar:
             for start in range(0, len(files), batch_size):
@@ -110,7 +108,7 @@ def extract_folder(
         )
         del features
     finally:
-        os.unlink(scratch.name)
+        scratch.unlink(missing_ok=True)
     return ExtractResult(out, extractor.model_name, len(paths), skipped)
 
 
@@ -132,7 +130,7 @@ def summary(result: ExtractResult) -> str:
 
 
 def _save_npz(out: Path, **arrays) -> None:
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial")
+    tmp = temp_beside(out, "partial")
     try:
         with open(tmp, "xb") as fh:
             np.savez(fh, **arrays)  # numpy streams the memory-mapped features in chunks

@@ -14,13 +14,14 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cache import read_json, write_stamp
+from .. import sources
+from ..cache import write_stamp
 from ..catalog import CATALOG
 from ..errors import DinovaultError, RepoError
+from ..exports.card import read_card
 from ..files import Digests, hash_file, link_atomic, temp_beside
 from ..progress import human_size
-from ..registry import Pin, load_registry
-from ..sources.huggingface import card_problems, converted_path
+from ..registry import Pins, load_pins
 from .dvc import describe, open_repo
 from .layout import Layout
 
@@ -38,25 +39,27 @@ class Checked:
 class _Model:
     name: str
     md5: str | None  # dvc.lock's
-    pin: Pin | None
+    expected: sources.Expected  # what the workspace file must be: its source's pin (a conversion: its card)
     places: dict[str, Path]  # "workspace", "DVC cache", "torch.hub cache" → path
-    card: dict  # the model card: a model converted from Hugging Face is checked against it and its hf: pin
+    source: sources.Source  # the source the card names
+
 
 
 def _models(layout: Layout, repo) -> list[_Model]:
-    pins = load_registry()
+    pins: Pins = load_pins()
     present = {p.stem for p in layout.save_dir.glob("*.pth")} if layout.save_dir.is_dir() else set()
     out = []
     for name in [*layout.params.models, *sorted(present - set(layout.params.models))]:
         if name not in CATALOG:
             continue
         md5 = layout.recorded.get(name)
-        card = read_json(layout.card(name)) or {}
-        copy = converted_path(CATALOG[name]) if card.get("source") == "huggingface" else layout.torch_copy(name)
-        places = {"workspace": layout.weights(name), "torch.hub cache": copy}
+        card = read_card(layout.card(name))
+        source = sources.for_card(card)
+        expected = source.expected(CATALOG[name], card, pins)
+        places = {"workspace": layout.weights(name), "torch.hub cache": source.cache_copy(CATALOG[name])}
         if md5:
             places["DVC cache"] = Path(repo.cache.local.oid_to_path(md5))
-        out.append(_Model(name, md5, pins.get(CATALOG[name].upstream_file), places, card))
+        out.append(_Model(name, md5, expected, places, source))
     return out
 
 
@@ -66,12 +69,10 @@ def _problems(model: _Model, got: Digests, selected: bool) -> list[str]:
         bad.append(f"md5 {got.md5} != dvc.lock {model.md5}")
     if not model.md5 and selected:
         bad.append("not recorded in dvc.lock / dvc.lock 中无记录 (invoke fetch)")
-    if model.card.get("source") == "huggingface":
-        bad.extend(card_problems(model.card, CATALOG[model.name], got.sha256, got.size))
-    elif model.pin is None:
-        bad.append(f"no pin for {CATALOG[model.name].upstream_file} in the registry / 注册表中无此文件的哈希")
-    elif got.sha256 != model.pin.sha256 or got.size != model.pin.size:
-        bad.append(f"sha256 {got.sha256} ({got.size} B) != pinned {model.pin.sha256} ({model.pin.size} B)")
+    want = model.expected
+    bad.extend(want.problems)
+    if want.sha256 is not None and (got.sha256, got.size) != (want.sha256, want.size):
+        bad.append(f"sha256 {got.sha256} ({got.size} B) != {want.against} {want.sha256} ({want.size} B)")
     return bad
 
 
@@ -147,7 +148,7 @@ def _repair(repo, remote: str | None, models: list[_Model]) -> list[Repaired]:
     digest = _Hasher()
     done = []
     for model in models:
-        if not model.md5 or model.pin is None:
+        if not model.md5 or model.expected.sha256 is None:
             continue  # nothing recorded to repair towards (never fetched, or no pin to check against)
         bad = [p for p, path in model.places.items() if not path.is_file() or _problems(model, digest(path), True)]
         if bad:
@@ -165,17 +166,13 @@ def _repair_one(repo, remote: str | None, model: _Model, bad: list[str]) -> Repa
             good, source = model.places[good_places[0]], f"the intact {good_places[0]} copy"
         elif source := _from_remote(repo, remote, model, tmp):
             good = tmp
-        elif model.card.get("source") != "huggingface":
-            good, source = model.places["torch.hub cache"], _from_sources(model, model.places["torch.hub cache"])
         else:
-            raise RepoError(f"{model.name}: no intact copy and the DVC remote lacks it / 没有完好的副本，远端也没有",
-                            f"fetch it again / 请重新获取: invoke fetch --model {model.name}")
+            good, source = _from_sources(model)
         os.chmod(good, 0o444)  # DVC keeps its cache read-only; the workspace file is the same inode
         for place in bad:
             if model.places[place] != good:
                 _place(good, model.places[place])
-        hf = model.card.get("source") == "huggingface"
-        write_stamp(model.places["workspace"], model.card["sha256"] if hf else model.pin.sha256)
+        write_stamp(model.places["workspace"], model.expected.sha256)
     finally:
         tmp.unlink(missing_ok=True)
     return Repaired(model.name, source, bad)
@@ -209,18 +206,15 @@ def _from_remote(repo, remote: str | None, model: _Model, tmp: Path) -> str | No
     return None
 
 
-def _from_sources(model: _Model, dest: Path) -> str:
-    """A fresh verified download (DINOV2_BASE_URL or the official URL) as a new torch.hub cache file (the damaged one
-    there is unlinked first, never written into)."""
-    from ..sources.official import source_urls
-    from ..transport.download import ensure_file
-
+def _from_sources(model: _Model) -> tuple[Path, str]:
+    """Fresh verified bytes from the model's own source (e.g. the official mirrors, or Hugging Face converted again)
+    as a new cache file: the damaged one there is unlinked first, never written into."""
     try:
-        got = ensure_file(source_urls(CATALOG[model.name]), dest, model.pin, rehash=True)
+        got = model.source.obtain(sources.Request(CATALOG[model.name], load_pins(), None, rehash=True))
     except DinovaultError as err:
-        raise RepoError(f"cannot repair {model.name}: the DVC remote has no good copy and {err.message}",
-                        err.hint) from None
-    if not _good(model, dest):  # the pin matched; dvc.lock's md5 must too
+        raise RepoError(f"cannot repair {model.name}: no intact copy, the DVC remote has no good one, and "
+                        f"{err.message}", err.hint) from None
+    if not _good(model, got.path):  # the pin matched; dvc.lock's md5 must too
         raise RepoError(f"cannot repair {model.name}: the pinned file does not match dvc.lock's md5 / 与 dvc.lock 不符",
                         "fetch it again: invoke fetch --model NAME / 请重新获取")
-    return got.url or "the pinned sources"
+    return got.path, got.url or f"the {model.source.name} source's cache"

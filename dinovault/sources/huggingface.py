@@ -15,29 +15,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock
 
-from ..cache import check_file, file_sha256, read_json, torch_home, write_json_atomic, write_stamp
+from ..cache import check_file, file_sha256, place_file, read_json, torch_home, write_json_atomic, write_stamp
 from ..catalog import ModelSpec
 from ..errors import CheckpointError, DownloadError, VerificationError
-from ..registry import HfPin, Pin
+from ..files import temp_beside
+from ..registry import HubPin, Pin, Pins
+from .base import Expected, Obtained, Request, Source, register
 
 log = logging.getLogger("dinovault")
 HF_FILE = "model.safetensors"
-
-
-@dataclass(frozen=True)
-class Converted:
-    path: Path  # the official-format .pth made from the Hugging Face file
-    size: int
-    sha256: str  # of ``path``
-    source: dict  # repo, revision, file, sha256 of the Hugging Face file
-    tensor_digest: str
-    verified: bool  # the Hugging Face file matched a pin
-    downloaded: bool
+HUB = "hf"
 
 
 def converted_dir() -> Path:
@@ -53,7 +44,17 @@ def hf_url(repo: str, revision: str, file: str) -> str:
     return f"https://huggingface.co/{repo}/resolve/{revision}/{file}"
 
 
-def find_converted(spec: ModelSpec, pin: HfPin | None, allow_unverified: bool) -> Converted | None:
+def _obtained(path: Path, size: int, sha256: str, source: dict, digest: str | None, verified: bool,
+              downloaded: bool) -> Obtained:
+    """The result for a converted file: the card names the Hugging Face file it was made from."""
+    url = hf_url(source.get("repo"), source.get("revision"), source.get("file"))
+    card = {"source": "huggingface", "hf_repo": source.get("repo"), "hf_revision": source.get("revision"),
+            "hf_file": source.get("file"), "hf_sha256": source.get("sha256"), "url": url}
+    return Obtained(path, size, sha256, verified, True, None if downloaded else 0, url if downloaded else None, card,
+                    digest)
+
+
+def find_converted(spec: ModelSpec, pin: HubPin | None, allow_unverified: bool) -> Obtained | None:
     """The converted file already in the cache, when it is intact and was made from the pinned Hugging Face file
     (or, with ``allow_unverified``, from any)."""
     path = converted_path(spec)
@@ -68,14 +69,12 @@ def find_converted(spec: ModelSpec, pin: HfPin | None, allow_unverified: bool) -
     check = check_file(path, Pin(path.name, int(meta.get("size", -1)), str(meta.get("sha256"))))
     if not check.ok:
         return None
-    return Converted(path, check.size, check.sha256, source, meta["tensor_digest"], bool(meta.get("verified")), False)
+    return _obtained(path, check.size, check.sha256, source, meta["tensor_digest"], bool(meta.get("verified")), False)
 
 
-def adopt_export(spec: ModelSpec, export: Path | None, pin: HfPin | None, allow_unverified: bool) -> Converted | None:
+def adopt_export(spec: ModelSpec, export: Path | None, pin: HubPin | None, allow_unverified: bool) -> Obtained | None:
     """A ``<save_dir>/<model>.pth`` converted from Hugging Face on another machine (restored by ``dvc pull``),
     taken back into the cache when its model card names the pinned source and its bytes match the card."""
-    from ..cache import place_file
-
     if export is None or not export.is_file():
         return None
     card = read_json(export.with_suffix(".json")) or {}
@@ -95,30 +94,30 @@ def adopt_export(spec: ModelSpec, export: Path | None, pin: HfPin | None, allow_
             "tensor_digest": card.get("tensor_digest"), "verified": bool(card.get("verified"))}
     write_json_atomic(dest.with_suffix(".json"), meta)
     log.info("took %s from %s (converted from Hugging Face, verified against its card; no download)", dest, export)
-    return Converted(dest, size, sha, source, meta["tensor_digest"], meta["verified"], False)
+    return _obtained(dest, size, sha, source, meta["tensor_digest"], meta["verified"], False)
 
 
-def _download(spec: ModelSpec, pin: HfPin | None) -> tuple[Path, bool]:
+def _download(spec: ModelSpec, pin: HubPin | None) -> tuple[Path, bool]:
     """``hf_hub_download`` of the pinned revision (``main`` without a pin); returns the cached path and whether
     bytes were transferred."""
     import huggingface_hub
     from huggingface_hub import constants
 
     revision, file = (pin.revision, pin.file) if pin else ("main", HF_FILE)
-    cached = huggingface_hub.try_to_load_from_cache(spec.hub_repo('hf'), file, revision=revision)
+    cached = huggingface_hub.try_to_load_from_cache(spec.hub_repo(HUB), file, revision=revision)
     try:
-        path = huggingface_hub.hf_hub_download(spec.hub_repo('hf'), file, revision=revision)
+        path = huggingface_hub.hf_hub_download(spec.hub_repo(HUB), file, revision=revision)
     except Exception as err:  # HTTP, offline, missing repo, network: this source failed, say why
         endpoint = constants.ENDPOINT
         why = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise DownloadError(f"huggingface ({endpoint}) {spec.hub_repo('hf')}@{revision[:12]}/{file}: {why}") from None
+        raise DownloadError(f"huggingface ({endpoint}) {spec.hub_repo(HUB)}@{revision[:12]}/{file}: {why}") from None
     return Path(path), not isinstance(cached, str)
 
 
-def _verify(path: Path, spec: ModelSpec, pin: HfPin | None) -> tuple[int, str]:
+def _verify(path: Path, spec: ModelSpec, pin: HubPin | None) -> tuple[int, str]:
     size = path.stat().st_size
     if pin is None:
-        log.warning("%s/%s is not pinned: accepting it unverified", spec.hub_repo('hf'), HF_FILE)
+        log.warning("%s/%s is not pinned: accepting it unverified", spec.hub_repo(HUB), HF_FILE)
         return size, file_sha256(path)
     check = check_file(path, Pin(pin.file, pin.size if pin.size is not None else size, pin.sha256), rehash=True)
     if not check.ok:
@@ -134,7 +133,7 @@ def _verify(path: Path, spec: ModelSpec, pin: HfPin | None) -> tuple[int, str]:
     return check.size, check.sha256
 
 
-def convert_file(src: Path, spec: ModelSpec, source: dict, verified: bool, downloaded: bool = False) -> Converted:
+def convert_file(src: Path, spec: ModelSpec, source: dict, verified: bool, downloaded: bool = False) -> Obtained:
     """Convert a verified Hugging Face ``model.safetensors`` into the cache's official-format ``<model>.pth``."""
     import torch
     from safetensors import SafetensorError
@@ -147,14 +146,14 @@ def convert_file(src: Path, spec: ModelSpec, source: dict, verified: bool, downl
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{src} is not a readable safetensors file: {err}", "download it again") from None
     if {k: tuple(v.shape) for k, v in tensors.items()} != hf_shapes(spec):
-        raise CheckpointError(f"{src} does not hold the tensors of {spec.name} ({spec.hub_repo('hf')})",
+        raise CheckpointError(f"{src} does not hold the tensors of {spec.name} ({spec.hub_repo(HUB)})",
                               "check the file or the model name / 请检查文件或模型名")
     state_dict = {k: v.float() for k, v in hf_to_official(tensors, spec).items()}
     digest = tensor_digest(state_dict, spec)
     dest = converted_path(spec)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(dest) + ".lock"):
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        tmp = temp_beside(dest)
         try:
             with open(tmp, "wb") as fh:  # a file object: the archive name inside does not depend on the path
                 torch.save(state_dict, fh)
@@ -167,33 +166,28 @@ def convert_file(src: Path, spec: ModelSpec, source: dict, verified: bool, downl
         meta = {"model": spec.name, "size": size, "sha256": sha, "source": source, "tensor_digest": digest,
                 "verified": verified}
         write_json_atomic(dest.with_suffix(".json"), meta)
-    return Converted(dest, size, sha, source, digest, verified, downloaded)
+    return _obtained(dest, size, sha, source, digest, verified, downloaded)
 
 
-def fetch_hf(spec: ModelSpec, pin: HfPin | None) -> Converted:
+def fetch_hf(spec: ModelSpec, pin: HubPin | None) -> Obtained:
     """Download (or reuse from the Hugging Face cache), verify, convert. DownloadError / VerificationError."""
     path, downloaded = _download(spec, pin)
     size, sha = _verify(path, spec, pin)
     revision = pin.revision if pin else _revision_of(path)
-    source = {"repo": spec.hub_repo('hf'), "revision": revision, "file": pin.file if pin else HF_FILE, "sha256": sha,
+    source = {"repo": spec.hub_repo(HUB), "revision": revision, "file": pin.file if pin else HF_FILE, "sha256": sha,
               "size": size}
     return convert_file(path, spec, source, verified=pin is not None, downloaded=downloaded)
 
 
-def card_problems(card: dict, spec: ModelSpec, sha256: str, size: int) -> list[str]:
-    """What is wrong with a workspace ``<model>.pth`` converted from Hugging Face, given its model card: its bytes
-    must be the card's, and the card's source file the pinned one (when there is a pin)."""
-    from ..registry import load_hf_pins
-
-    problems = []
-    if (sha256, size) != (card.get("sha256"), card.get("size")):
-        problems.append(f"sha256 {sha256} ({size} B) != model card {card.get('sha256')} ({card.get('size')} B)")
-    pin = load_hf_pins().get(spec.hub_repo('hf'))
+def card_problems(card: dict, spec: ModelSpec, pins: Pins) -> list[str]:
+    """What is wrong with the model card of a workspace ``<model>.pth`` converted from Hugging Face: its source file
+    must be the pinned one (when there is a pin)."""
+    pin = pins.hub(HUB, spec.hub_repo(HUB))
     if pin is not None and card.get("hf_sha256") != pin.sha256:
-        problems.append(f"converted from sha256 {card.get('hf_sha256')}, not the pinned {pin.ref} ({pin.sha256})")
+        return [f"converted from sha256 {card.get('hf_sha256')}, not the pinned {pin.ref} ({pin.sha256})"]
     if pin is None and card.get("verified"):
-        problems.append(f"no hf: pin for {spec.hub_repo('hf')} in the registry / 注册表中无此文件的哈希")
-    return problems
+        return [f"no hf: pin for {spec.hub_repo(HUB)} in the registry / 注册表中无此文件的哈希"]
+    return []
 
 
 def _revision_of(path: Path) -> str:
@@ -201,7 +195,48 @@ def _revision_of(path: Path) -> str:
     return Path(path).parent.name
 
 
+class HuggingFaceSource(Source):
+    name = "huggingface"
+
+    def pin(self, spec: ModelSpec, pins: Pins) -> HubPin | None:
+        return pins.hub(HUB, spec.hub_repo(HUB))
+
+    def describe_pin(self, spec: ModelSpec) -> str:
+        return f"{HUB}:{spec.hub_repo(HUB)}"
+
+    def local(self, req: Request) -> Obtained | None:
+        pin = self.pin(req.spec, req.pins)
+        return (find_converted(req.spec, pin, req.allow_unverified)
+                or adopt_export(req.spec, req.export_path, pin, req.allow_unverified))
+
+    def obtain(self, req: Request) -> Obtained:
+        if req.spec.hub_repo(HUB) is None:
+            raise DownloadError(f"huggingface: {req.spec.name} has no Hugging Face repository / 无 Hugging Face 仓库")
+        return fetch_hf(req.spec, self.pin(req.spec, req.pins))
+
+    def take_file(self, path: Path, spec: ModelSpec, size: int, sha256: str, pin: HubPin | None) -> str:
+        if pin is not None:
+            source = {"repo": pin.repo_id, "revision": pin.revision, "file": pin.file, "sha256": sha256, "size": size}
+        else:
+            source = {"repo": spec.hub_repo(HUB), "revision": "unknown", "file": path.name, "sha256": sha256,
+                      "size": size}
+        return f"converted to {convert_file(path, spec, source, verified=pin is not None).path}"
+
+    def cache_copy(self, spec: ModelSpec) -> Path:
+        return converted_path(spec)
+
+    def expected(self, spec: ModelSpec, card: dict, pins: Pins):
+        size, sha = card.get("size"), card.get("sha256")  # a conversion is checked against its own card
+        return Expected(size if isinstance(size, int) else None, sha if isinstance(sha, str) else None,
+                        tuple(card_problems(card, spec, pins)), "its model card")
+
+    def describe(self, spec: ModelSpec, card: dict) -> str:
+        return f"{spec.name} from {card.get('hf_repo')}@{str(card.get('hf_revision'))[:12]} (converted)"
+
+
+register(HuggingFaceSource())
+
 __all__ = [
-    "Converted", "adopt_export", "card_problems", "convert_file", "converted_dir", "converted_path", "fetch_hf",
-    "find_converted", "hf_url",
+    "HuggingFaceSource", "adopt_export", "card_problems", "convert_file", "converted_dir", "converted_path",
+    "fetch_hf", "find_converted", "hf_url",
 ]

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..cache import cache_path, file_sha256
-from ..catalog import CATALOG, ModelSpec
+from ..cache import file_sha256
+from ..catalog import CATALOG
 from ..errors import ImportFileError
-from ..registry import load_hf_pins, load_registry
+from ..registry import load_pins
+from . import get, known
 
 SUFFIXES = (".pth", ".pt", ".safetensors", ".bin")
 _HINT = "download the file again, or fetch it: invoke fetch --model NAME / 请重新下载或直接获取"
@@ -68,40 +69,26 @@ def _looks_like(shapes: dict | None) -> str:
     return f"{what}, embed dim {dim}: not a catalog model" if dim else f"{what}: not a DINOv2 backbone"
 
 
-def _place_official(path: Path, spec: ModelSpec, size: int, sha: str) -> Path:
-    from ..cache import place_file
-
-    dest = cache_path(spec.upstream_file)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    place_file(path, dest, size, sha)  # hard link or verified copy, through a temporary name
-    return dest
-
-
 def import_file(path: Path, allow_unverified: bool = False) -> tuple[str, str]:
     """Place one file; returns (model name, a line saying what was done)."""
-    from .huggingface import convert_file
+    from ..model.convert import identify
 
     path = Path(path)
     size, sha = path.stat().st_size, file_sha256(path)
-    pins, hf_pins = load_registry(), load_hf_pins()
+    pins = load_pins()
     for spec in CATALOG.values():
-        pin = pins.get(spec.upstream_file)
-        if pin is not None and (pin.size, pin.sha256) == (size, sha):
-            dest = _place_official(path, spec, size, sha)
-            return spec.name, f"✓ {path}: official {spec.upstream_file}, pinned sha256 matches → {dest}"
-        hf = hf_pins.get(spec.hub_repo('hf'))
-        if hf is not None and hf.sha256 == sha and hf.size in (None, size):
-            source = {"repo": hf.repo_id, "revision": hf.revision, "file": hf.file, "sha256": sha, "size": size}
-            conv = convert_file(path, spec, source, verified=True)
-            return spec.name, f"✓ {path}: {hf.ref}, pinned sha256 matches → converted to {conv.path}"
-    from ..model.convert import identify
-
+        for source in known():
+            pin = source.pin(spec, pins)
+            if pin is not None and pin.sha256 == sha and pin.size in (None, size):
+                got = source.take_file(path, spec, size, sha, pin)
+                return spec.name, f"✓ {path}: {source.name} {source.describe_pin(spec)}, pinned sha256 matches → {got}"
     shapes = _shapes(path)
     found = identify(shapes) if shapes else None
     if found is None:
         raise ImportFileError(f"{path}: not a known DINOv2 checkpoint: {_looks_like(shapes)} / 无法识别的文件", _HINT)
     spec, layout = found
-    pinned = pins.get(spec.upstream_file) if layout == "official" else hf_pins.get(spec.hub_repo('hf'))
+    source = get("official" if layout == "official" else "huggingface")
+    pinned = source.pin(spec, pins)
     if layout == "official" and path.suffix == ".safetensors":
         raise ImportFileError(f"{path}: {spec.name} in the official layout as safetensors (a dinovault export?)",
                               "import the original .pth instead / 请导入原始 .pth 文件")
@@ -112,11 +99,7 @@ def import_file(path: Path, allow_unverified: bool = False) -> tuple[str, str]:
             " / 看起来是该模型，但与固定哈希不符",
             "a re-saved, fine-tuned or damaged file? " + ("" if pinned else "--allow-unverified accepts it; ") + _HINT,
         )
-    if layout == "official":
-        return spec.name, f"! {path}: {spec.name}, UNVERIFIED → {_place_official(path, spec, size, sha)}"
-    source = {"repo": spec.hub_repo('hf'), "revision": "unknown", "file": path.name, "sha256": sha, "size": size}
-    conv = convert_file(path, spec, source, verified=False)
-    return spec.name, f"! {path}: {spec.hub_repo('hf')}, UNVERIFIED → converted to {conv.path}"
+    return spec.name, f"! {path}: {spec.name}, UNVERIFIED → {source.take_file(path, spec, size, sha, None)}"
 
 
 def import_paths(paths, allow_unverified: bool = False) -> list[str]:

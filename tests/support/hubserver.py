@@ -5,7 +5,7 @@ with what huggingface_hub reads (file_download.get_hf_file_metadata): ``X-Repo-C
 file's SHA-256, as the Hub does for LFS files), ``X-Linked-Size`` and ``Content-Length``; GET honours ``Range``.
 An unknown repo or file answers 404 with ``X-Error-Code: EntryNotFound``/``RepoNotFound`` like the Hub.
 
-The files are official-format random checkpoints converted by dinovault.convert (checked against transformers'
+The files are official-format random checkpoints converted by dinovault.model.convert (checked against transformers'
 own layout in tests/test_convert.py), written with safetensors like the Hub's ``model.safetensors``.
 """
 

@@ -1,0 +1,75 @@
+"""Where verified bytes of a model come from: one module per source behind one small interface.
+
+A source has a ``name`` (as in ``DINOV2_SOURCES`` and in the model card's ``source``), knows which pin it checks
+bytes against (``pin``), finds verified bytes already on this machine without a request (``local``), and brings
+them (``obtain``); both give one result type, ``Obtained``. It also answers for files it produced: what a model
+card of its own records (``card_fields``), where its cache copy lives (``cache_copy``) and what the workspace file
+of such a card must be (``expected``).
+
+Built in: ``official`` (Meta's files, official.py) and ``huggingface`` (huggingface.py). Adding one is a module with
+a ``Source`` subclass and one ``register(...)`` call: here for a built-in one, or from any code (a plug-in, a test)
+before the fetch; installed packages can also name one under the entry-point group ``dinovault.sources``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .. import settings
+from ..errors import SourceError
+from .base import _SOURCES, Expected, Obtained, Request, Source, register
+
+ENTRY_POINTS = "dinovault.sources"
+DEFAULT_ORDER = ("official", "huggingface")
+
+
+_plugins_loaded = False
+
+
+def _known() -> dict[str, Source]:
+    global _plugins_loaded
+    from . import huggingface, official  # noqa: F401 - each registers itself on first import
+
+    if not _plugins_loaded:
+        from importlib.metadata import entry_points
+
+        _plugins_loaded = True
+        for ep in entry_points(group=ENTRY_POINTS):
+            register(ep.load()())
+    return _SOURCES
+
+
+def known() -> tuple[Source, ...]:
+    """Every registered source, built-in ones first."""
+    return tuple(_known().values())
+
+
+def get(name: str) -> Source:
+    return _known()[name]
+
+
+def configured(value: str | None = None) -> tuple[Source, ...]:
+    """The sources to try, in order: ``value``, else ``$DINOV2_SOURCES`` (comma or space separated), else
+    official then huggingface."""
+    if value is None:
+        value = settings.sources_text()
+    names = [s.strip().lower() for s in re.split(r"[,\s]+", value) if s.strip()]
+    known = _known()
+    bad = [n for n in names if n not in known]
+    if bad:
+        raise SourceError(
+            f"{settings.SOURCES_ENV}={value!r}: unknown source {bad[0]!r} / 未知来源",
+            f"use a comma list of {', '.join(known)}, e.g. {settings.SOURCES_ENV}=huggingface,official / "
+            f"请使用 {', '.join(known)} 的逗号列表",
+        )
+    return tuple(known[n] for n in dict.fromkeys(names or DEFAULT_ORDER))
+
+
+def for_card(card: dict) -> Source:
+    """The source that produced a model card (cards without one are the official files')."""
+    return _known().get(str(card.get("source") or "official")) or _known()["official"]
+
+
+__all__ = [
+    "DEFAULT_ORDER", "Expected", "Obtained", "Request", "Source", "configured", "for_card", "get", "known", "register",
+]
