@@ -66,7 +66,7 @@ def _obtain(req: Request, order: tuple[sources.Source, ...]) -> Obtained:
                 return got
     failures: list[str] = []
     errors: list[DownloadError] = []
-    for source in order:
+    for i, source in enumerate(order):
         if source.pin(req.spec, req.pins) is None and not req.allow_unverified:
             failures.append(f"{source.name}: {source.describe_pin(req.spec)} has no pin in {registry_path()}")
             continue
@@ -77,8 +77,9 @@ def _obtain(req: Request, order: tuple[sources.Source, ...]) -> Obtained:
         except DownloadError as err:
             errors.append(err)
             failures.append(err.message)
-            if len(order) > 1:
-                log.warning("%s source failed: %s / 来源失败", source.name, err.message.splitlines()[0])
+            if i + 1 < len(order):  # the reasons are in the final error when every source fails
+                log.warning("%s source failed; trying %s / %s 来源失败，尝试 %s", source.name, order[i + 1].name,
+                            source.name, order[i + 1].name)
     if len(errors) == 1:  # the only source tried (the others had no pin): its own message and hint say it best
         raise errors[0]
     if not errors:

@@ -103,15 +103,86 @@ def _download(spec: ModelSpec, pin: HubPin | None) -> tuple[Path, bool]:
     import huggingface_hub
     from huggingface_hub import constants
 
+    repo = spec.hub_repo(HUB)
     revision, file = (pin.revision, pin.file) if pin else ("main", HF_FILE)
-    cached = huggingface_hub.try_to_load_from_cache(spec.hub_repo(HUB), file, revision=revision)
+    cached = huggingface_hub.try_to_load_from_cache(repo, file, revision=revision)
+    where = f"huggingface ({constants.ENDPOINT}) {repo}@{revision[:12]}/{file}"
+    if not isinstance(cached, str) and not constants.HF_HUB_OFFLINE:
+        _check_reachable(constants.ENDPOINT, where)
     try:
-        path = huggingface_hub.hf_hub_download(spec.hub_repo(HUB), file, revision=revision)
+        with _quiet("huggingface_hub", "httpx", "httpx2"):  # their retry lines and per-request INFO lines
+            path = huggingface_hub.hf_hub_download(repo, file, revision=revision)
     except Exception as err:  # HTTP, offline, missing repo, network: this source failed, say why
-        endpoint = constants.ENDPOINT
-        why = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise DownloadError(f"huggingface ({endpoint}) {spec.hub_repo(HUB)}@{revision[:12]}/{file}: {why}") from None
+        raise _hub_error(err, where, repo) from None
     return Path(path), not isinstance(cached, str)
+
+
+@contextlib.contextmanager
+def _quiet(*names: str):
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+_MIRROR_HINT = ("set HF_ENDPOINT to a mirror (e.g. https://hf-mirror.com; README: From China), check the network or "
+                "the proxy, or use HF_HUB_OFFLINE=1 with a filled cache / "
+                "请设置 HF_ENDPOINT 镜像（见 README「在中国」）或检查网络与代理")
+
+
+def _check_reachable(endpoint: str, where: str) -> None:
+    """One quick request to the endpoint before huggingface_hub's own retries (five, over ~25 s, each printed): a
+    host that does not resolve, refuses or does not answer fails at once, with what to do."""
+    import requests
+
+    from .. import settings
+    from ..transport.retry import RetryPolicy
+
+    policy = RetryPolicy.from_env()
+    wait = min(policy.read_timeout, 15)
+    try:
+        requests.head(endpoint, timeout=(policy.connect_timeout, wait), allow_redirects=False)
+    except requests.RequestException as err:
+        text = str(err)
+        why = ("the host name does not resolve / 主机名无法解析" if "resolve" in text or "Name or service" in text
+               or "getaddrinfo" in text else f"no answer within {wait:g} s / {wait:g} 秒内无应答" if "timed out" in text.lower()
+               else "the connection failed / 连接失败")
+        proxy = " (a proxy is set: HTTPS_PROXY/HTTP_PROXY may be at fault / 已设置代理，可能是代理的问题)" \
+            if settings.proxy_set() else ""
+        raise DownloadError(f"{where}: {why}{proxy}", _MIRROR_HINT) from None
+
+
+def _hub_error(err: Exception, where: str, repo: str) -> DownloadError:
+    """One line per kind of huggingface_hub error (matched by class name: the classes moved between versions)."""
+    kinds = {c.__name__ for c in type(err).__mro__}
+    text = " ".join(str(err).split()) or type(err).__name__
+    if "GatedRepoError" in kinds or "401" in text or "403" in text:
+        return DownloadError(
+            f"{where}: access refused (a gated repository) / 访问被拒绝（受限仓库）",
+            f"accept the licence on https://huggingface.co/{repo} and set HF_TOKEN to a token of that account / "
+            "请在模型页面接受许可并设置 HF_TOKEN",
+        )
+    if "RepositoryNotFoundError" in kinds:
+        return DownloadError(f"{where}: no such repository on this endpoint / 仓库不存在",
+                             "check HF_ENDPOINT (a mirror without it?) / 请检查 HF_ENDPOINT")
+    if "RevisionNotFoundError" in kinds:
+        return DownloadError(f"{where}: the pinned revision is not on this endpoint / 固定的修订不存在",
+                             "a mirror that lags behind? check HF_ENDPOINT / 镜像可能未同步，请检查 HF_ENDPOINT")
+    if "OfflineModeIsEnabled" in kinds or ("LocalEntryNotFoundError" in kinds and "offline" in text.lower()):
+        return DownloadError(f"{where}: not in the Hugging Face cache, and HF_HUB_OFFLINE=1 / 离线且缓存中没有该文件",
+                             "unset HF_HUB_OFFLINE to download it / 取消 HF_HUB_OFFLINE 以下载")
+    if "LocalEntryNotFoundError" in kinds:
+        return DownloadError(f"{where}: the Hub could not be reached and the file is not cached / 无法连接且无缓存",
+                             _MIRROR_HINT)
+    if "EntryNotFoundError" in kinds:
+        return DownloadError(f"{where}: no such file in that revision / 该修订中没有此文件",
+                             "check the pin in the registry / 请检查哈希登记")
+    return DownloadError(f"{where}: {text} / Hugging Face 下载失败", _MIRROR_HINT)
 
 
 def _verify(path: Path, spec: ModelSpec, pin: HubPin | None) -> tuple[int, str]:
