@@ -149,9 +149,12 @@ def _check_reachable(endpoint: str, where: str) -> None:
         requests.head(endpoint, timeout=(policy.connect_timeout, wait), allow_redirects=False)
     except requests.RequestException as err:
         text = str(err)
-        why = ("the host name does not resolve / 主机名无法解析" if "resolve" in text or "Name or service" in text
-               or "getaddrinfo" in text else f"no answer within {wait:g} s / {wait:g} 秒内无应答" if "timed out" in text.lower()
-               else "the connection failed / 连接失败")
+        if "resolve" in text or "Name or service" in text or "getaddrinfo" in text:
+            why = "the host name does not resolve / 主机名无法解析"
+        elif "timed out" in text.lower():
+            why = f"no answer within {wait:g} s / {wait:g} 秒内无应答"
+        else:
+            why = "the connection failed / 连接失败"
         proxy = " (a proxy is set: HTTPS_PROXY/HTTP_PROXY may be at fault / 已设置代理，可能是代理的问题)" \
             if settings.proxy_set() else ""
         raise DownloadError(f"{where}: {why}{proxy}", _MIRROR_HINT) from None
