@@ -9,8 +9,6 @@ No torch here: importing torch costs seconds and hundreds of MB.
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import json
 import logging
 import os
@@ -18,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ExportError
-from .files import CHUNK, file_sha256, json_text, temp_beside, write_json_atomic
+from .files import CHUNK, file_sha256, json_text, link_or_copy_atomic, write_json_atomic
 from .registry import Pin
 from .settings import torch_home
 
@@ -145,9 +143,6 @@ def verify_file(path: Path, pin: Pin, *, rehash: bool = False) -> bool:
 
 # ---------------------------------------------------------------- placing verified bytes
 
-_LINK_FALLBACK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES}
-
-
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -155,40 +150,17 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _copy(src: Path, tmp: Path, sha256: str) -> None:
-    """Copy ``src`` to ``tmp``, hashing what is written so the copy is verified without a second read."""
-    h = hashlib.sha256()
-    with open(src, "rb", buffering=0) as fin, open(tmp, "wb", buffering=0) as fout:
-        while chunk := fin.read(CHUNK):
-            h.update(chunk)
-            view = memoryview(chunk)
-            while view:
-                view = view[fout.write(view):]
-    if h.hexdigest() != sha256:
-        raise ExportError(f"{src} changed while it was being copied", "rerun the fetch / 请重新运行")
-
-
 def place_file(src: Path, target: Path, size: int, sha256: str) -> bool:
     """Make ``target`` hold the bytes of ``src`` (verified: ``size``/``sha256``). Returns True when it changed."""
     src, target = Path(src), Path(target)
     if _same_file(src, target) or check_file(target, Pin(target.name, size, sha256)).ok:
         return False
-    tmp = temp_beside(target)
     try:
-        tmp.unlink(missing_ok=True)
-        try:
-            os.link(src, tmp)
-        except OSError as err:
-            if err.errno not in _LINK_FALLBACK:
-                raise
-            _copy(src, tmp, sha256)
-        os.replace(tmp, target)
+        link_or_copy_atomic(src, target, sha256)
     except OSError as err:
         raise ExportError(
             f"cannot write {target}: {err.strerror or err} / 无法写入导出文件",
             "free space or pick another --save_dir, then rerun / 请释放空间或更换目录后重试",
         ) from None
-    finally:
-        tmp.unlink(missing_ok=True)
     write_stamp(target, sha256)  # a new link moved the inode's ctime: stamp it again (its bytes were verified)
     return True

@@ -3,14 +3,22 @@ way dinovault does each.
 
 Nothing writes into an existing file (the workspace, the DVC cache and the torch.hub cache may share its inode):
 new bytes or links go to a temporary name beside the target, unique per process and thread, then are renamed over it.
+
+Windows rules, here and nowhere else: a rename over a read-only file (DVC keeps its outputs read-only) is refused
+there, so the target's read-only attribute is cleared first, as DVC itself does when it replaces an output; a hard
+link fails across volumes (the torch.hub cache on C:, the repository on D:), on FAT/exFAT and without permission, so
+every link falls back to a copy that is hashed while it is written; a file held open elsewhere is retried briefly.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import stat
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +26,38 @@ from pathlib import Path
 from .errors import DinovaultError
 
 CHUNK = 1 << 20  # bytes per read, from disk or from the socket
+WINDOWS = os.name == "nt"
 _HASH_CHUNK = 8 << 20
 
 
 def temp_beside(path: Path, suffix: str = "tmp") -> Path:
+    """A temporary name beside ``path``, unique per process and thread (kept short: Windows limits paths to 260
+    characters unless long paths are enabled)."""
     path = Path(path)
-    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{suffix}")
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_native_id()}.{suffix}")
+
+
+def replace(tmp: Path, target: Path) -> None:
+    """Rename ``tmp`` over ``target``: the one rename of dinovault (atomic on every platform)."""
+    for attempt in range(5):
+        try:
+            os.replace(tmp, target)
+            return
+        except PermissionError:
+            if _read_only(target):  # Windows: clear the attribute (of this inode), then the rename goes through
+                os.chmod(target, stat.S_IREAD | stat.S_IWRITE)
+            elif attempt == 4 or not WINDOWS:  # elsewhere, or for good: not a passing sharing violation
+                raise
+            else:
+                time.sleep(0.1 * (attempt + 1))  # Windows: open in another process (a scanner, an indexer)
+    os.replace(tmp, target)
+
+
+def _read_only(path: Path) -> bool:
+    try:
+        return not os.stat(path).st_mode & stat.S_IWRITE
+    except OSError:
+        return False
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
@@ -34,7 +68,7 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     try:
         with open(tmp, "xb") as fh:
             fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(tmp, path)
+        replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -55,9 +89,42 @@ def link_atomic(src: Path, dest: Path) -> None:
     tmp.unlink(missing_ok=True)
     try:
         os.link(src, tmp)
-        os.replace(tmp, dest)
+        replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def link_or_copy_atomic(src: Path, dest: Path, sha256: str) -> bool:
+    """Make ``dest`` hold the bytes of ``src``, whose SHA-256 is ``sha256``: a hard link where the file system allows
+    it, else a copy verified as it is written; through a temporary name either way. True when it linked."""
+    tmp = temp_beside(dest)
+    tmp.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(src, tmp)
+            linked = True
+        except OSError as err:  # another volume, FAT/exFAT, no permission, too many links: copy
+            if err.errno == errno.ENOENT:
+                raise
+            _copy_verified(src, tmp, sha256)
+            linked = False
+        replace(tmp, dest)
+        return linked
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _copy_verified(src: Path, tmp: Path, sha256: str) -> None:
+    h = hashlib.sha256()
+    with open(src, "rb", buffering=0) as fin, open(tmp, "xb", buffering=0) as fout:
+        while chunk := fin.read(CHUNK):
+            h.update(chunk)
+            view = memoryview(chunk)
+            while view:
+                view = view[fout.write(view):]
+    if h.hexdigest() != sha256:
+        raise DinovaultError(f"{src} changed while it was being copied / 复制过程中文件被修改",
+                             "rerun the command / 请重新运行")
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,11 @@ and renamed into place; one that already holds the same bytes is left alone, so 
 from __future__ import annotations
 
 import filecmp
-import os
 from pathlib import Path
 
 from ..catalog import ModelSpec
 from ..errors import ExportError
-from ..files import json_text, temp_beside
+from ..files import json_text, replace, temp_beside
 from ..params import FORMATS
 
 EXTRA_FORMATS = FORMATS[1:]
@@ -36,7 +35,7 @@ def _place(tmp: Path, target: Path) -> None:
     if target.is_file() and filecmp.cmp(tmp, target, shallow=False):
         tmp.unlink()
     else:
-        os.replace(tmp, target)
+        replace(tmp, target)
 
 
 def _write_safetensors(tensors: dict, target: Path, metadata: dict) -> None:

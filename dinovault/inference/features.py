@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import DinovaultError, ImageError
-from ..files import temp_beside
+from ..files import replace, temp_beside
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 
@@ -134,7 +134,7 @@ def _save_npz(out: Path, **arrays) -> None:
     try:
         with open(tmp, "xb") as fh:
             np.savez(fh, **arrays)  # numpy streams the memory-mapped features in chunks
-        os.replace(tmp, out)
+        replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from ..cache import write_stamp
 from ..catalog import CATALOG
 from ..errors import DinovaultError, RepoError
 from ..exports.card import read_card
-from ..files import Digests, hash_file, link_atomic, temp_beside
+from ..files import Digests, hash_file, link_or_copy_atomic, temp_beside
 from ..progress import human_size
 from ..registry import Pins, load_pins
 from .dvc import describe, open_repo
@@ -171,24 +170,17 @@ def _repair_one(repo, remote: str | None, model: _Model, bad: list[str]) -> Repa
         os.chmod(good, 0o444)  # DVC keeps its cache read-only; the workspace file is the same inode
         for place in bad:
             if model.places[place] != good:
-                _place(good, model.places[place])
+                _place(good, model.places[place], model.expected.sha256)
         write_stamp(model.places["workspace"], model.expected.sha256)
     finally:
         tmp.unlink(missing_ok=True)
     return Repaired(model.name, source, bad)
 
 
-def _place(good: Path, dest: Path) -> None:
+def _place(good: Path, dest: Path, sha256: str) -> None:
+    """A hard link of the good bytes (a verified copy on another file system), renamed over ``dest``."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        link_atomic(good, dest)
-    except OSError:  # another file system: a verified copy, renamed into place
-        copy = temp_beside(dest, "copy")
-        try:
-            shutil.copyfile(good, copy)
-            os.replace(copy, dest)
-        finally:
-            copy.unlink(missing_ok=True)
+    link_or_copy_atomic(good, dest, sha256)
 
 
 def _good(model: _Model, path: Path) -> bool:

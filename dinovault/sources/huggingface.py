@@ -22,7 +22,7 @@ from filelock import FileLock
 from ..cache import check_file, file_sha256, place_file, read_json, torch_home, write_json_atomic, write_stamp
 from ..catalog import ModelSpec
 from ..errors import CheckpointError, DownloadError, VerificationError
-from ..files import temp_beside
+from ..files import replace, temp_beside
 from ..registry import HubPin, Pin, Pins
 from .base import Expected, Obtained, Request, Source, register
 
@@ -232,7 +232,7 @@ def convert_file(src: Path, spec: ModelSpec, source: dict, verified: bool, downl
             with open(tmp, "wb") as fh:  # a file object: the archive name inside does not depend on the path
                 torch.save(state_dict, fh)
             sha = file_sha256(tmp)
-            os.replace(tmp, dest)
+            replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)
         size = dest.stat().st_size

@@ -1,0 +1,117 @@
+"""The Windows branches of the one rename and link (dinovault/files.py), under simulated Windows semantics
+(tests/support/windows.py): DVC's read-only outputs are replaced, never written into; the torch.hub cache on C: and
+the repository on D: get a verified copy; user paths in Windows form."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path, PureWindowsPath
+
+import pytest
+
+from dinovault.cache import check_file, place_file
+from dinovault.files import link_or_copy_atomic, temp_beside, write_atomic
+from dinovault.registry import Pin
+from tests.support.windows import windows_rules
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def volumes(tmp_path):
+    c, d = tmp_path / "C", tmp_path / "D 盘"
+    c.mkdir()
+    d.mkdir()
+    return c, d
+
+
+def test_a_read_only_target_is_replaced_not_written_into(volumes, monkeypatch):
+    c, _ = volumes
+    target, other_link = c / "dinov2_vits14.pth", c / "dvc-cache-object"
+    target.write_bytes(b"old")
+    os.link(target, other_link)  # the DVC cache object shares the inode
+    os.chmod(target, 0o444)
+    with windows_rules(monkeypatch, [c]) as seen:
+        write_atomic(target, b"new bytes")
+    assert seen["replace_refused"] == 1  # Windows refused the first rename; the attribute was cleared, then it went
+    assert target.read_bytes() == b"new bytes" and other_link.read_bytes() == b"old"  # the old inode untouched
+    assert not list(c.glob(".*.tmp"))
+
+
+def test_a_link_across_volumes_is_a_verified_copy(volumes, monkeypatch):
+    c, d = volumes
+    src = c / "hub" / "checkpoints" / "dinov2_vits14_pretrain.pth"
+    src.parent.mkdir(parents=True)
+    data = os.urandom(3 << 20)
+    src.write_bytes(data)
+    dest = d / "models" / "dinov2" / "dinov2_vits14.pth"
+    dest.parent.mkdir(parents=True)
+    with windows_rules(monkeypatch, [c, d]) as seen:
+        assert link_or_copy_atomic(src, dest, _sha(data)) is False
+        assert place_file(src, dest, len(data), _sha(data)) is False  # already right: left alone
+    assert seen["link_refused"] == 1
+    assert dest.read_bytes() == data and dest.stat().st_ino != src.stat().st_ino
+    with windows_rules(monkeypatch, [c]):  # one volume: a hard link
+        same = c / "other.pth"
+        assert link_or_copy_atomic(src, same, _sha(data)) is True and same.stat().st_ino == src.stat().st_ino
+
+
+def test_a_copy_that_does_not_hash_right_is_never_placed(volumes, monkeypatch):
+    c, d = volumes
+    src, dest = c / "a.pth", d / "a.pth"
+    src.write_bytes(b"abc")
+    dest.write_bytes(b"good old bytes")
+    with windows_rules(monkeypatch, [c, d]), pytest.raises(Exception, match="changed while it was being copied / "):
+        link_or_copy_atomic(src, dest, "0" * 64)
+    assert dest.read_bytes() == b"good old bytes" and not list(d.glob(".*"))
+
+
+def test_placing_over_a_read_only_export_on_another_volume(volumes, monkeypatch):
+    """A refetch whose export (a read-only DVC output on D:) holds other bytes: a verified copy replaces it."""
+    c, d = volumes
+    src, dest = c / "new.pth", d / "dinov2_vits14.pth"
+    data = os.urandom(1 << 20)
+    src.write_bytes(data)
+    dest.write_bytes(b"damaged")
+    os.chmod(dest, stat.S_IREAD)
+    with windows_rules(monkeypatch, [c, d]) as seen:
+        assert place_file(src, dest, len(data), _sha(data)) is True
+    assert seen["replace_refused"] == 1 and seen["link_refused"] == 1
+    assert check_file(dest, Pin(dest.name, len(data), _sha(data))).ok
+
+
+@pytest.mark.parametrize("typed", [r"D:\models\dinov2", r"C:\Users\张三\.cache\torch", r"\\nas\share\models",
+                                   r"D:\very long folder name with spaces" + r"\x" * 100])
+def test_temporary_names_stay_short_beside_windows_paths(typed):
+    """A temporary name adds a fixed, small amount to the target's path (Windows limits paths to 260 characters
+    unless long paths are enabled): the pid, a native thread id and a suffix."""
+    target = PureWindowsPath(typed) / "dinov2_vitg14_reg.pth"
+    tmp = temp_beside(Path(target.name))
+    assert tmp.name.startswith(".dinov2_vitg14_reg.pth.") and len(tmp.name) - len(target.name) <= 30
+    assert PureWindowsPath(target.parent, tmp.name).parent == target.parent
+
+
+def test_fetch_with_the_torch_cache_on_c_and_the_models_on_d(dinov2_server, volumes, monkeypatch):
+    """The first users' layout: TORCH_HOME on C:, the repository on D:. The export is a verified copy (no hard link
+    across volumes), and a read-only export (as DVC leaves its outputs) holding other bytes is replaced by a refetch."""
+    from dinovault.fetch import fetch_model
+
+    c, d = volumes
+    monkeypatch.setenv("TORCH_HOME", str(c / "Users" / "张三" / ".cache" / "torch"))
+    for k, v in dinov2_server.env.items():
+        monkeypatch.setenv(k, v)
+    save_dir = d / "models" / "dinov2"
+    with windows_rules(monkeypatch, [c, d]) as seen:
+        first = fetch_model("dinov2_vits14", save_dir, smoke_test=False)
+        served = first.cache_path.read_bytes()
+        assert first.export_path.read_bytes() == served and seen["link_refused"] >= 1
+        export = first.export_path
+        os.chmod(export, 0o644)
+        export.write_bytes(b"not the model")
+        os.chmod(export, stat.S_IREAD)
+        again = fetch_model("dinov2_vits14", save_dir, smoke_test=False)
+    assert not again.downloaded and export.read_bytes() == served and seen["replace_refused"] >= 1
