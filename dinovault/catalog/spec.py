@@ -1,7 +1,8 @@
 """One row of the catalog: every fact about one model that the rest of dinovault needs, as data.
 
-A family module (``dinov2.py``) makes the rows; nothing else derives a file name, a URL, a hub repository or a
-shape from a model's name. No torch here: the downloader, the CLI and `invoke list` use it without paying for torch.
+A family module (``dinov2.py``, ``dinov3.py``) makes the rows; nothing else derives a file name, a URL, a hub
+repository or a shape from a model's name. No torch here: the downloader, the CLI and `invoke list` use it
+without paying for torch.
 """
 
 from __future__ import annotations
@@ -27,10 +28,22 @@ class ModelSpec:
     num_heads: int
     ffn: str  # "mlp" or "swiglu"
     ffn_hidden: int
-    num_register_tokens: int = 0
+    num_register_tokens: int = 0  # tokens between CLS and the patches: DINOv2 registers, DINOv3 storage tokens
     interpolate_offset: float = 0.0
     interpolate_antialias: bool = False
     hub_repos: tuple[tuple[str, str], ...] = ()  # (hub, repository) pairs, e.g. ("hf", "facebook/dinov2-base")
+    # Added for DINOv3; the defaults are DINOv2's, so its rows are unchanged.
+    weights: str = ""  # the official weights name, e.g. "LVD1689M" or "SAT493M" (DINOv3); "" for DINOv2
+    hash_prefix: str | None = None  # the file name's 8 hex digits: the start of the file's SHA-256
+    rope_base: float | None = None  # RoPE base period (DINOv3 ViT); None: learned position embeddings
+    qkv_bias: bool = True
+    mask_k_bias: bool = False  # the key's third of qkv.bias multiplied by a stored mask (qkv.bias_mask)
+    norm_eps: float = 1e-6
+    local_cls_norm: bool = False  # an extra, training-only norm for local crops (local_cls_norm.*)
+    dims: tuple[int, ...] = ()  # ConvNeXt: channels of the 4 stages (embed_dim is the last)
+    depths: tuple[int, ...] = ()  # ConvNeXt: blocks in each stage (depth counts the stages)
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # preprocessing: ImageNet unless stated
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     shapes: Callable[[ModelSpec], dict[str, tuple[int, ...]]] | None = field(default=None, compare=False, repr=False)
 
     @property
