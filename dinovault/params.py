@@ -135,4 +135,22 @@ def add_models(path: str | Path, names: list[str]) -> list[str]:
     return added
 
 
-__all__ = ["DEFAULT_MODELS", "MODEL_NAMES", "Params", "add_models", "load_params"]
+def remove_models(path: str | Path, names: list[str]) -> list[str]:
+    """Deselect ``names`` (the undo of ``add_models``: only these, whatever else changed since), keeping comments."""
+    path = Path(path)
+    data = _read(path)
+    models = data.get("models")
+    gone = [n for n in dict.fromkeys(names) if models is not None and n in models]
+    if gone:
+        trailing = models.ca.items.pop(len(models) - 1, None) if models else None
+        for name in gone:
+            models.remove(name)
+        if trailing and models:
+            models.ca.items[len(models) - 1] = trailing
+        text = io.StringIO()
+        _yaml().dump(data, text)
+        write_atomic(path, text.getvalue())
+    return gone
+
+
+__all__ = ["DEFAULT_MODELS", "MODEL_NAMES", "Params", "add_models", "load_params", "remove_models"]
