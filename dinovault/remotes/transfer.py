@@ -34,6 +34,9 @@ RETRY_DELAYS = (1.0, 3.0, 8.0)  # seconds before retry 1, 2, 3 of a push or pull
 # renamed when complete: a push killed mid-upload leaves the temporary file behind.
 TEMP_UPLOADS = ("local", "ssh")
 _TEMP_NAME = re.compile(r"\.[A-Za-z0-9_-]{22}\.tmp$")
+# A pull cut short (disk full, Ctrl-C, kill -9) leaves its temporary file beside the object in the local DVC cache:
+# DVC's (same names as above) or remotes/s3.py's (files.temp_beside: ".<oid part>.<pid>.<thread>.pull").
+_PULL_TEMP = re.compile(r"(\.[A-Za-z0-9_-]{22}\.tmp|\.\d+\.\d+\.pull)$")
 
 
 @dataclass
@@ -251,12 +254,26 @@ def _pull_once(repo, name, jobs, targets, result: Transfer, on_s3: bool) -> None
     if targets == []:
         return
     missing = _missing_outs(repo, targets)
+    result.temps += _drop_pull_temps(repo, missing)
     if on_s3:  # every object lands in the cache by boto3's transfer manager: DVC only places them
         result.objects = _pull_s3(repo, name, jobs, missing)
         repo.checkout(targets=targets)
     else:
         result.objects = repo.pull(targets=targets, remote=name, jobs=jobs).get("stats", {}).get("fetched", 0)
     result.bytes = sum(size for oid, size in missing.items() if os.path.exists(repo.cache.local.oid_to_path(oid)))
+
+
+def _drop_pull_temps(repo, missing: dict[str, int]) -> int:
+    """Remove what an interrupted pull left in the local cache folders of the objects this pull fetches again."""
+    removed = 0
+    for folder in sorted({os.path.dirname(repo.cache.local.oid_to_path(oid)) for oid in missing}):
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(folder):
+                if _PULL_TEMP.search(entry.name) and entry.is_file(follow_symlinks=False):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+                        removed += 1
+    return removed
 
 
 def _pull_s3(repo, name, jobs, missing: dict[str, int]) -> int:
