@@ -68,3 +68,37 @@ def test_non_ascii_remote_settings_are_refused_before_any_change(clone, args):
     assert_one_clear_line(res, f"{option} ", "non-ASCII", "ASCII 字符")
     assert (clone.path / ".dvc" / "config").read_bytes() == config
     assert not (clone.path / ".dvc" / "config.local").exists()
+
+
+@pytest.mark.parametrize("save_dir", [r"D:\models\dinov2", "D:/models/dinov2", r"models\dinov2", "models/aux",
+                                      "models/a:b"])
+def test_a_windows_save_dir_is_refused_and_nothing_is_written(clone, save_dir):
+    (clone.path / "dvc.lock").unlink(missing_ok=True)
+    params = clone.path / "params.yaml"
+    original = params.read_text(encoding="utf-8")
+    params.write_text(original.replace("save_dir: models/dinov2", f"save_dir: '{save_dir}'"), encoding="utf-8")
+    try:
+        before = sorted(p.name for p in clone.path.iterdir())
+        line = next(i for i, text in enumerate(params.read_text(encoding="utf-8").splitlines(), 1)
+                    if text.startswith("save_dir"))
+        for task in (("fetch", "--model", "dinov2_vits14"), ("status",)):
+            res = clone.invoke(*task, ok=None)
+            assert_one_clear_line(res, f"params.yaml:{line}: save_dir", "forward slashes", "正斜杠")
+        res = clone.dvc("repro", ok=False)  # DVC runs the stage script, which checks params.yaml itself
+        assert "forward slashes" in res.text
+        assert sorted(p.name for p in clone.path.iterdir()) == before  # no D:modelsdinov2/ appeared
+    finally:
+        params.write_text(original, encoding="utf-8")
+
+
+def test_windows_path_rules():
+    from dinovault.params import windows_path_problem
+
+    assert windows_path_problem(r"D:\models\dinov2") == "is a Windows path on drive 'D:'"
+    assert windows_path_problem(r"\\nas\share\models").startswith("is a Windows path on drive")
+    assert windows_path_problem("C:models").startswith("is a Windows path on drive 'C:'")
+    assert windows_path_problem(r"models\dinov2") == "has backslashes (a Windows path)"
+    assert "reserves" in windows_path_problem("models/NUL.txt")
+    assert "dot or space" in windows_path_problem("models/dinov2.")
+    for fine in ("models/dinov2", "./weights", "模型/dinov2", "models/dinov2-v1.0/x"):
+        assert windows_path_problem(fine) == ""
