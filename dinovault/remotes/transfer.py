@@ -23,6 +23,7 @@ from ..errors import DamagedObjectError, DinovaultError, RemoteError
 from ..files import hash_file
 from ..repo.dvc import captured_logs, describe, explain, open_repo, remote_name
 from ..repo.layout import Layout, link_torch_copies
+from ..repo.objects import corrupted_error, drop_corrupt, drop_pull_temps
 from . import s3
 from .probe import check_answers, get_remote, reach, why_forbidden
 
@@ -34,9 +35,6 @@ RETRY_DELAYS = (1.0, 3.0, 8.0)  # seconds before retry 1, 2, 3 of a push or pull
 # renamed when complete: a push killed mid-upload leaves the temporary file behind.
 TEMP_UPLOADS = ("local", "ssh")
 _TEMP_NAME = re.compile(r"\.[A-Za-z0-9_-]{22}\.tmp$")
-# A pull cut short (disk full, Ctrl-C, kill -9) leaves its temporary file beside the object in the local DVC cache:
-# DVC's (same names as above) or remotes/s3.py's (files.temp_beside: ".<oid part>.<pid>.<thread>.pull").
-_PULL_TEMP = re.compile(r"(\.[A-Za-z0-9_-]{22}\.tmp|\.\d+\.\d+\.pull)$")
 
 
 @dataclass
@@ -48,7 +46,8 @@ class Transfer:
     objects: int = 0
     bytes: int = 0
     present: int | None = None  # objects the remote already had (push)
-    repaired: int = 0  # truncated objects found on the remote and sent again
+    repaired: int = 0  # truncated or corrupt objects found on the remote and sent again
+    corrupt: int = 0  # of those, the corrupt ones (right size, wrong bytes)
     temps: int = 0  # temporary files of an interrupted upload removed from the remote
     seconds: float = 0.0
     attempts: int = 0
@@ -60,7 +59,9 @@ class Transfer:
         rate = f", {mb / self.seconds:.0f} MB/s" if self.seconds > 0 and self.bytes else ""
         verb, zh, to = ("sent", "已上传", "to") if self.direction == "push" else ("received", "已下载", "from")
         extra = [f"{self.present} already there"] if self.present is not None else []
-        extra += [f"{self.repaired} truncated object(s) sent again"] if self.repaired else []
+        truncated = self.repaired - self.corrupt
+        extra += [f"{truncated} truncated object(s) sent again"] if truncated else []
+        extra += [f"{self.corrupt} corrupt object(s) on the remote replaced by good bytes"] if self.corrupt else []
         extra += [f"{self.temps} leftover temporary file(s) removed"] if self.temps else []
         extra += [f"{self.attempts} attempts"] if self.attempts > 1 else []
         return (f"{verb} {self.objects} object(s), {mb:.1f} MB in {self.seconds:.1f} s{rate} "
@@ -142,7 +143,10 @@ def _explain(repo, name, direction: str, err: BaseException, logs: list[str]) ->
         remote = repo.cloud.get_remote(name)
         text = why_forbidden(remote.fs, remote.path, text + " | " + str(err))
     _forget_connections(repo, name)
-    return explain(err, direction, describe(repo, name), text)
+    explained = explain(err, direction, describe(repo, name), text)
+    if direction == "pull" and getattr(explained, "cause", None) == "missing":
+        return corrupted_error(repo, name) or explained
+    return explained
 
 
 def _forget_connections(repo, name) -> None:
@@ -161,6 +165,9 @@ def _plan_push(repo, name, jobs, result: Transfer, layout: Layout, targets) -> t
     status = repo.cloud.status(objs, jobs=jobs, remote=remote.name)
     to_send, present = set(status.new), set(status.ok)
     repaired = _drop_truncated(repo, remote, present) if remote.fs.protocol in NON_ATOMIC_UPLOADS else set()
+    corrupt = drop_corrupt(repo, remote.name, present - repaired)
+    result.corrupt += len(corrupt)
+    repaired |= corrupt
     to_send |= repaired
     if remote.fs.protocol in TEMP_UPLOADS:
         result.temps += _drop_temps(repo, remote, to_send)
@@ -254,26 +261,13 @@ def _pull_once(repo, name, jobs, targets, result: Transfer, on_s3: bool) -> None
     if targets == []:
         return
     missing = _missing_outs(repo, targets)
-    result.temps += _drop_pull_temps(repo, missing)
+    result.temps += drop_pull_temps(repo, missing)
     if on_s3:  # every object lands in the cache by boto3's transfer manager: DVC only places them
         result.objects = _pull_s3(repo, name, jobs, missing)
         repo.checkout(targets=targets)
     else:
         result.objects = repo.pull(targets=targets, remote=name, jobs=jobs).get("stats", {}).get("fetched", 0)
     result.bytes = sum(size for oid, size in missing.items() if os.path.exists(repo.cache.local.oid_to_path(oid)))
-
-
-def _drop_pull_temps(repo, missing: dict[str, int]) -> int:
-    """Remove what an interrupted pull left in the local cache folders of the objects this pull fetches again."""
-    removed = 0
-    for folder in sorted({os.path.dirname(repo.cache.local.oid_to_path(oid)) for oid in missing}):
-        with contextlib.suppress(FileNotFoundError):
-            for entry in os.scandir(folder):
-                if _PULL_TEMP.search(entry.name) and entry.is_file(follow_symlinks=False):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(entry.path)
-                        removed += 1
-    return removed
 
 
 def _pull_s3(repo, name, jobs, missing: dict[str, int]) -> int:

@@ -98,6 +98,8 @@ def verify(root: Path | None = None, repair: bool = False, remote: str | None = 
     with open_repo(layout.root, remote=remote) as repo:
         models = _models(layout, repo)
         repaired = _repair(repo, remote, models) if repair else []
+        _suspect_pushed_copies(repo, remote, models, repaired)
+        on_remote = _remote_checked(repo, remote) if remote else []
     digest = _Hasher()  # after a repair: the inodes are new
     checked = []
     for model in models:
@@ -111,7 +113,36 @@ def verify(root: Path | None = None, repair: bool = False, remote: str | None = 
             bad = _problems(model, got, model.name in layout.params.models)
             checked.append(Checked(shown, "bad" if bad else "ok",
                                    "; ".join(bad) or f"{human_size(got.size)}  sha256:{got.sha256}"))
-    return repaired, checked
+    return repaired, checked + on_remote
+
+
+def _remote_checked(repo, remote: str) -> list[Checked]:
+    """`invoke verify --remote NAME`: every recorded object as the remote holds it, read back and hashed; a corrupt
+    one is remembered so that the next `invoke push` replaces it (repo/objects.py)."""
+    from .dvc import explain
+    from .objects import add_suspects, recorded_objects, remote_states
+
+    where = describe(repo, remote)
+    try:
+        states = remote_states(repo, remote, recorded_objects(repo))
+    except Exception as err:  # noqa: BLE001 - no such remote, unreachable: explained
+        raise explain(err, "verify", where) from None
+    add_suspects(repo, remote, [o.oid for o in states if o.state == "corrupted"])
+    detail = {"ok": "intact on the remote / 远端完好",
+              "corrupted": "corrupted on the remote: its bytes do not hash to its name / 远端对象已损坏 "
+                           "(invoke push sends good bytes in its place)",
+              "missing": "not on the remote / 远端没有 (invoke push)"}
+    return [Checked(f"{o.label} ({where})", {"ok": "ok", "corrupted": "bad"}.get(o.state, "missing"), detail[o.state])
+            for o in states]
+
+
+def _suspect_pushed_copies(repo, remote: str | None, models: list[_Model], repaired: list[Repaired]) -> None:
+    """A repaired model's damaged bytes may have been pushed (plain `dvc push` sends them): the next push re-reads
+    its object on the remote, unless the good bytes just came from there."""
+    from .objects import add_suspects
+
+    fixed = {r.model for r in repaired if r.source != describe(repo, remote)}
+    add_suspects(repo, "*", [m.md5 for m in models if m.name in fixed and m.md5])
 
 
 def _absent(model: _Model, shown: str) -> Checked:
