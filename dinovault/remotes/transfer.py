@@ -84,7 +84,7 @@ def pull(root: Path, models: list[str] | None = None, remote: str | None = None,
     layout = Layout.load(root)
     targets = layout.pull_targets(models)
     result = _run("pull", layout, remote, jobs, retries, on_retry, targets)
-    link_torch_copies(layout, [m for m in layout.params.models if not models or m in models])
+    link_torch_copies(layout, [m for m in layout.params.models if not models or m in models], result.warnings)
     return result
 
 

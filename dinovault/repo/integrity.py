@@ -98,6 +98,8 @@ def verify(root: Path | None = None, repair: bool = False, remote: str | None = 
     with open_repo(layout.root, remote=remote) as repo:
         models = _models(layout, repo)
         repaired = _repair(repo, remote, models) if repair else []
+        if repair:
+            repaired += _recache(repo)
         _suspect_pushed_copies(repo, remote, models, repaired)
         on_remote = _remote_checked(repo, remote) if remote else []
     digest = _Hasher()  # after a repair: the inodes are new
@@ -110,7 +112,9 @@ def verify(root: Path | None = None, repair: bool = False, remote: str | None = 
                     checked.append(_absent(model, shown))
                 continue
             got = digest(path)
-            bad = _problems(model, got, model.name in layout.params.models)
+            # dvc.lock speaks for this repository's files only: a shared torch.hub cache may hold a model this clone
+            # never fetched, and is then checked against the pin alone
+            bad = _problems(model, got, model.name in layout.params.models and place != "torch.hub cache")
             checked.append(Checked(shown, "bad" if bad else "ok",
                                    "; ".join(bad) or f"{human_size(got.size)}  sha256:{got.sha256}"))
     return repaired, checked + on_remote
@@ -202,9 +206,10 @@ def _repair_one(repo, remote: str | None, model: _Model, bad: list[str]) -> Repa
             raise RepoError(f"{model.name}: no intact copy and the DVC remote lacks it / 没有完好的副本，远端也没有",
                             f"fetch it again / 请重新获取: invoke fetch --model {model.name}")
         os.chmod(good, 0o444)  # DVC keeps its cache read-only; the workspace file is the same inode
+        copies: list[Path] = []
         for place in bad:
             if model.places[place] != good:
-                _place(good, model.places[place])
+                _place(good, model.places[place], copies)
         hf = model.card.get("source") == "huggingface"
         write_stamp(model.places["workspace"], model.card["sha256"] if hf else model.pin.sha256)
     finally:
@@ -212,17 +217,32 @@ def _repair_one(repo, remote: str | None, model: _Model, bad: list[str]) -> Repa
     return Repaired(model.name, source, bad)
 
 
-def _place(good: Path, dest: Path) -> None:
+def _place(good: Path, dest: Path, copies: list[Path]) -> None:
+    """Link ``dest`` to the good bytes: to ``good``, else (another file system) to a copy already made on dest's
+    file system (``copies``), else to a new verified copy, which joins ``copies``: one physical copy per file
+    system, so the workspace and the DVC cache stay one inode when the good bytes came from elsewhere."""
     dest.parent.mkdir(parents=True, exist_ok=True)
+    for source in (good, *copies):
+        with contextlib.suppress(OSError):
+            link_atomic(source, dest)
+            return
+    copy = temp_beside(dest, "copy")
     try:
-        link_atomic(good, dest)
-    except OSError:  # another file system: a verified copy, renamed into place
-        copy = temp_beside(dest, "copy")
-        try:
-            shutil.copyfile(good, copy)
-            os.replace(copy, dest)
-        finally:
-            copy.unlink(missing_ok=True)
+        shutil.copyfile(good, copy)
+        os.chmod(copy, 0o444)
+        os.replace(copy, dest)
+        copies.append(dest)
+    finally:
+        copy.unlink(missing_ok=True)
+
+
+def _recache(repo) -> list[Repaired]:
+    """The outputs besides the weights (model cards, export folders) whose DVC cache objects are gone (e.g. after
+    `rm -rf .dvc/cache`) while the workspace still matches dvc.lock: put back in the cache from the workspace, so
+    `dvc status` and `invoke push` find them."""
+    from .objects import recache_outputs
+
+    return [Repaired(stage, "the workspace (matches dvc.lock)", outs) for stage, outs in recache_outputs(repo)]
 
 
 def _good(model: _Model, path: Path) -> bool:

@@ -117,10 +117,11 @@ class Layout:
         return [stage_name(m) for m in dict.fromkeys(models)]
 
 
-def link_torch_copies(layout: Layout, models: list[str]) -> list[Path]:
+def link_torch_copies(layout: Layout, models: list[str], notes: list[str] | None = None) -> list[Path]:
     """Hard-link recorded workspace weights (e.g. from `dvc pull`) into the torch.hub cache where it lacks them, so a
     stage that reruns verifies them there instead of downloading, and torch.hub finds them. Only files of the pinned
-    size; the fetch script still checks their SHA-256. Never copies."""
+    size; the fetch script still checks their SHA-256. Never copies: a link refused (another file system, no
+    permission) is said in ``notes``."""
     # a workspace file with 3 links is already in the DVC cache and the torch cache: skip the registry (fast no-op)
     models = [m for m in models if m in layout.recorded and _links(layout.weights(m)) in (1, 2)]
     if not models:
@@ -140,8 +141,13 @@ def link_torch_copies(layout: Layout, models: list[str]) -> list[Path]:
             dest.parent.mkdir(parents=True, exist_ok=True)
             link_atomic(src, dest)
             linked.append(dest)
-        except OSError:  # another file system or no permission: the stage downloads as usual
-            pass
+        except OSError as err:  # the stage downloads as usual; torch.hub.load would too
+            if notes is not None:
+                notes.append(
+                    f"{dest.name} not linked into the torch.hub cache {dest.parent} ({err.strerror or err}): "
+                    f"torch.hub.load would download it again; keep TORCH_HOME on the repository's disk, or load "
+                    f"{layout.rel(src)} (DINOv2FeatureExtractor does) / 未能链接到 torch.hub 缓存（不同磁盘）"
+                )
     return linked
 
 

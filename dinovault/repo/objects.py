@@ -189,3 +189,18 @@ def drop_pull_temps(repo, missing: dict[str, int]) -> int:
                         os.unlink(entry.path)
                         removed += 1
     return removed
+
+
+def recache_outputs(repo) -> list[tuple[str, list[str]]]:
+    """(stage, outputs) put back into the local DVC cache: each cached output of a recorded stage whose object is
+    missing there while the workspace still hashes to what dvc.lock records (DVC's own Output API: a changed output
+    is left alone, and dvc.lock is never rewritten)."""
+    done = []
+    for stage in repo.index.stages:
+        outs = [o for o in stage.outs if o.use_cache and o.hash_info and o.hash_info.value and o.exists
+                and not o.workspace_status() and o.changed_cache()]
+        for out in outs:
+            out.commit()
+        if outs:
+            done.append((stage.addressing, [str(o) for o in outs]))
+    return done
