@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
@@ -93,6 +94,14 @@ def _validate(path: Path, data) -> Params:
             )
         seen.add(name)
     save_dir = str(data.get("save_dir", "models/dinov2"))
+    windows = windows_path_problem(save_dir)
+    if windows:
+        raise ParamsError(
+            f"{path}:{line_of('save_dir')}: save_dir {save_dir!r} {windows}; the repository is shared between "
+            "Linux, macOS and Windows / save_dir 须为各系统通用的仓库内相对路径",
+            "write a relative path with forward slashes, e.g. save_dir: models/dinov2 (also on Windows; the "
+            "repository itself may live on D:) / 请用正斜杠的相对路径，如 save_dir: models/dinov2",
+        )
     parts = Path(save_dir).parts
     if not parts or Path(save_dir).is_absolute() or save_dir.startswith("~") or ".." in parts or parts == (".",):
         raise ParamsError(
@@ -108,6 +117,27 @@ def _validate(path: Path, data) -> Params:
                               f"formats are {', '.join(FORMATS)} / 可用格式: {', '.join(FORMATS)}")
     formats = ("pth", *dict.fromkeys(f for f in formats if f != "pth"))  # pth is always exported
     return Params(tuple(models), save_dir, bool(data.get("smoke_test", True)), formats)
+
+
+_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+
+
+def windows_path_problem(value: str) -> str:
+    """Why ``value`` (a path a user typed into a shared file) would not be the same relative path on Windows and
+    POSIX; "" when it is. Checked with PureWindowsPath on every platform: on Linux ``D:\\models`` is one odd name."""
+    win = PureWindowsPath(value)
+    if win.drive:
+        return f"is a Windows path on drive {win.drive!r}"
+    if "\\" in value:
+        return "has backslashes (a Windows path)"
+    for part in win.parts:
+        if re.search(r'[<>:"|?*\x00-\x1f]', part):
+            return f"has a character Windows does not allow in names ({part!r})"
+        if part not in (".", "..") and part.endswith((" ", ".")):
+            return f"has a name ending in a dot or space, which Windows drops ({part!r})"
+        if part.split(".")[0].upper() in _WINDOWS_RESERVED:
+            return f"uses a name Windows reserves ({part!r})"
+    return ""
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -135,4 +165,22 @@ def add_models(path: str | Path, names: list[str]) -> list[str]:
     return added
 
 
-__all__ = ["DEFAULT_MODELS", "MODEL_NAMES", "Params", "add_models", "load_params"]
+def remove_models(path: str | Path, names: list[str]) -> list[str]:
+    """Deselect ``names`` (the undo of ``add_models``: only these, whatever else changed since), keeping comments."""
+    path = Path(path)
+    data = _read(path)
+    models = data.get("models")
+    gone = [n for n in dict.fromkeys(names) if models is not None and n in models]
+    if gone:
+        trailing = models.ca.items.pop(len(models) - 1, None) if models else None
+        for name in gone:
+            models.remove(name)
+        if trailing and models:
+            models.ca.items[len(models) - 1] = trailing
+        text = io.StringIO()
+        _yaml().dump(data, text)
+        write_atomic(path, text.getvalue())
+    return gone
+
+
+__all__ = ["DEFAULT_MODELS", "MODEL_NAMES", "Params", "add_models", "load_params", "remove_models"]

@@ -141,6 +141,9 @@ def test_the_checker_sees_cycles_and_upward_imports():
 NEW_FEATURES = {
     "repo/integrity.py",  # issue 9: torch.hub copies checked, verify --repair (besides the old verify)
     "remotes/s3.py",  # issue 10: S3 uploads through boto3's transfer manager, verified while they upload
+    "repo/lockfile.py",  # issue 15: a dvc.lock with merge-conflict markers, a list or binary bytes, named with the fix
+    "repo/known_errors.py",  # issue 15: DVC's own LockError, MissingParamsError... shown with what to do
+    "repo/objects.py",  # issue 15: remote objects read back (verify --remote, pull "corrupted", push replaces them)
 }
 
 

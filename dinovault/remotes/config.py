@@ -73,6 +73,21 @@ def parse_url(url: str) -> RemoteURL:
     return RemoteURL(url=clean, scheme=scheme, host=host, port=port, path=path, user=parts.username)
 
 
+def ascii_only(**values) -> None:
+    """DVC writes .dvc/config and config.local in ASCII only (configobj without an encoding): a non-ASCII URL or
+    setting would end in UnicodeEncodeError and a truncated config, so it is refused first."""
+    for key, value in values.items():
+        if isinstance(value, str) and not value.isascii():
+            option = "--" + key.replace("_", "-")
+            shown = "(hidden)" if key in ("password", "secret_access_key") else repr(value)
+            raise RemoteError(
+                f"{option} {shown} has non-ASCII characters, which DVC cannot write to its config files / "
+                "DVC 的配置文件只能写入 ASCII 字符",
+                "use an ASCII name: on the server a link such as `ln -s '/srv/远端 dir' /srv/dvc`, an ASCII user "
+                "name, a key file under an ASCII path / 请使用 ASCII 名称（可在服务器上建符号链接）",
+            )
+
+
 @dataclass
 class Options:
     """What `configure` writes: ``shared`` to .dvc/config, ``local`` (secrets, per-person) to .dvc/config.local."""
@@ -161,6 +176,7 @@ def configure(root: Path, url: str, name: str = DEFAULT_NAME, *, default: bool =
     """
     from dvc.config import ConfigError
 
+    ascii_only(url=url, **options)
     remote = parse_url(url)
     opts = options_for(remote, **options)
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name):

@@ -23,6 +23,7 @@ from ..errors import DamagedObjectError, DinovaultError, RemoteError
 from ..files import hash_file
 from ..repo.dvc import captured_logs, describe, explain, open_repo, remote_name
 from ..repo.layout import Layout, link_torch_copies
+from ..repo.objects import corrupted_error, drop_corrupt, drop_pull_temps
 from . import s3
 from .probe import check_answers, get_remote, reach, why_forbidden
 
@@ -45,7 +46,8 @@ class Transfer:
     objects: int = 0
     bytes: int = 0
     present: int | None = None  # objects the remote already had (push)
-    repaired: int = 0  # truncated objects found on the remote and sent again
+    repaired: int = 0  # truncated or corrupt objects found on the remote and sent again
+    corrupt: int = 0  # of those, the corrupt ones (right size, wrong bytes)
     temps: int = 0  # temporary files of an interrupted upload removed from the remote
     seconds: float = 0.0
     attempts: int = 0
@@ -57,7 +59,9 @@ class Transfer:
         rate = f", {mb / self.seconds:.0f} MB/s" if self.seconds > 0 and self.bytes else ""
         verb, zh, to = ("sent", "已上传", "to") if self.direction == "push" else ("received", "已下载", "from")
         extra = [f"{self.present} already there"] if self.present is not None else []
-        extra += [f"{self.repaired} truncated object(s) sent again"] if self.repaired else []
+        truncated = self.repaired - self.corrupt
+        extra += [f"{truncated} truncated object(s) sent again"] if truncated else []
+        extra += [f"{self.corrupt} corrupt object(s) on the remote replaced by good bytes"] if self.corrupt else []
         extra += [f"{self.temps} leftover temporary file(s) removed"] if self.temps else []
         extra += [f"{self.attempts} attempts"] if self.attempts > 1 else []
         return (f"{verb} {self.objects} object(s), {mb:.1f} MB in {self.seconds:.1f} s{rate} "
@@ -80,7 +84,7 @@ def pull(root: Path, models: list[str] | None = None, remote: str | None = None,
     layout = Layout.load(root)
     targets = layout.pull_targets(models)
     result = _run("pull", layout, remote, jobs, retries, on_retry, targets)
-    link_torch_copies(layout, [m for m in layout.params.models if not models or m in models])
+    link_torch_copies(layout, [m for m in layout.params.models if not models or m in models], result.warnings)
     return result
 
 
@@ -139,7 +143,10 @@ def _explain(repo, name, direction: str, err: BaseException, logs: list[str]) ->
         remote = repo.cloud.get_remote(name)
         text = why_forbidden(remote.fs, remote.path, text + " | " + str(err))
     _forget_connections(repo, name)
-    return explain(err, direction, describe(repo, name), text)
+    explained = explain(err, direction, describe(repo, name), text)
+    if direction == "pull" and getattr(explained, "cause", None) == "missing":
+        return corrupted_error(repo, name) or explained
+    return explained
 
 
 def _forget_connections(repo, name) -> None:
@@ -158,6 +165,9 @@ def _plan_push(repo, name, jobs, result: Transfer, layout: Layout, targets) -> t
     status = repo.cloud.status(objs, jobs=jobs, remote=remote.name)
     to_send, present = set(status.new), set(status.ok)
     repaired = _drop_truncated(repo, remote, present) if remote.fs.protocol in NON_ATOMIC_UPLOADS else set()
+    corrupt = drop_corrupt(repo, remote.name, present - repaired)
+    result.corrupt += len(corrupt)
+    repaired |= corrupt
     to_send |= repaired
     if remote.fs.protocol in TEMP_UPLOADS:
         result.temps += _drop_temps(repo, remote, to_send)
@@ -251,6 +261,7 @@ def _pull_once(repo, name, jobs, targets, result: Transfer, on_s3: bool) -> None
     if targets == []:
         return
     missing = _missing_outs(repo, targets)
+    result.temps += drop_pull_temps(repo, missing)
     if on_s3:  # every object lands in the cache by boto3's transfer manager: DVC only places them
         result.objects = _pull_s3(repo, name, jobs, missing)
         repo.checkout(targets=targets)

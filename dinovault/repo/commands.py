@@ -16,10 +16,10 @@ from ..errors import DinovaultError, RepoError
 from ..exports.card import read_card
 from ..exports.formats import export_dirs
 from ..files import hash_file, write_atomic
-from ..params import add_models
+from ..params import add_models, remove_models
 from ..registry import Pin, Pins, load_pins, load_registry
 from .dvc import describe, explain, open_repo, recorded_logs, remote_has, unverified_allowed
-from .layout import PARAMS_FILE, STAGE, Layout, find_root, link_torch_copies, stage_name
+from .layout import PARAMS_FILE, STAGE, Layout, fetch_lock, find_root, link_torch_copies, stage_name
 
 # ---------------------------------------------------------------------------------------------- fetch
 
@@ -46,19 +46,35 @@ def fetch(models: list[str] | None = None, root: Path | None = None, allow_unver
 
     One ``repo.reproduce(stage, single_item=True)`` per stage (DVC's public API; a fetch stage has no upstream), so
     each stage is timed on its own; a failed stage does not stop the others, all failures are raised at the end and
-    params.yaml is put back as it was. Every file reported is checked against its pin.
+    the models this call added to params.yaml are deselected again. Every file reported is checked against its pin.
+    Concurrent fetches in one repository (DDP ranks) take turns (`fetch_lock`): the later ones find their stages
+    up to date.
     """
     root = find_root(root)
     for name in models or []:
         get_spec(name)  # an unknown name fails before params.yaml is touched
-    params_before = (root / PARAMS_FILE).read_bytes()
-    added = add_models(root / PARAMS_FILE, list(models)) if models else []
+    with fetch_lock(root):
+        params = root / PARAMS_FILE
+        before = params.read_bytes()
+        added = add_models(params, list(models)) if models else []
+        after = params.read_bytes()
+        try:
+            return _reproduce(root, models, added, allow_unverified)
+        except BaseException:
+            if added:
+                _undo_added(params, before, after, added)
+            raise
+
+
+def _undo_added(params: Path, before: bytes, after: bytes, added: list[str]) -> None:
+    """Deselect only what this fetch selected: the old bytes when nothing else changed the file since."""
     try:
-        return _reproduce(root, models, added, allow_unverified)
-    except BaseException:
-        if added:
-            write_atomic(root / PARAMS_FILE, params_before)
-        raise
+        if params.read_bytes() == after:
+            write_atomic(params, before)
+        else:
+            remove_models(params, added)
+    except DinovaultError:  # the file was broken meanwhile: leave it to its author, the fetch's own error stands
+        pass
 
 
 def _reproduce(root: Path, models: list[str] | None, added: list[str], allow_unverified: bool) -> FetchReport:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .. import settings
 from ..errors import DinovaultError, RemoteError, RepoError
+from .known_errors import LOCAL_SPACE, dvc_error
 
 
 @contextlib.contextmanager
@@ -140,6 +141,9 @@ def explain(err: BaseException | None, doing: str, where: str = "", text: str = 
         )
     if isinstance(err, RemoteConfigError):
         return RemoteError(f"{doing}: {err} / 远端配置错误", "check `dvc remote list` / 请检查 `dvc remote list`")
+    known = dvc_error(err, doing)
+    if known is not None:
+        return known
     if isinstance(err, ReproductionError):
         return RepoError(
             f"{doing}: {err} (its own message is above) / 阶段运行失败（详见上方信息）",
@@ -149,6 +153,8 @@ def explain(err: BaseException | None, doing: str, where: str = "", text: str = 
     prefix = f"{where}: {doing} failed" if where else f"{doing} failed"
     for cause, pattern, what, check in _RULES:
         if re.search(pattern, full, re.IGNORECASE):
+            if cause == "space" and doing.split()[0] in ("pull", "fetch", "checkout"):
+                check = LOCAL_SPACE
             return RemoteError(f"{prefix}: {what}", check, cause=cause, transient=cause in TRANSIENT)
     detail = full.strip().splitlines()[0][:300] if full.strip() else "unknown error"
     return RemoteError(f"{prefix}: {detail} / 操作失败",

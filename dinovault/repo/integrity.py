@@ -18,7 +18,7 @@ from ..cache import write_stamp
 from ..catalog import CATALOG
 from ..errors import DinovaultError, RepoError
 from ..exports.card import read_card
-from ..files import Digests, hash_file, link_or_copy_atomic, temp_beside
+from ..files import Digests, hash_file, link_atomic, link_or_copy_atomic, temp_beside
 from ..progress import human_size
 from ..registry import Pins, load_pins
 from .dvc import describe, open_repo
@@ -98,6 +98,10 @@ def verify(root: Path | None = None, repair: bool = False, remote: str | None = 
     with open_repo(layout.root, remote=remote) as repo:
         models = _models(layout, repo)
         repaired = _repair(repo, remote, models) if repair else []
+        if repair:
+            repaired += _recache(repo)
+        _suspect_pushed_copies(repo, remote, models, repaired)
+        on_remote = _remote_checked(repo, remote) if remote else []
     digest = _Hasher()  # after a repair: the inodes are new
     checked = []
     for model in models:
@@ -108,10 +112,41 @@ def verify(root: Path | None = None, repair: bool = False, remote: str | None = 
                     checked.append(_absent(model, shown))
                 continue
             got = digest(path)
-            bad = _problems(model, got, model.name in layout.params.models)
+            # dvc.lock speaks for this repository's files only: a shared torch.hub cache may hold a model this clone
+            # never fetched, and is then checked against the pin alone
+            bad = _problems(model, got, model.name in layout.params.models and place != "torch.hub cache")
             checked.append(Checked(shown, "bad" if bad else "ok",
                                    "; ".join(bad) or f"{human_size(got.size)}  sha256:{got.sha256}"))
-    return repaired, checked
+    return repaired, checked + on_remote
+
+
+def _remote_checked(repo, remote: str) -> list[Checked]:
+    """`invoke verify --remote NAME`: every recorded object as the remote holds it, read back and hashed; a corrupt
+    one is remembered so that the next `invoke push` replaces it (repo/objects.py)."""
+    from .dvc import explain
+    from .objects import add_suspects, recorded_objects, remote_states
+
+    where = describe(repo, remote)
+    try:
+        states = remote_states(repo, remote, recorded_objects(repo))
+    except Exception as err:  # noqa: BLE001 - no such remote, unreachable: explained
+        raise explain(err, "verify", where) from None
+    add_suspects(repo, remote, [o.oid for o in states if o.state == "corrupted"])
+    detail = {"ok": "intact on the remote / 远端完好",
+              "corrupted": "corrupted on the remote: its bytes do not hash to its name / 远端对象已损坏 "
+                           "(invoke push sends good bytes in its place)",
+              "missing": "not on the remote / 远端没有 (invoke push)"}
+    return [Checked(f"{o.label} ({where})", {"ok": "ok", "corrupted": "bad"}.get(o.state, "missing"), detail[o.state])
+            for o in states]
+
+
+def _suspect_pushed_copies(repo, remote: str | None, models: list[_Model], repaired: list[Repaired]) -> None:
+    """A repaired model's damaged bytes may have been pushed (plain `dvc push` sends them): the next push re-reads
+    its object on the remote, unless the good bytes just came from there."""
+    from .objects import add_suspects
+
+    fixed = {r.model for r in repaired if r.source != describe(repo, remote)}
+    add_suspects(repo, "*", [m.md5 for m in models if m.name in fixed and m.md5])
 
 
 def _absent(model: _Model, shown: str) -> Checked:
@@ -168,19 +203,37 @@ def _repair_one(repo, remote: str | None, model: _Model, bad: list[str]) -> Repa
         else:
             good, source = _from_sources(model)
         os.chmod(good, 0o444)  # DVC keeps its cache read-only; the workspace file is the same inode
+        copies: list[Path] = []
         for place in bad:
             if model.places[place] != good:
-                _place(good, model.places[place], model.expected.sha256)
+                _place(good, model.places[place], model.expected.sha256, copies)
         write_stamp(model.places["workspace"], model.expected.sha256)
     finally:
         tmp.unlink(missing_ok=True)
     return Repaired(model.name, source, bad)
 
 
-def _place(good: Path, dest: Path, sha256: str) -> None:
-    """A hard link of the good bytes (a verified copy on another file system), renamed over ``dest``."""
+def _place(good: Path, dest: Path, sha256: str, copies: list[Path]) -> None:
+    """Link ``dest`` to the good bytes: to ``good``, else (another file system) to a copy already made on dest's
+    file system (``copies``), else to a new copy verified as it is written, which joins ``copies``: one physical
+    copy per file system, so the workspace and the DVC cache stay one inode when the good bytes came from elsewhere."""
     dest.parent.mkdir(parents=True, exist_ok=True)
+    for source in (good, *copies):
+        with contextlib.suppress(OSError):
+            link_atomic(source, dest)
+            return
     link_or_copy_atomic(good, dest, sha256)
+    os.chmod(dest, 0o444)
+    copies.append(dest)
+
+
+def _recache(repo) -> list[Repaired]:
+    """The outputs besides the weights (model cards, export folders) whose DVC cache objects are gone (e.g. after
+    `rm -rf .dvc/cache`) while the workspace still matches dvc.lock: put back in the cache from the workspace, so
+    `dvc status` and `invoke push` find them."""
+    from .objects import recache_outputs
+
+    return [Repaired(stage, "the workspace (matches dvc.lock)", outs) for stage, outs in recache_outputs(repo)]
 
 
 def _good(model: _Model, path: Path) -> bool:

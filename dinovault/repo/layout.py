@@ -3,7 +3,10 @@ metrics, torch.hub copy) and what dvc.lock records. Reads files only: DVC is not
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,10 +15,13 @@ from ..catalog import CATALOG, get_spec
 from ..errors import DinovaultError, RepoError
 from ..files import link_atomic
 from ..params import Params, load_params
+from .lockfile import STAGE, read_lock
 
-STAGE = "fetch"
 PARAMS_FILE = "params.yaml"
 METRICS_DIR = "metrics"
+FETCH_LOCK = ".dvc/tmp/dinovault-fetch.lock"  # .dvc/tmp is DVC's own scratch folder, ignored by git
+
+log = logging.getLogger("dinovault")
 
 
 def stage_name(model: str) -> str:
@@ -33,6 +39,27 @@ def find_root(start: str | Path | None = None) -> Path:
         "当前目录不在 dinovault 仓库中",
         "cd into your clone of dinovault and run the task again / 请先 cd 到仓库目录再运行",
     )
+
+
+@contextlib.contextmanager
+def fetch_lock(root: Path) -> Iterator[None]:
+    """One fetch at a time per repository: the params.yaml edit and the stage runs (DVC's own lock would make a
+    concurrent one fail with LockError). A later fetch waits, saying so once."""
+    from filelock import FileLock, Timeout
+
+    path = root / FETCH_LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0.5)
+    except Timeout:
+        log.warning("another `invoke fetch` is running in this repository; waiting for it / "
+                    "本仓库中另一个 invoke fetch 正在运行，等待其完成")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 @dataclass(frozen=True)
@@ -90,29 +117,11 @@ class Layout:
         return [stage_name(m) for m in dict.fromkeys(models)]
 
 
-def read_lock(root: Path) -> dict[str, str]:
-    """model → md5 of its weights as dvc.lock records them (only models whose stage has run)."""
-    from ruamel.yaml import YAML
-
-    lock = root / "dvc.lock"
-    if not lock.is_file():
-        return {}
-    data = YAML(typ="safe").load(lock.read_text(encoding="utf-8")) or {}
-    found: dict[str, str] = {}
-    for name, stage in (data.get("stages") or {}).items():
-        kind, _, model = name.partition("@")
-        if kind != STAGE or model not in CATALOG:
-            continue
-        for out in stage.get("outs") or []:
-            if str(out.get("path", "")).endswith(f"{model}.pth") and out.get("md5"):
-                found[model] = out["md5"]
-    return found
-
-
-def link_torch_copies(layout: Layout, models: list[str]) -> list[Path]:
+def link_torch_copies(layout: Layout, models: list[str], notes: list[str] | None = None) -> list[Path]:
     """Hard-link recorded workspace weights (e.g. from `dvc pull`) into the torch.hub cache where it lacks them, so a
     stage that reruns verifies them there instead of downloading, and torch.hub finds them. Only files of the pinned
-    size; the fetch script still checks their SHA-256. Never copies."""
+    size; the fetch script still checks their SHA-256. Never copies: a link refused (another file system, no
+    permission) is said in ``notes``."""
     # a workspace file with 3 links is already in the DVC cache and the torch cache: skip the registry (fast no-op)
     models = [m for m in models if m in layout.recorded and _links(layout.weights(m)) in (1, 2)]
     if not models:
@@ -132,8 +141,13 @@ def link_torch_copies(layout: Layout, models: list[str]) -> list[Path]:
             dest.parent.mkdir(parents=True, exist_ok=True)
             link_atomic(src, dest)
             linked.append(dest)
-        except OSError:  # another file system or no permission: the stage downloads as usual
-            pass
+        except OSError as err:  # the stage downloads as usual; torch.hub.load would too
+            if notes is not None:
+                notes.append(
+                    f"{dest.name} not linked into the torch.hub cache {dest.parent} ({err.strerror or err}): "
+                    f"torch.hub.load would download it again; keep TORCH_HOME on the repository's disk, or load "
+                    f"{layout.rel(src)} (DINOv2FeatureExtractor does) / 未能链接到 torch.hub 缓存（不同磁盘）"
+                )
     return linked
 
 

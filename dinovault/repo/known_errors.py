@@ -1,0 +1,43 @@
+"""DVC errors whose own message says what is wrong, shown as they are with what to do. DVC's CLI prints them; through
+its API nothing does, so a stage that failed on one used to end in "(its own message is above)" over nothing."""
+
+from __future__ import annotations
+
+import errno
+import re
+
+from ..errors import DinovaultError, RepoError
+
+LOCAL_SPACE = ("free space on this machine's disk (the DVC cache .dvc/cache and the workspace; `df -h .`), then "
+               "rerun: only what is missing moves / 请释放本机磁盘空间后重试")
+# DVC errors whose own message says what is wrong (DVC's CLI would print it; through its API nothing does): shown
+# as they are, with what to do. StageCmdFailedError is not here: the stage's command printed its own error above.
+_DVC_HINTS = {
+    "LockError": "another DVC process (a `dvc` command, an IDE's DVC extension) is using this repository: wait for it "
+                 "to finish and rerun / 另一个 DVC 进程正在使用本仓库，请等待其结束后重试",
+    "MissingParamsError": "add the missing key to params.yaml (smoke_test: true, formats: [pth], save_dir: "
+                          "models/dinov2; dvc.yaml reads them) / 请在 params.yaml 中补上缺少的键",
+    "OutputDoesNotExistError": "the stage's command did not write that output: check dvc.yaml and save_dir, then "
+                               "rerun `invoke fetch` / 阶段命令未生成该输出，请检查 dvc.yaml 与 save_dir 后重试",
+    "CacheLinkError": "DVC could not place the file in its cache (the disk is full, or it cannot link there): "
+                      + LOCAL_SPACE,
+}
+
+
+def dvc_error(err: BaseException, doing: str) -> DinovaultError | None:
+    """DVC's own message for the errors of ``_DVC_HINTS`` and a full local disk, found anywhere in ``err``'s chain
+    (a stage's failure is a ReproductionError caused by the real one); None for others."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        name = type(err).__name__
+        if name in _DVC_HINTS:
+            message = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()
+            return RepoError(f"{doing}: {message} ({name}) / DVC 报错", _DVC_HINTS[name])
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC and doing != "push":
+            where = f" ({err.filename})" if err.filename else ""
+            return RepoError(f"{doing}: no space left on this machine's disk{where} / 本机磁盘空间不足", LOCAL_SPACE)
+        if name == "StageCmdFailedError":
+            return None
+        err = err.__cause__ or err.__context__
+    return None
