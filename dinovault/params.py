@@ -4,27 +4,34 @@ from __future__ import annotations
 
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from .catalog import MODEL_NAMES, get_spec
+from .catalog import FAMILIES, MODEL_NAMES, family_of, get_spec
 from .errors import ParamsError, UnknownModelError
 from .files import decode_utf8, write_atomic
 
 DEFAULT_MODELS = ("dinov2_vits14", "dinov2_vitb14")
-KNOWN_KEYS = {"models": list, "save_dir": str, "smoke_test": bool, "formats": list}
+# each family has its own list and folder (e.g. models/save_dir for DINOv2, dinov3_models/dinov3_save_dir)
+KNOWN_KEYS = {"smoke_test": bool, "formats": list,
+              **{k: v for f in FAMILIES for k, v in ((f.SELECT_KEY, list), (f.SAVE_DIR_KEY, str))}}
 FORMATS = ("pth", "safetensors", "hf")  # every export format (exports/formats.py writes them)
 
 
 @dataclass(frozen=True)
 class Params:
-    models: tuple[str, ...]
-    save_dir: str
+    models: tuple[str, ...]  # every selected model, whatever its family
+    save_dir: str  # DINOv2's folder (``save_dir``)
     smoke_test: bool
     formats: tuple[str, ...] = ("pth",)
+    save_dirs: dict = field(default_factory=dict)  # family → its folder
+
+    def save_dir_of(self, model: str) -> str:
+        family = family_of(model)
+        return self.save_dirs.get(family.FAMILY, family.DEFAULT_SAVE_DIR)
 
 
 def _yaml() -> YAML:
@@ -76,7 +83,24 @@ def _validate(path: Path, data) -> Params:
                 f"{key} 的类型应为 {expected.__name__}",
                 "fix that line / 请修正该行",
             )
-    models = data.get("models", list(DEFAULT_MODELS))
+    models: list[str] = []
+    for family in FAMILIES:
+        default = list(DEFAULT_MODELS) if family.SELECT_KEY == "models" else []
+        models += _models_of(path, data, family, default, line_of)
+    save_dirs = {f.FAMILY: _save_dir(path, data, f.SAVE_DIR_KEY, f.DEFAULT_SAVE_DIR, line_of) for f in FAMILIES}
+    formats = data.get("formats", ["pth"])
+    for i, fmt in enumerate(formats):
+        if fmt not in FORMATS:
+            line = formats.lc.item(i)[0] + 1 if hasattr(formats, "lc") else line_of("formats")
+            raise ParamsError(f"{path}:{line}: unknown format {fmt!r} / 未知格式",
+                              f"formats are {', '.join(FORMATS)} / 可用格式: {', '.join(FORMATS)}")
+    formats = ("pth", *dict.fromkeys(f for f in formats if f != "pth"))  # pth is always exported
+    return Params(tuple(models), save_dirs["dinov2"], bool(data.get("smoke_test", True)), formats, save_dirs)
+
+
+def _models_of(path: Path, data, family, default: list, line_of) -> list[str]:
+    key = family.SELECT_KEY
+    models = data.get(key, default)
     seen: set[str] = set()
     for i, name in enumerate(models):
         line = models.lc.item(i)[0] + 1 if hasattr(models, "lc") else 0  # 0: the default selection
@@ -85,38 +109,39 @@ def _validate(path: Path, data) -> Params:
                 f"{path}:{line}: model names are strings, got {name!r} / 模型名应为字符串", "fix that line / 请修正该行"
             )
         try:
-            get_spec(name)
+            spec = get_spec(name)
         except UnknownModelError as err:
             raise ParamsError(f"{path}:{line}: {err.message}", err.hint) from None
+        if family_of(spec) is not family:
+            right = family_of(spec).SELECT_KEY
+            raise ParamsError(f"{path}:{line}: {name} is a {spec.family} model, listed under {key} / "
+                              f"{name} 应列在 {right} 下", f"move it to {right}: / 请移到 {right}:")
         if name in seen:
             raise ParamsError(
                 f"{path}:{line}: {name} is selected twice / {name} 重复选择", "remove the duplicate / 删除重复项"
             )
         seen.add(name)
-    save_dir = str(data.get("save_dir", "models/dinov2"))
+    return list(models)
+
+
+def _save_dir(path: Path, data, key: str, default: str, line_of) -> str:
+    save_dir = str(data.get(key, default))
     windows = windows_path_problem(save_dir)
     if windows:
         raise ParamsError(
-            f"{path}:{line_of('save_dir')}: save_dir {save_dir!r} {windows}; the repository is shared between "
-            "Linux, macOS and Windows / save_dir 须为各系统通用的仓库内相对路径",
-            "write a relative path with forward slashes, e.g. save_dir: models/dinov2 (also on Windows; the "
-            "repository itself may live on D:) / 请用正斜杠的相对路径，如 save_dir: models/dinov2",
+            f"{path}:{line_of(key)}: {key} {save_dir!r} {windows}; the repository is shared between "
+            f"Linux, macOS and Windows / {key} 须为各系统通用的仓库内相对路径",
+            f"write a relative path with forward slashes, e.g. {key}: {default} (also on Windows; the "
+            f"repository itself may live on D:) / 请用正斜杠的相对路径，如 {key}: {default}",
         )
     parts = Path(save_dir).parts
     if not parts or Path(save_dir).is_absolute() or save_dir.startswith("~") or ".." in parts or parts == (".",):
         raise ParamsError(
-            f"{path}:{line_of('save_dir')}: save_dir {save_dir!r} must be a relative path inside the repository "
-            "(DVC tracks only files inside it) / save_dir 必须是仓库内的相对路径",
-            "e.g. save_dir: models/dinov2 / 例如 save_dir: models/dinov2",
+            f"{path}:{line_of(key)}: {key} {save_dir!r} must be a relative path inside the repository "
+            f"(DVC tracks only files inside it) / {key} 必须是仓库内的相对路径",
+            f"e.g. {key}: {default} / 例如 {key}: {default}",
         )
-    formats = data.get("formats", ["pth"])
-    for i, fmt in enumerate(formats):
-        if fmt not in FORMATS:
-            line = formats.lc.item(i)[0] + 1 if hasattr(formats, "lc") else line_of("formats")
-            raise ParamsError(f"{path}:{line}: unknown format {fmt!r} / 未知格式",
-                              f"formats are {', '.join(FORMATS)} / 可用格式: {', '.join(FORMATS)}")
-    formats = ("pth", *dict.fromkeys(f for f in formats if f != "pth"))  # pth is always exported
-    return Params(tuple(models), save_dir, bool(data.get("smoke_test", True)), formats)
+    return save_dir
 
 
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
@@ -152,13 +177,16 @@ def add_models(path: str | Path, names: list[str]) -> list[str]:
         get_spec(name)  # an unknown name fails before the file is touched
     data = _read(path)
     _validate(path, data)
-    models = data.setdefault("models", [])
-    added = [n for n in dict.fromkeys(names) if n not in models]
+    added = []
+    for name in dict.fromkeys(names):
+        models = data.setdefault(family_of(name).SELECT_KEY, [])
+        if name not in models:
+            trailing = models.ca.items.pop(len(models) - 1, None) if models else None
+            models.append(name)
+            if trailing:  # ruamel hangs the comment that follows a list on its last item: keep it last
+                models.ca.items[len(models) - 1] = trailing
+            added.append(name)
     if added:
-        trailing = models.ca.items.pop(len(models) - 1, None) if models else None
-        models.extend(added)
-        if trailing:  # ruamel hangs the comment that follows a list on its last item: keep it last
-            models.ca.items[len(models) - 1] = trailing
         text = io.StringIO()
         _yaml().dump(data, text)
         write_atomic(path, text.getvalue())
@@ -169,14 +197,17 @@ def remove_models(path: str | Path, names: list[str]) -> list[str]:
     """Deselect ``names`` (the undo of ``add_models``: only these, whatever else changed since), keeping comments."""
     path = Path(path)
     data = _read(path)
-    models = data.get("models")
-    gone = [n for n in dict.fromkeys(names) if models is not None and n in models]
-    if gone:
+    gone = []
+    for name in dict.fromkeys(names):
+        models = data.get(family_of(name).SELECT_KEY) if name in MODEL_NAMES else None
+        if models is None or name not in models:
+            continue
         trailing = models.ca.items.pop(len(models) - 1, None) if models else None
-        for name in gone:
-            models.remove(name)
+        models.remove(name)
         if trailing and models:
             models.ca.items[len(models) - 1] = trailing
+        gone.append(name)
+    if gone:
         text = io.StringIO()
         _yaml().dump(data, text)
         write_atomic(path, text.getvalue())

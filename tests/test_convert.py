@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from dinovault.catalog import CATALOG, MODEL_NAMES, get_spec
+from dinovault.catalog import CATALOG, dinov2, get_spec
 from dinovault.model.checkpoint import load_backbone
 from dinovault.model.convert import hf_config, hf_shapes, hf_to_official, identify, official_to_hf, tensor_digest
 from tests.support.checkpoints import make_state_dict
+
+DINOV2 = [s.name for s in dinov2.ROWS]
 
 transformers = pytest.importorskip("transformers")
 
@@ -33,7 +35,7 @@ def transformers_model(spec):
     return model_cls(config_cls(**kwargs)).eval()
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", DINOV2)
 def test_layout_is_what_transformers_writes_and_round_trip_is_exact(name, tmp_path):
     from safetensors.torch import load_file
 
@@ -75,9 +77,16 @@ def test_transformers_loads_converted_tensors_into_the_same_network():
 
 
 def test_identify_tells_layout_and_model_apart():
-    for spec in CATALOG.values():
-        assert identify(spec.state_dict_shapes()) == (spec, "official")
-        assert identify(hf_shapes(spec)) == (spec, "hf")
+    from dinovault.model.families import conversion
+
+    def alike(shapes):  # the rows whose file would have these shapes (same network, other training data)
+        return [s for s in CATALOG.values() if shapes in (s.state_dict_shapes(), conversion(s).hf_shapes(s))]
+
+    for spec in CATALOG.values():  # every family's, in both layouts
+        for layout, shapes in (("official", spec.state_dict_shapes()), ("hf", conversion(spec).hf_shapes(spec))):
+            assert identify(shapes) == ((spec, layout) if alike(shapes) == [spec] else None)
+    assert alike(get_spec("dinov3_vitl16").state_dict_shapes()) == [get_spec("dinov3_vitl16")]  # SAT adds a norm
+    assert identify(conversion(get_spec("dinov3_vitl16")).hf_shapes(get_spec("dinov3_vitl16"))) is None
     shapes = dict(get_spec("dinov2_vits14").state_dict_shapes())
     shapes.pop("mask_token")
     assert identify(shapes) is None

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from dinovault.catalog import CATALOG, get_spec
+from dinovault.catalog import dinov2, get_spec
 from dinovault.progress import LineProgress, NullProgress, TqdmProgress, make_progress
 from tests.support.checkpoints import make_state_dict
 
@@ -19,7 +19,7 @@ PARAMS = {"dinov2_vits14": 22_056_576, "dinov2_vitb14": 86_580_480, "dinov2_vitl
           "dinov2_vitg14": 1_136_480_768}
 
 
-@pytest.mark.parametrize("name", list(CATALOG))
+@pytest.mark.parametrize("name", [s.name for s in dinov2.ROWS])
 def test_every_backbone_has_the_official_shapes(name):
     spec = get_spec(name)
     sd = make_state_dict(spec, device="meta")

@@ -8,12 +8,20 @@ from __future__ import annotations
 import difflib
 
 from ..errors import UnknownModelError
-from . import dinov2
+from . import dinov2, dinov3
 from .spec import ModelSpec
 
-FAMILIES = (dinov2,)
+FAMILIES = (dinov2, dinov3)
 CATALOG: dict[str, ModelSpec] = {spec.name: spec for family in FAMILIES for spec in family.ROWS}
 MODEL_NAMES: tuple[str, ...] = tuple(CATALOG)
+_BY_NAME = {family.FAMILY: family for family in FAMILIES}
+
+
+def family_of(model: str | ModelSpec):
+    """The family module of a model (its rows, and where it lives in a repository: ``SELECT_KEY``,
+    ``SAVE_DIR_KEY``, ``DEFAULT_SAVE_DIR``, ``STAGE``)."""
+    spec = model if isinstance(model, ModelSpec) else CATALOG[model]
+    return _BY_NAME[spec.family]
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -29,4 +37,4 @@ def get_spec(name: str) -> ModelSpec:
         ) from None
 
 
-__all__ = ["CATALOG", "MODEL_NAMES", "ModelSpec", "get_spec"]
+__all__ = ["CATALOG", "FAMILIES", "MODEL_NAMES", "ModelSpec", "family_of", "get_spec"]

@@ -35,6 +35,8 @@ SAT_SUFFIX = "_sat"
 SAT_MEAN = (0.430, 0.411, 0.296)
 SAT_STD = (0.213, 0.156, 0.143)
 _WEIGHTS = {"LVD1689M": "lvd1689m", "SAT493M": "sat493m"}
+# where the family lives in a repository: its key of params.yaml, its folder's key and default, its DVC stage
+SELECT_KEY, SAVE_DIR_KEY, DEFAULT_SAVE_DIR, STAGE = "dinov3_models", "dinov3_save_dir", "models/dinov3", "fetch_dinov3"
 
 
 def vit_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:

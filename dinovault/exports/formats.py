@@ -68,7 +68,7 @@ def write_exports(pth: Path, spec: ModelSpec, save_dir: Path, formats) -> dict[s
     """Write the chosen extra formats of the verified checkpoint ``pth``; the folders of the others are left
     empty. Returns the folder of each format written."""
     from ..model.checkpoint import load_state_dict
-    from ..model.convert import hf_config, official_to_hf
+    from ..model.families import conversion
 
     chosen = [f for f in EXTRA_FORMATS if f in set(formats)]
     written = {}
@@ -86,8 +86,9 @@ def write_exports(pth: Path, spec: ModelSpec, save_dir: Path, formats) -> dict[s
             _write_safetensors(state_dict, dirs["safetensors"] / f"{spec.name}.safetensors", meta)
             written["safetensors"] = dirs["safetensors"]
         if "hf" in chosen:
-            _write_safetensors(official_to_hf(state_dict, spec), dirs["hf"] / "model.safetensors", meta)
-            _write_text(json_text(hf_config(spec)), dirs["hf"] / "config.json")
+            convert = conversion(spec)
+            _write_safetensors(convert.official_to_hf(state_dict, spec), dirs["hf"] / "model.safetensors", meta)
+            _write_text(json_text(convert.hf_config(spec)), dirs["hf"] / "config.json")
             written["hf"] = dirs["hf"]
     except OSError as err:
         raise ExportError(

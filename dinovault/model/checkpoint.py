@@ -127,20 +127,27 @@ def load_state_dict(path: str | Path, spec: ModelSpec) -> dict[str, torch.Tensor
     return {k: v if v.dtype == torch.float32 else v.float() for k, v in state_dict.items()}
 
 
+def check_file_structure(path: Path, spec: ModelSpec) -> None:
+    """Keys and shapes of the checkpoint at ``path``, read memory-mapped: no tensor is copied into memory."""
+    if not Path(path).is_file():
+        raise CheckpointError(f"no checkpoint file at {path} / 找不到权重文件", _refetch(spec.name))
+    check_state_dict(_read(Path(path), spec), spec, source=str(path))
+
+
 def load_backbone(source, spec: ModelSpec, device: str | torch.device | None = None):
     """The eval-mode backbone of ``spec`` holding the weights of ``source`` (a path or a state_dict).
 
     Built on the meta device and filled with ``assign=True``: the checkpoint's (mmap'd) tensors become the
     parameters, nothing is allocated twice or initialised at random.
     """
-    from .backbone import build_backbone
+    from .families import build
 
     if isinstance(source, Mapping):
         check_state_dict(source, spec)
         state_dict = dict(source)
     else:
         state_dict = load_state_dict(source, spec)
-    model = build_backbone(spec, device="meta")
+    model = build(spec, device="meta")
     model.load_state_dict(state_dict, strict=True, assign=True)
     if device is not None and torch.device(device).type != "cpu":
         model = model.to(device)

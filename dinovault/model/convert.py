@@ -125,14 +125,15 @@ def hf_config(spec: ModelSpec) -> dict:
 
 
 def identify(shapes: Mapping[str, tuple[int, ...]]) -> tuple[ModelSpec, str] | None:
-    """Which catalog model and which layout (``"official"`` or ``"hf"``) a set of tensor shapes is, if any."""
+    """Which catalog model and which layout (``"official"`` or ``"hf"``) a set of tensor shapes is, if exactly one
+    is (the same network trained on other data, e.g. DINOv3's LVD and SAT weights, has the same shapes: None)."""
+    from .families import conversion
+
     shapes = {k: tuple(v) for k, v in shapes.items()}
-    for spec in CATALOG.values():
-        if shapes == spec.state_dict_shapes():
-            return spec, "official"
-        if shapes == hf_shapes(spec):
-            return spec, "hf"
-    return None
+    found = [(spec, layout) for spec in CATALOG.values()
+             for layout, theirs in (("official", spec.state_dict_shapes()), ("hf", conversion(spec).hf_shapes(spec)))
+             if shapes == theirs]
+    return found[0] if len(found) == 1 else None
 
 
 def tensor_digest(state_dict: Mapping, spec: ModelSpec) -> str:

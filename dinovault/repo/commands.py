@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .. import sources
 from ..cache import check_file
-from ..catalog import CATALOG, MODEL_NAMES, get_spec
+from ..catalog import CATALOG, MODEL_NAMES, family_of, get_spec
 from ..errors import DinovaultError, RepoError
 from ..exports.card import read_card
 from ..exports.formats import export_dirs
@@ -19,7 +19,7 @@ from ..files import hash_file, write_atomic
 from ..params import add_models, remove_models
 from ..registry import Pin, Pins, load_pins, load_registry
 from .dvc import describe, explain, open_repo, recorded_logs, remote_has, unverified_allowed
-from .layout import PARAMS_FILE, STAGE, Layout, fetch_lock, find_root, link_torch_copies, stage_name
+from .layout import PARAMS_FILE, Layout, fetch_lock, find_root, link_torch_copies, stage_name
 
 # ---------------------------------------------------------------------------------------------- fetch
 
@@ -179,7 +179,7 @@ def status(root: Path | None = None, cloud: bool = False, remote: str | None = N
 def _describe_change(target: str, what, fetched: dict[str, str]) -> str:
     """One line for one entry of `dvc status`: a stage never run, or what changed in it."""
     kind, _, model = target.partition("@")
-    if kind == STAGE and model in CATALOG and model not in fetched:
+    if model in CATALOG and kind == family_of(model).STAGE and model not in fetched:
         return f"not fetched yet / 尚未获取 (invoke fetch --model {model})"
     if isinstance(what, str):
         return what
@@ -213,9 +213,7 @@ def clean(root: Path | None = None, yes: bool = False, confirm: Callable[[str], 
     layout = Layout.load(root)
     selected = set(layout.params.models)
     out = Cleaned()
-    if not layout.save_dir.is_dir():
-        return out
-    unselected = sorted(p.stem for p in layout.save_dir.glob("*.pth") if p.stem not in selected and p.stem in CATALOG)
+    unselected = [m for m in layout.present() if m not in selected]
     if not unselected:
         return out
     oids = {m: layout.recorded.get(m) or hash_file(layout.weights(m), md5=True).md5 for m in unselected}
@@ -231,7 +229,7 @@ def clean(root: Path | None = None, yes: bool = False, confirm: Callable[[str], 
                 continue
         for path in (weights, layout.card(model), layout.metrics(model)):
             path.unlink(missing_ok=True)
-        for folder in export_dirs(layout.save_dir, CATALOG[model]).values():  # derived from the weights
+        for folder in export_dirs(layout.save_dir_of(model), CATALOG[model]).values():  # derived from the weights
             shutil.rmtree(folder, ignore_errors=True)
         out.removed.append(model)
     return out

@@ -46,7 +46,7 @@ class _Model:
 
 def _models(layout: Layout, repo) -> list[_Model]:
     pins: Pins = load_pins()
-    present = {p.stem for p in layout.save_dir.glob("*.pth")} if layout.save_dir.is_dir() else set()
+    present = set(layout.present())
     out = []
     for name in [*layout.params.models, *sorted(present - set(layout.params.models))]:
         if name not in CATALOG:

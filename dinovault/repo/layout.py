@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..cache import cache_path
-from ..catalog import CATALOG, get_spec
+from ..catalog import CATALOG, family_of, get_spec
 from ..errors import DinovaultError, RepoError
 from ..files import link_atomic
 from ..params import Params, load_params
-from .lockfile import STAGE, read_lock
+from .lockfile import read_lock
 
 PARAMS_FILE = "params.yaml"
 METRICS_DIR = "metrics"
@@ -25,7 +25,7 @@ log = logging.getLogger("dinovault")
 
 
 def stage_name(model: str) -> str:
-    return f"{STAGE}@{model}"
+    return f"{family_of(model).STAGE}@{model}"
 
 
 def find_root(start: str | Path | None = None) -> Path:
@@ -77,13 +77,27 @@ class Layout:
 
     @property
     def save_dir(self) -> Path:
+        """DINOv2's folder (``save_dir``)."""
         return self.root / self.params.save_dir
 
+    @property
+    def save_dirs(self) -> list[Path]:
+        """Every family's folder."""
+        return list(dict.fromkeys(self.root / d for d in self.params.save_dirs.values()))
+
+    def save_dir_of(self, model: str) -> Path:
+        return self.root / self.params.save_dir_of(model)
+
+    def present(self) -> list[str]:
+        """The catalog models whose weights are in the workspace, whether selected or not."""
+        found = {p.stem for d in self.save_dirs if d.is_dir() for p in d.glob("*.pth")}
+        return sorted(m for m in found if m in CATALOG and self.weights(m).is_file())
+
     def weights(self, model: str) -> Path:
-        return self.save_dir / f"{model}.pth"
+        return self.save_dir_of(model) / f"{model}.pth"
 
     def card(self, model: str) -> Path:
-        return self.save_dir / f"{model}.json"
+        return self.save_dir_of(model) / f"{model}.json"
 
     def metrics(self, model: str) -> Path:
         return self.root / METRICS_DIR / f"{model}.json"

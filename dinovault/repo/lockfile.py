@@ -7,10 +7,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..catalog import CATALOG
+from ..catalog import CATALOG, family_of
 from ..errors import RepoError
 
-STAGE = "fetch"
 LOCK_FILE = "dvc.lock"
 LOCK_FIX = ("resolve it, or take one side: `git checkout --theirs dvc.lock` then `dvc repro` / "
             "请解决冲突，或执行 `git checkout --theirs dvc.lock` 后运行 `dvc repro`")
@@ -24,7 +23,7 @@ def read_lock(root: Path) -> dict[str, str]:
     found: dict[str, str] = {}
     for name, stage in lock_stages(root).items():
         kind, _, model = name.partition("@")
-        if kind != STAGE or model not in CATALOG or not isinstance(stage, dict):
+        if model not in CATALOG or kind != family_of(model).STAGE or not isinstance(stage, dict):
             continue
         for out in stage.get("outs") or []:
             if isinstance(out, dict) and str(out.get("path", "")).endswith(f"{model}.pth") and out.get("md5"):

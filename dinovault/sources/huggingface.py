@@ -213,16 +213,18 @@ def convert_file(src: Path, spec: ModelSpec, source: dict, verified: bool, downl
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from ..model.convert import hf_shapes, hf_to_official, tensor_digest
+    from ..model.convert import tensor_digest
+    from ..model.families import conversion
 
     try:
         tensors = load_file(str(src))
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{src} is not a readable safetensors file: {err}", "download it again") from None
-    if {k: tuple(v.shape) for k, v in tensors.items()} != hf_shapes(spec):
+    convert = conversion(spec)
+    if {k: tuple(v.shape) for k, v in tensors.items()} != convert.hf_shapes(spec):
         raise CheckpointError(f"{src} does not hold the tensors of {spec.name} ({spec.hub_repo(HUB)})",
                               "check the file or the model name / 请检查文件或模型名")
-    state_dict = {k: v.float() for k, v in hf_to_official(tensors, spec).items()}
+    state_dict = {k: v.float() for k, v in convert.hf_to_official(tensors, spec).items()}
     digest = tensor_digest(state_dict, spec)
     dest = converted_path(spec)
     dest.parent.mkdir(parents=True, exist_ok=True)
