@@ -1,15 +1,15 @@
 """The torch.hub entries of ``hubconf.py``: the official entry names, with the weights of this repository, offline.
 
 ``torch.hub.load('<repo>', 'dinov2_vitb14', source='local')`` imports ``<repo>/hubconf.py`` and calls its entry,
-which loads ``<repo>/models/dinov2/dinov2_vitb14.pth`` (or the folder of ``$DINOVAULT_MODELS_DIR``, or
-``weights=``) the way the official entry loads its download: the same architecture, keys and outputs, with
+which loads ``<repo>/models/dinov2/dinov2_vitb14.pth`` (found as ``weights.find_weights`` says: ``weights=``,
+``$DINOVAULT_MODELS_DIR``, this repository's save_dir, the one around the current directory, the verified torch.hub
+cache) the way the official entry loads its download: the same architecture, keys and outputs, with
 nothing downloaded and no call to GitHub (``source='local'`` never makes one).
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from ..catalog import get_spec
 from ..errors import DinovaultError, MissingWeightsError
@@ -36,17 +36,18 @@ def load(name: str, repo_dir: str | os.PathLike, *, pretrained: bool = True, wei
         return model
 
     from ..model.checkpoint import load_backbone
-    from .extractor import resolve_weights
+    from .weights import find_weights
 
     chosen = None if weights in (None, OFFICIAL_WEIGHTS) else weights
     try:
-        path = resolve_weights(name, chosen, default_dir=Path(repo_dir) / "models" / "dinov2")
+        path = find_weights(name, chosen, repo=repo_dir)
     except MissingWeightsError as err:
         raise MissingWeightsError(
             err.message,
-            f"fetch them: invoke fetch --model {name} (or dvc pull models/dinov2/{name}.pth); or pass "
-            f"weights=<file or folder>, or pretrained=False for the untrained network / 请先获取：invoke fetch "
-            f"--model {name}（或 dvc pull），或传入 weights=<文件或文件夹>，或用 pretrained=False 得到未训练的网络",
+            f"fetch them: dinovault fetch --model {name} (invoke fetch --model {name} in a dinovault clone, or dvc "
+            f"pull models/dinov2/{name}.pth); or pass weights=<file or folder>, or pretrained=False for the untrained "
+            f"network / 请先获取：dinovault fetch --model {name}（或 dvc pull），或传入 weights=<文件或文件夹>，或用 "
+            "pretrained=False 得到未训练的网络",
         ) from None
     return load_backbone(path, spec).train()
 
