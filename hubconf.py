@@ -3,7 +3,10 @@
     model = torch.hub.load("/path/to/dinovault", "dinov2_vitb14", source="local")   # models/dinov2/dinov2_vitb14.pth
     model = torch.hub.load("/path/to/dinovault", "dinov2_vitb14", source="local", pretrained=False)   # untrained
 
-The entries have the official names and return what the official ones return (dinovault/torchhub.py holds the logic).
+The weights are found as everywhere in dinovault (dinovault/inference/weights.py): ``weights=``, then
+``$DINOVAULT_MODELS_DIR``, then this clone's save_dir (its params.yaml), the repository around the current directory,
+and the verified file in the torch.hub cache. The entries have the official names and return what the official ones
+return (dinovault/inference/torchhub.py holds the logic).
 """
 
 from pathlib import Path as _Path

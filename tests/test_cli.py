@@ -184,3 +184,51 @@ def test_importing_dinovault_and_the_cli_imports_nothing_heavy():
             "print(sorted(m for m in ('torch', 'dvc', 'ruamel', 'numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# ---------------------------------------------------------------------------------------------- the public API
+
+
+def test_api_fetch_verify_and_import_outside_any_repository(faulty_server, torch_home_dir, tmp_path, monkeypatch):
+    import dinovault
+    from dinovault.errors import VerificationError
+
+    monkeypatch.setenv("DINOV2_BASE_URL", faulty_server.base_url)
+    monkeypatch.setenv("DINOV2_REGISTRY", str(faulty_server.registry))
+    monkeypatch.setenv("DINOV2_SOURCES", "official")
+    monkeypatch.delenv("DINOVAULT_MODELS_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    served = faulty_server.files["dinov2_vits14_pretrain.pth"]
+    path = dinovault.fetch(NAME, smoke_test=False)  # no repository here: the torch.hub cache
+    assert path == torch_home_dir / "hub" / "checkpoints" / served.name
+    assert path.read_bytes() == served.read_bytes() and faulty_server.hits(served.name) >= 1
+    checked = dinovault.verify(NAME)
+    assert (checked.model, checked.path, checked.size) == (NAME, path, served.stat().st_size)
+    assert dinovault.verify(path=served).model == NAME  # the model is the one whose pin the file matches
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(served.read_bytes()[:-1] + b"\0")
+    with pytest.raises(VerificationError, match="matches no pinned DINOv2 file"):
+        dinovault.verify(path=bad)
+    with pytest.raises(VerificationError, match="sha256 .* differs from the pinned"):
+        dinovault.verify(NAME, path=bad)
+    path.unlink()
+    hand = tmp_path / "downloaded by hand.pth"
+    hand.write_bytes(served.read_bytes())
+    assert dinovault.import_file(hand) == NAME and path.read_bytes() == served.read_bytes()
+    saved = dinovault.fetch(NAME, tmp_path / "weights", smoke_test=False)  # save_dir: the script's behaviour
+    assert saved == tmp_path / "weights" / f"{NAME}.pth" and saved.read_bytes() == served.read_bytes()
+
+
+def test_api_load_backbone_finds_the_weights(models_dir, tmp_path, monkeypatch):
+    import torch
+
+    import dinovault
+
+    monkeypatch.setenv("DINOVAULT_MODELS_DIR", str(models_dir))
+    model = dinovault.load_backbone(NAME)
+    assert not model.training and model.embed_dim == 384
+    again = dinovault.load_backbone(NAME, weights=models_dir / f"{NAME}.pth")
+    assert torch.equal(model.cls_token, again.cls_token)
+    monkeypatch.setenv("DINOVAULT_MODELS_DIR", str(tmp_path))
+    with pytest.raises(MissingWeightsError, match=f"dinovault fetch --model {NAME}"):
+        dinovault.load_backbone(NAME)

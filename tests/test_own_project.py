@@ -153,6 +153,19 @@ def test_fetch_records_identical_weights_and_leaves_the_project_s_own_alone(proj
     project.git("check-ignore", "-q", f"models/dinov2/{VITS}.pth")
 
 
+def test_a_package_upgrade_reruns_the_stage_and_fetch_records_the_installed_one(project, venv):
+    record = project.path / ".dinovault" / "package.json"
+    installed = record.read_bytes()
+    older = dict(json.loads(installed), version="0.0.1")  # what an older release recorded
+    record.write_text(json.dumps(older), encoding="utf-8")
+    status = project.dvc("status").stdout
+    assert f"fetch@{VITS}" in status and "changed deps" in status and ".dinovault/package.json" in status
+    out = project.run(venv / "dinovault", "fetch").text  # every selected model
+    assert "recorded the installed dinovault in .dinovault/package.json" in out
+    assert record.read_bytes() == installed  # the lock's deps again: nothing left to rerun
+    assert "up to date" in project.dvc("status").stdout
+
+
 def test_the_extractor_finds_the_project_s_weights_from_a_subfolder(project, venv, machine):
     sub = project.path / "src" / "train"
     sub.mkdir(parents=True)

@@ -58,14 +58,15 @@ def verify(model: str | None = None, path: str | os.PathLike | None = None, *, r
     if model is None:
         if path is None:
             raise UsageError("verify needs a model name or a path / 需要模型名或路径", "verify('dinov2_vitb14')")
-        got = hash_file(Path(path))
+        path = Path(path).expanduser()
+        got = hash_file(path)
         model = next((s.name for s in CATALOG.values() if (p := pins.get(s.upstream_file))
                       and (p.size, p.sha256) == (got.size, got.sha256)), None)
         if model is None:
             raise VerificationError(f"{path}: sha256 {got.sha256} matches no pinned DINOv2 file / 与任何固定哈希都不符",
                                     "a damaged, re-saved or fine-tuned file? fetch it again / 请重新获取")
     spec = get_spec(model)
-    path = Path(path) if path is not None else find_weights(model)
+    path = Path(path).expanduser() if path is not None else find_weights(model)
     pin = pins.get(spec.upstream_file)
     if pin is None:
         raise VerificationError(f"{spec.upstream_file} has no pin: it cannot be verified / 无固定哈希，无法校验",
@@ -82,7 +83,7 @@ def import_file(path: str | os.PathLike, allow_unverified: bool = False) -> str:
     place it in the cache, with no download; returns the model name (then ``fetch(name)`` records it)."""
     from ..sources.local import import_file as place
 
-    return place(Path(path), allow_unverified)[0]
+    return place(Path(path).expanduser(), allow_unverified)[0]
 
 
 def load_backbone(model: str, weights=None, device=None):
