@@ -232,3 +232,21 @@ def test_api_load_backbone_finds_the_weights(models_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("DINOVAULT_MODELS_DIR", str(tmp_path))
     with pytest.raises(MissingWeightsError, match=f"dinovault fetch --model {NAME}"):
         dinovault.load_backbone(NAME)
+
+
+def test_fetch_says_which_options_belong_where(tmp_path, monkeypatch, capsys):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    monkeypatch.chdir(outside)
+    assert main(["fetch"]) == 2
+    err = capsys.readouterr().err
+    assert "no dinovault repository here: name the model / 不在 dinovault 仓库中" in err and "dinovault init" in err
+    repo = _git_repo(tmp_path / "repo")
+    init(repo)
+    monkeypatch.chdir(repo)
+    assert main(["fetch", "--model", NAME, "--metrics", "m.json"]) == 2
+    assert "--metrics is for fetching without DVC" in capsys.readouterr().err
+    assert main(["fetch", "--model", "dinov2_vits41"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "did you mean dinov2_vits14" in err and "Traceback" not in err
+    assert load_params(repo / "params.yaml").models == ()  # an unknown name never reaches params.yaml

@@ -153,6 +153,19 @@ def test_fetch_records_identical_weights_and_leaves_the_project_s_own_alone(proj
     project.git("check-ignore", "-q", f"models/dinov2/{VITS}.pth")
 
 
+def test_push_and_pull_in_the_project(project, venv):
+    weights = project.path / "models" / "dinov2" / f"{VITS}.pth"
+    digest = sha256(weights)
+    assert "sent" in project.run(venv / "dinovault", "push").stdout
+    weights.unlink()
+    for obj in (project.path / ".dvc" / "cache").rglob("*"):
+        if obj.is_file():
+            obj.unlink()
+    project.run(venv / "dinovault", "pull")
+    assert sha256(weights) == digest
+    assert "up to date" in project.dvc("status").stdout
+
+
 def test_a_package_upgrade_reruns_the_stage_and_fetch_records_the_installed_one(project, venv):
     record = project.path / ".dinovault" / "package.json"
     installed = record.read_bytes()

@@ -7,7 +7,8 @@ The order, first that applies:
 3. the ``save_dir`` of a repository: the one given (hubconf.py's own clone), then the one around the current
    directory, found upward by its ``params.yaml`` (default ``models/dinov2``);
 4. the torch.hub cache file (``$TORCH_HOME/hub/checkpoints/<official file>``), only when it matches its pin (by the
-   verified stamp, else by hashing it): an unverified file there is never used.
+   verified stamp, else by hashing it): an unverified file there is never used; else a checkpoint converted from the
+   pinned Hugging Face file (``$TORCH_HOME/hub/dinovault/converted/``), checked against its record.
 
 The error when none has it names each place looked at and the command that brings the file.
 """
@@ -62,6 +63,19 @@ def _verified_cache(name: str) -> tuple[Path, str]:
     return path, "" if check.ok else f"not verified: {check.reason}"
 
 
+def _converted(name: str) -> Path | None:
+    """A checkpoint converted from the pinned Hugging Face file (the ``huggingface`` source), when intact."""
+    from ..registry import load_hf_pins
+    from ..sources.huggingface import find_converted
+
+    spec = get_spec(name)
+    try:
+        conv = find_converted(spec, load_hf_pins().get(spec.hub_repo("hf")), allow_unverified=False)
+    except DinovaultError:
+        return None
+    return conv.path if conv is not None else None
+
+
 def find_weights(name: str, weights: str | os.PathLike | None = None, repo: str | os.PathLike | None = None,
                  start: str | os.PathLike | None = None, last_repo: str | os.PathLike | None = None) -> Path:
     """The checkpoint file for ``name`` in the order of this module's docstring; MissingWeightsError otherwise.
@@ -86,6 +100,9 @@ def find_weights(name: str, weights: str | os.PathLike | None = None, repo: str 
     if not problem:
         return path
     looked.append(f"{path} ({problem})")
+    converted = _converted(name)
+    if converted is not None:
+        return converted
     folder = first_repo[1].parent.relative_to(first_repo[0]).as_posix() if first_repo else DEFAULT_SAVE_DIR
     raise _missing(name, looked, folder)
 
