@@ -39,12 +39,12 @@ _DTYPES = {
 
 
 def resolve_weights(
-    model_name: str, weights: str | os.PathLike | None = None, default_dir: str | os.PathLike | None = None
+    model_name: str, weights: str | os.PathLike | None = None, repo: str | os.PathLike | None = None
 ) -> Path:
-    """The checkpoint file for ``model_name`` (see weights.find_weights); ``default_dir``: a repository whose
-    save_dir is looked at before the one around the current directory."""
+    """The checkpoint file for ``model_name`` (see weights.find_weights); ``repo``: a repository whose save_dir is
+    looked at before the one around the current directory."""
     clone = REPO_MODELS_DIR.parent.parent
-    return find_weights(model_name, weights, repo=default_dir,
+    return find_weights(model_name, weights, repo=repo,
                         last_repo=clone if (clone / "params.yaml").is_file() else None)
 
 
