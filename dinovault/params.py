@@ -19,6 +19,9 @@ DEFAULT_MODELS = ("dinov2_vits14", "dinov2_vitb14")
 KNOWN_KEYS = {"smoke_test": bool, "formats": list,
               **{k: v for f in FAMILIES for k, v in ((f.SELECT_KEY, list), (f.SAVE_DIR_KEY, str))}}
 FORMATS = ("pth", "safetensors", "hf")  # every export format (exports/formats.py writes them)
+# written by `dinovault init` (repo/init.py) into a project of its own: its params.yaml may hold keys of the project's,
+# which are kept and ignored (a key that looks like a misspelt one of ours is still an error)
+PACKAGE_FILE = ".dinovault/package.json"
 
 
 @dataclass(frozen=True)
@@ -66,12 +69,24 @@ def _read(path: Path):
     return data
 
 
-def _validate(path: Path, data) -> Params:
+def _typo(key) -> bool:
+    """A key that looks like a misspelt dinovault key (``model``, ``save-dir``), not one of the project's own."""
+    import difflib
+
+    return isinstance(key, str) and bool(difflib.get_close_matches(key, KNOWN_KEYS, n=1, cutoff=0.8))
+
+
+def _validate(path: Path, data, own_keys: bool | None = None) -> Params:
+    """``own_keys``: keys of the project's own are allowed (None: when ``PACKAGE_FILE`` is beside the file)."""
+    own_keys = (path.parent / PACKAGE_FILE).is_file() if own_keys is None else own_keys
+
     def line_of(key) -> int:
         return data.lc.key(key)[0] + 1
 
     for key, value in data.items():
         expected = KNOWN_KEYS.get(key)
+        if expected is None and own_keys and not _typo(key):
+            continue  # a key of the project's own
         if expected is None:
             raise ParamsError(
                 f"{path}:{line_of(key)}: unknown key {key!r} / 未知的键 {key!r}",
@@ -165,9 +180,9 @@ def windows_path_problem(value: str) -> str:
     return ""
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
+def load_params(path: str | Path = "params.yaml", own_keys: bool | None = None) -> Params:
     path = Path(path)
-    return _validate(path, _read(path))
+    return _validate(path, _read(path), own_keys)
 
 
 def add_models(path: str | Path, names: list[str]) -> list[str]:

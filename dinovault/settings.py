@@ -7,12 +7,13 @@ long-lived process or a test sees the environment as it is now.
 | ``DINOVAULT_REGISTRY`` (old name ``DINOV2_REGISTRY``) | registry | a pin file replacing ``dinovault/registry.txt`` |
 | ``DINOV2_RETRIES``, ``DINOV2_BACKOFF``, ``DINOV2_MAX_WAIT``, ``DINOV2_TIMEOUT`` | download | retry policy |
 | ``TORCH_HOME``, ``XDG_CACHE_HOME`` | cache | the torch.hub cache root, defaulting exactly as torch does |
-| ``DINOVAULT_MODELS_DIR`` | extractor | where ``DINOv2FeatureExtractor`` looks for ``<model>.pth`` |
+| ``DINOVAULT_MODELS_DIR`` | inference.weights | the one folder the extractor, hubconf.py, load_backbone read when set |
 | ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY`` (either case) | remotes.probe | a proxy is used: no direct TCP check |
 | ``DINOV2_CONNECTIONS`` | download | connections per source for a large pinned file (default 8, 1-32; 1: one stream) |
 | ``DINOV2_SEGMENT_SIZE`` | download | bytes per range of a segmented download (default 8 MiB; smaller only for tests) |
 | ``DINOV2_SOURCES`` | fetch | sources tried in order: ``official`` (the base URLs), ``huggingface`` (default both) |
 | ``DINOVAULT_ALLOW_UNVERIFIED`` | fetch script | ``1``: accept a model with no pin (invoke fetch --allow-unverified) |
+| ``PATH`` | cli | set, not read: this interpreter's folder first while `dinovault fetch` runs the DVC stages |
 
 huggingface_hub reads ``HF_ENDPOINT``, ``HF_HOME``, ``HF_TOKEN`` and ``HF_HUB_OFFLINE`` itself, as it documents;
 dinovault only passes them through. ``DINOVAULT_REQUIRE_SERVERS`` is read by the tests only (tests/support/servers.py).
@@ -128,3 +129,10 @@ SOURCES_ENV = "DINOV2_SOURCES"
 def sources_text() -> str:
     """``$DINOV2_SOURCES`` as written (sources/__init__.py knows which names exist)."""
     return os.environ.get(SOURCES_ENV, "")
+
+@contextlib.contextmanager
+def path_first(folder: Path) -> Iterator[None]:
+    """``folder`` first on ``PATH`` for the block, so the commands a DVC stage runs (``dinovault fetch --stage``)
+    are those of this interpreter's environment even when it was not activated."""
+    with overridden("PATH", os.pathsep.join([str(folder), os.environ.get("PATH", "")])):
+        yield

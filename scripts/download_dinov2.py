@@ -1,23 +1,10 @@
 #!/usr/bin/env python3
 """Download DINOv2 backbones, verified against pinned SHA-256, into the torch.hub cache and --save_dir.
 
-下载 DINOv2 模型（按固定的 SHA-256 校验），放入 torch.hub 缓存和 --save_dir。
-
-Examples:
-  python scripts/download_dinov2.py --model dinov2_vits14 --save_dir models/dinov2
-  python scripts/download_dinov2.py --all            # every model selected in params.yaml
-
-  python scripts/download_dinov2.py --model dinov2_vits14 --from ~/Downloads/model.safetensors --save_dir models/dinov2
-
-Environment: DINOV2_SOURCES (official,huggingface: tried in order), DINOV2_BASE_URL (official mirrors),
-HF_ENDPOINT / HF_HOME / HF_TOKEN / HF_HUB_OFFLINE (as in huggingface_hub), DINOV2_REGISTRY (another pin file),
-TORCH_HOME, DINOVAULT_ALLOW_UNVERIFIED=1 (as --allow-unverified); see dinovault/settings.py.
+The same as `dinovault fetch --stage ...` (dinovault/cli/stage.py holds the one implementation), kept so that a clone
+runs it without installing the package: `python scripts/download_dinov2.py --model dinov2_vits14 --save_dir DIR`.
 """
 
-from __future__ import annotations
-
-import argparse
-import logging
 import sys
 from pathlib import Path
 
@@ -25,136 +12,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # run from a clone without installing the package
     sys.path.insert(0, str(REPO_ROOT))
 
-
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="download_dinov2.py",
-        description=__doc__.split("\n\n")[0] + "\n" + __doc__.split("\n\n")[1],
-        epilog=__doc__.split("\n\n", 2)[2],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--model", metavar="NAME", help="one torch.hub name, e.g. dinov2_vitb14 / 模型名称")
-    which.add_argument("--all", action="store_true", help="every model selected in params.yaml (the default) / 全部")
-    parser.add_argument("--save_dir", metavar="DIR", help="export <model>.pth and <model>.json here "
-                        "(without it only the torch.hub cache is filled) / 保存目录")
-    parser.add_argument("--allow-unverified", action="store_true",
-                        help="accept a model that has no pinned SHA-256 (its card says verified: false)")
-    parser.add_argument("--skip-test", action="store_true", help="skip the forward-pass smoke test / 跳过模型测试")
-    parser.add_argument("--metrics", metavar="FILE", help="write {embed_dim, num_params, forward_seconds} as JSON "
-                        "(one model only)")
-    parser.add_argument("--from", dest="from_paths", metavar="PATH", action="append", default=[],
-                        help="a file or folder downloaded by hand (official .pth under any name, or a Hugging Face "
-                        "model.safetensors): verified and placed in the cache first, no download / 导入手动下载的文件")
-    parser.add_argument("--formats", metavar="LIST",
-                        help="extra exports beside the .pth, comma list of safetensors,hf (default: params.yaml "
-                        "formats when --params is given) / 额外导出格式")
-    parser.add_argument("--params", metavar="FILE",
-                        help="params.yaml: the models of --all, and smoke_test: false skips the test "
-                        f"(default: {REPO_ROOT / 'params.yaml'}, read only by --all unless given)")
-    args = parser.parse_args(argv)
-    if args.metrics and not args.model:
-        parser.error("--metrics needs --model NAME (one model) / --metrics 只能用于单个模型")
-    from dinovault.params import FORMATS
-
-    bad = [f for f in (args.formats or "").split(",") if f.strip() and f.strip() not in FORMATS]
-    if bad:
-        parser.error(f"--formats: unknown format {bad[0]!r}; use pth, safetensors, hf / 未知格式")
-    return args
-
-
-def _say(line: str) -> None:
-    print(line, flush=True)
-
-
-def _fail(message: str) -> None:
-    print(f"✗ {message}", file=sys.stderr, flush=True)
-
-
-def _error_line(err) -> str:
-    return f"{err.message} → {err.hint}" if getattr(err, "hint", None) else str(err)
-
-
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="  %(message)s", stream=sys.stderr)
-
-    from dinovault import settings
-    from dinovault.cache import write_json_atomic
-    from dinovault.catalog import get_spec
-    from dinovault.errors import DinovaultError, UnknownModelError
-    from dinovault.fetch import fetch_model
-    from dinovault.progress import human_size
-
-    smoke = not args.skip_test
-    allow_unverified = args.allow_unverified or settings.allow_unverified()
-    try:
-        params = None
-        if args.params or not args.model:  # ruamel.yaml is only imported when params.yaml is read
-            from dinovault.params import load_params
-
-            params = load_params(args.params or REPO_ROOT / "params.yaml")
-        names = [args.model] if args.model else list(params.models)
-        skip_reason = "--skip-test"
-        if params is not None and not params.smoke_test and smoke:
-            smoke, skip_reason = False, "smoke_test: false in params.yaml"
-        for name in names:
-            get_spec(name)
-        formats = None
-        if args.formats is not None:
-            formats = ("pth", *[f.strip() for f in args.formats.split(",") if f.strip()])
-        elif params is not None:
-            formats = params.formats
-        if args.from_paths:
-            from dinovault.sources.local import import_paths
-
-            for line in import_paths(args.from_paths, allow_unverified=allow_unverified):
-                _say(line)
-    except UnknownModelError as err:
-        _fail(_error_line(err))
-        return 2
-    except DinovaultError as err:
-        _fail(_error_line(err))
-        return 1
-
-    failed = 0
-    for name in names:
-        try:
-            res = fetch_model(name, args.save_dir, allow_unverified=allow_unverified, smoke_test=smoke,
-                              formats=formats if args.save_dir else None)
-        except DinovaultError as err:
-            _fail(f"{name}: {_error_line(err)}")
-            failed += 1
-            continue
-        except KeyboardInterrupt:
-            _fail("interrupted / 已中断 → rerun the same command: the download resumes / 重新运行即可继续下载")
-            return 130
-        if not res.downloaded:
-            logging.info("%s: already in the cache, %s; nothing downloaded / 已缓存", res.spec.upstream_file,
-                         "verified" if res.verified else "unverified")
-        if not res.verified:
-            logging.warning("%s: UNVERIFIED (no pinned SHA-256) / 未验证", res.spec.upstream_file)
-        what = res.description
-        _say(f"✓ 模型下载成功！ / Model downloaded: {what} ({human_size(res.size)}, sha256 {res.sha256})")
-        if res.forward_seconds is not None:
-            _say(f"✓ 模型测试成功！ / Smoke test passed: output (1, {res.spec.embed_dim})")
-        else:
-            _say(f"- 已跳过模型测试 / Smoke test skipped ({skip_reason})")
-        _say(f"✓ 模型已保存到: {res.path} / Saved to: {res.path}")
-        if args.metrics:
-            metrics = {"embed_dim": res.spec.embed_dim, "num_params": res.spec.num_params,
-                       "forward_seconds": None if res.forward_seconds is None else round(res.forward_seconds, 4)}
-            path = Path(args.metrics)
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                write_json_atomic(path, metrics)
-            except OSError as err:
-                _fail(f"cannot write metrics {path}: {err.strerror or err} → check the path / 请检查路径")
-                failed += 1
-    if failed and len(names) > 1:
-        _fail(f"{failed} of {len(names)} models failed / {failed} 个模型失败")
-    return 1 if failed else 0
-
+from dinovault.cli.stage import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(default_params=REPO_ROOT / "params.yaml"))

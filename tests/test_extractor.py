@@ -119,11 +119,16 @@ def test_weights_from_environment_folder_or_file(models_dir, monkeypatch, tmp_pa
         DINOv2FeatureExtractor("dinov2_vits14_reg", weights=models_dir)
 
 
-def test_default_folder_is_the_repository_models_dir(monkeypatch):
+def test_default_folder_is_the_repository_models_dir(monkeypatch, tmp_path):
+    """The save_dir of the repository around the current directory (here this clone, as its params.yaml says), not
+    a folder beside the installed package (issue 16: a wheel looked in <site-packages>/models/dinov2)."""
     from dinovault.inference import extractor as module
 
+    root = module.Path(module.__file__).resolve().parents[2]
     monkeypatch.delenv("DINOVAULT_MODELS_DIR", raising=False)
-    assert module.REPO_MODELS_DIR == module.Path(module.__file__).resolve().parents[2] / "models" / "dinov2"
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.chdir(root / "tests")
+    assert module.REPO_MODELS_DIR == root / "models" / "dinov2"
     with pytest.raises(DinovaultError, match=str(module.REPO_MODELS_DIR / "dinov2_vitg14_reg.pth")):
         module.resolve_weights("dinov2_vitg14_reg")
 

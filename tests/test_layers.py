@@ -15,6 +15,8 @@ Layers, lowest first (a module may import its own layer and the ones below, neve
 10. inference/ extractors, folder features, torch.hub entries
 11. repo/      the repository: params.yaml, dvc.lock, the DVC adapter, the commands
 12. remotes/   configuring, probing, the one push and pull
+13. cli/       the fronts (and __main__): the `dinovault` command, the operations tasks.py shares, the fetch stage's
+               command, the public API
 
 Every import counts, also those inside functions (they are how torch and DVC stay lazy, and a lazy import still
 ties the modules together). The package's ``__init__`` is exempt as an importee: it only holds ``__version__`` and the
@@ -40,6 +42,7 @@ LAYERS = [
     {"inference"},
     {"repo"},
     {"remotes"},
+    {"cli", "__main__"},
 ]
 
 
@@ -144,6 +147,7 @@ NEW_FEATURES = {
     "repo/lockfile.py",  # issue 15: a dvc.lock with merge-conflict markers, a list or binary bytes, named with the fix
     "repo/known_errors.py",  # issue 15: DVC's own LockError, MissingParamsError... shown with what to do
     "repo/objects.py",  # issue 15: remote objects read back (verify --remote, pull "corrupted", push replaces them)
+    "repo/init.py",  # issue 16: `dinovault init` in any git repository
 }
 
 

@@ -1,7 +1,8 @@
 """``DINOv2FeatureExtractor``: offline DINOv2 features from images, paths or tensors.
 
-Never touches the network: the weights come from ``models/dinov2/<model>.pth`` of the repository, the folder
-named by ``DINOVAULT_MODELS_DIR``, or the folder or file given as ``weights``.
+Never touches the network: the weights are found by ``weights.find_weights`` (``weights=``, then
+``$DINOVAULT_MODELS_DIR``, then the save_dir of the repository around the current directory, then the verified file
+in the torch.hub cache).
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from PIL import Image
 from torchvision import transforms
 
 from ..catalog import get_spec
-from ..errors import ImageError, MissingWeightsError, UsageError
+from ..errors import ImageError, UsageError
 from ..model.checkpoint import load_backbone
-from ..settings import models_dir
+from .weights import find_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# the models folder of the clone holding the package (an editable install), looked at after the repository around
+# the current directory; a wheel has none
 REPO_MODELS_DIR = Path(__file__).resolve().parents[2] / "models" / "dinov2"
 _DTYPES = {
     None: None,
@@ -36,24 +39,13 @@ _DTYPES = {
 
 
 def resolve_weights(
-    model_name: str, weights: str | os.PathLike | None = None, default_dir: str | os.PathLike | None = None
+    model_name: str, weights: str | os.PathLike | None = None, repo: str | os.PathLike | None = None
 ) -> Path:
-    """The checkpoint file for ``model_name``: ``weights`` (a file, or a folder holding ``<model>.pth``),
-    else ``$DINOVAULT_MODELS_DIR/<model>.pth``, else ``<default_dir or repo>/models/dinov2/<model>.pth``."""
-    if weights is None:
-        folder = models_dir()
-        weights = Path(folder) if folder else Path(default_dir or REPO_MODELS_DIR)
-    path = Path(weights).expanduser()
-    if path.is_dir():
-        path = path / f"{model_name}.pth"
-    if not path.is_file():
-        raise MissingWeightsError(
-            f"no weights for {model_name} at {path} / 找不到 {model_name} 的权重",
-            f"bring them with `invoke fetch --model {model_name}` or `dvc pull models/dinov2/{model_name}.pth`, "
-            f"or pass weights=<file or folder> / 请运行 `invoke fetch --model {model_name}` 或 "
-            f"`dvc pull models/dinov2/{model_name}.pth`，或传入 weights=<文件或文件夹>",
-        )
-    return path
+    """The checkpoint file for ``model_name`` (see weights.find_weights); ``repo``: a repository whose save_dir is
+    looked at before the one around the current directory."""
+    clone = REPO_MODELS_DIR.parent.parent
+    return find_weights(model_name, weights, repo=repo,
+                        last_repo=clone if (clone / "params.yaml").is_file() else None)
 
 
 def build_transform() -> transforms.Compose:

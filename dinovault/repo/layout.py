@@ -37,7 +37,8 @@ def find_root(start: str | Path | None = None) -> Path:
     raise RepoError(
         f"{here} is not inside a dinovault repository (no dvc.yaml, .dvc/ and params.yaml above it) / "
         "当前目录不在 dinovault 仓库中",
-        "cd into your clone of dinovault and run the task again / 请先 cd 到仓库目录再运行",
+        "cd into your clone of dinovault or your project, or run `dinovault init` in your git repository first / "
+        "请先 cd 到仓库目录，或在你的 git 仓库中运行 dinovault init",
     )
 
 

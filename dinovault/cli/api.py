@@ -1,0 +1,97 @@
+"""The public API (``from dinovault import fetch, load_backbone, verify, import_file, DINOv2FeatureExtractor``): the
+commands' work as functions that return values and raise DinovaultError, printing nothing of their own."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def fetch(model: str, save_dir: str | os.PathLike | None = None, *, record: bool | None = None,
+          allow_unverified: bool = False, smoke_test: bool = True) -> Path:
+    """Bring ``model``'s verified weights here; returns the file to load.
+
+    In a dinovault repository (`dinovault init`; ``record=None`` looks for one around the current directory) and
+    without ``save_dir``: selected in params.yaml and recorded by its DVC stage, as `dinovault fetch` does; the file
+    is the workspace one. Otherwise (``record=False``, or no repository): the torch.hub cache, and ``save_dir`` when
+    given, no DVC, as the download script does."""
+    if record is not False and save_dir is None:
+        from ..errors import RepoError
+        from ..repo.init import has_stage
+        from ..repo.layout import find_root
+
+        try:
+            root = find_root()
+        except RepoError:
+            if record:
+                raise
+            root = None
+        if root is not None and (record or has_stage(root)):
+            from .ops import _fetch
+
+            return root / _fetch([model], allow_unverified).models[0].path
+    from ..fetch import fetch_model
+
+    return fetch_model(model, save_dir, allow_unverified=allow_unverified, smoke_test=smoke_test, progress=False).path
+
+
+@dataclass(frozen=True)
+class Verified:
+    model: str
+    path: Path
+    size: int
+    sha256: str
+
+
+def verify(model: str | None = None, path: str | os.PathLike | None = None, *, rehash: bool = False) -> Verified:
+    """Check a model's weights against their pinned size and SHA-256: ``path``, else the file ``load_backbone``
+    would load. With only ``path``, the model is the one whose pin it matches. VerificationError when it does not."""
+    from ..cache import check_file
+    from ..catalog import CATALOG, get_spec
+    from ..errors import UsageError, VerificationError
+    from ..files import hash_file
+    from ..inference.weights import find_weights
+    from ..registry import load_registry
+
+    pins = load_registry()
+    if model is None:
+        if path is None:
+            raise UsageError("verify needs a model name or a path / 需要模型名或路径", "verify('dinov2_vitb14')")
+        path = Path(path).expanduser()
+        got = hash_file(path)
+        model = next((s.name for s in CATALOG.values() if (p := pins.get(s.upstream_file))
+                      and (p.size, p.sha256) == (got.size, got.sha256)), None)
+        if model is None:
+            raise VerificationError(f"{path}: sha256 {got.sha256} matches no pinned DINOv2 file / 与任何固定哈希都不符",
+                                    "a damaged, re-saved or fine-tuned file? fetch it again / 请重新获取")
+    spec = get_spec(model)
+    path = Path(path).expanduser() if path is not None else find_weights(model)
+    pin = pins.get(spec.upstream_file)
+    if pin is None:
+        raise VerificationError(f"{spec.upstream_file} has no pin: it cannot be verified / 无固定哈希，无法校验",
+                                "add one to the registry (DINOV2_REGISTRY) / 请在注册表中添加")
+    check = check_file(path, pin, rehash=rehash)
+    if not check.ok:
+        raise VerificationError(f"{path}: {check.reason} / 与固定哈希不符",
+                                f"fetch it again: dinovault fetch --model {model} / 请重新获取")
+    return Verified(model, path, check.size, str(check.sha256))
+
+
+def import_file(path: str | os.PathLike, allow_unverified: bool = False) -> str:
+    """Verify a hand-downloaded file (an official .pth under any name, or a Hugging Face model.safetensors) and
+    place it in the cache, with no download; returns the model name (then ``fetch(name)`` records it)."""
+    from ..sources.local import import_file as place
+
+    return place(Path(path).expanduser(), allow_unverified)[0]
+
+
+def load_backbone(model: str, weights=None, device=None):
+    """The backbone ``model`` in eval mode (official keys and forward), its weights found as the extractor finds
+    them (``weights=``, $DINOVAULT_MODELS_DIR, the repository's save_dir, the verified torch.hub cache)."""
+    from ..inference.weights import load_backbone as load
+
+    return load(model, weights, device)
+
+
+__all__ = ["Verified", "fetch", "import_file", "load_backbone", "verify"]

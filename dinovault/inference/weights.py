@@ -1,0 +1,131 @@
+"""Where the weights of a model are, whatever the install (a clone, a wheel, a user's own project). No torch here.
+
+The order, first that applies:
+
+1. ``weights=`` (a file, or a folder holding ``<model>.pth``): the only place looked at when given;
+2. ``$DINOVAULT_MODELS_DIR``: the only place looked at when set;
+3. the ``save_dir`` of a repository: the one given (hubconf.py's own clone), then the one around the current
+   directory, found upward by its ``params.yaml`` (default ``models/dinov2``);
+4. the torch.hub cache file (``$TORCH_HOME/hub/checkpoints/<official file>``), only when it matches its pin (by the
+   verified stamp, else by hashing it): an unverified file there is never used; else a checkpoint converted from the
+   pinned Hugging Face file (``$TORCH_HOME/hub/dinovault/converted/``), checked against its record.
+
+The error when none has it names each place looked at and the command that brings the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..cache import cache_path, check_file
+from ..catalog import get_spec
+from ..errors import DinovaultError, MissingWeightsError
+from ..params import load_params
+from ..registry import load_registry
+from ..settings import models_dir
+
+PARAMS_FILE = "params.yaml"
+DEFAULT_SAVE_DIR = "models/dinov2"
+
+
+def repository_around(start: str | os.PathLike | None = None) -> Path | None:
+    """The nearest folder at or above ``start`` (default: the current directory) holding a params.yaml."""
+    here = Path(start or os.getcwd()).resolve()
+    return next((d for d in (here, *here.parents) if (d / PARAMS_FILE).is_file()), None)
+
+
+def save_dir_of(root: Path) -> Path:
+    """``root``'s save_dir from its params.yaml (``models/dinov2`` when it has none, or one that does not parse)."""
+    try:
+        return root / load_params(root / PARAMS_FILE, own_keys=True).save_dir
+    except DinovaultError:
+        return root / DEFAULT_SAVE_DIR
+
+
+def _in_folder(path: Path, name: str) -> Path:
+    return path / f"{name}.pth" if path.is_dir() else path
+
+
+def _verified_cache(name: str) -> tuple[Path, str]:
+    """The torch.hub cache file and why it cannot be used ('' when it can)."""
+    spec = get_spec(name)
+    path = cache_path(spec.upstream_file)
+    if not path.is_file():
+        return path, "absent"
+    try:
+        pin = load_registry().get(spec.upstream_file)
+    except DinovaultError as err:
+        return path, f"not verified: {err.message}"
+    if pin is None:
+        return path, "not verified: no pin for it"
+    check = check_file(path, pin)
+    return path, "" if check.ok else f"not verified: {check.reason}"
+
+
+def _converted(name: str) -> Path | None:
+    """A checkpoint converted from the pinned Hugging Face file (the ``huggingface`` source), when intact."""
+    from ..registry import load_pins
+    from ..sources import Request, get
+
+    try:
+        got = get("huggingface").local(Request(get_spec(name), load_pins(), None))
+    except DinovaultError:
+        return None
+    return got.path if got is not None and got.verified else None
+
+
+def find_weights(name: str, weights: str | os.PathLike | None = None, repo: str | os.PathLike | None = None,
+                 start: str | os.PathLike | None = None, last_repo: str | os.PathLike | None = None) -> Path:
+    """The checkpoint file for ``name`` in the order of this module's docstring; MissingWeightsError otherwise.
+    ``repo`` is looked at before the repository around ``start`` (default: the current directory), ``last_repo``
+    after it."""
+    get_spec(name)
+    explicit = weights if weights is not None else models_dir()
+    if explicit is not None:
+        path = _in_folder(Path(explicit).expanduser(), name)
+        if path.is_file():
+            return path
+        raise _missing(name, [str(path)])
+    looked, first_repo = [], None
+    repos = (repo and Path(repo).resolve(), repository_around(start), last_repo and Path(last_repo).resolve())
+    for root in dict.fromkeys(r for r in repos if r):
+        path = save_dir_of(root) / f"{name}.pth"
+        first_repo = first_repo or (root, path)
+        if path.is_file():
+            return path
+        looked.append(str(path))
+    path, problem = _verified_cache(name)
+    if not problem:
+        return path
+    looked.append(f"{path} ({problem})")
+    converted = _converted(name)
+    if converted is not None:
+        return converted
+    folder = first_repo[1].parent.relative_to(first_repo[0]).as_posix() if first_repo else DEFAULT_SAVE_DIR
+    raise _missing(name, looked, folder)
+
+
+def _missing(name: str, looked: list[str], folder: str = DEFAULT_SAVE_DIR) -> MissingWeightsError:
+    where = " nor ".join(looked)
+    pull = f"dvc pull {folder}/{name}.pth"
+    return MissingWeightsError(
+        f"no weights for {name} at {where} / 找不到 {name} 的权重",
+        f"bring them with `dinovault fetch --model {name}` (`invoke fetch --model {name}` in a dinovault clone) or "
+        f"`{pull}`, or pass weights=<file or folder> / 请运行 `dinovault fetch --model {name}` 或 `{pull}`，"
+        "或传入 weights=<文件或文件夹>",
+    )
+
+
+def load_backbone(name: str, weights=None, device=None, repo: str | os.PathLike | None = None):
+    """The backbone ``name`` in eval mode, its weights found as above (or ``weights`` a state_dict mapping)."""
+    from collections.abc import Mapping
+
+    from ..model.checkpoint import load_backbone as load
+
+    spec = get_spec(name)
+    source = weights if isinstance(weights, Mapping) else find_weights(name, weights, repo)
+    return load(source, spec, device=device)
+
+
+__all__ = ["find_weights", "load_backbone", "repository_around", "save_dir_of"]
