@@ -59,8 +59,8 @@ def load(name: str, repo_dir: str | os.PathLike, *, pretrained: bool = True, wei
             err.message,
             f"fetch them: dinovault fetch --model {name} (invoke fetch --model {name} in a dinovault clone, or dvc "
             f"pull {family_of(spec).DEFAULT_SAVE_DIR}/{name}.pth); or pass weights=<file or folder>, or "
-            f"pretrained=False for the untrained network / 请先获取：dinovault fetch --model {name}（或 dvc pull），或传入 weights=<文件或文件夹>，或用 "
-            "pretrained=False 得到未训练的网络",
+            f"pretrained=False for the untrained network / 请先获取：dinovault fetch --model {name}（或 dvc pull），"
+            "或传入 weights=<文件或文件夹>，或用 pretrained=False 得到未训练的网络",
         ) from None
     return load_backbone(path, spec).train()
 
