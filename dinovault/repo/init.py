@@ -19,10 +19,11 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..catalog import FAMILIES
 from ..errors import RepoError
 from ..files import json_text, write_atomic
 from ..params import PACKAGE_FILE, load_params
-from .layout import PARAMS_FILE, STAGE
+from .layout import PARAMS_FILE
 
 DVC_FILE = "dvc.yaml"
 REMOTE_NAME, REMOTE_URL = "home", "~/.cache/dinovault/dvc-remote"
@@ -37,27 +38,36 @@ PARAMS_BLOCK = {
     "save_dir": "# dinovault: where the weights go (DVC outputs) / 模型导出目录\nsave_dir: models/dinov2\n",
     "formats": "# dinovault: exports beside the .pth: safetensors, hf / 额外导出格式\nformats: [pth]\n",
     "smoke_test": "# dinovault: a forward pass after each download / 下载后运行一次前向测试\nsmoke_test: true\n",
+    "dinov3_models": "# dinovault: the DINOv3 models (their own stage and folder; README: DINOv3) / DINOv3 模型\n"
+                     "dinov3_models: []\n",
+    "dinov3_save_dir": "# dinovault: where the DINOv3 weights go / DINOv3 模型导出目录\n"
+                       "dinov3_save_dir: models/dinov3\n",
 }
-STAGE_CMD = ("dinovault fetch --stage --model ${item} --save_dir ${save_dir} --metrics metrics/${item}.json "
-             f"--params {PARAMS_FILE}")
-STAGE_BLOCK = f"""\
-  # dinovault: one stage per model selected in params.yaml (fetch@<model>): download once into the torch.hub cache,
-  # verify against the pinned SHA-256, export to save_dir, smoke-test, record the metrics. 每个选中的模型一个阶段。
-  {STAGE}:
-    foreach: ${{models}}
+
+
+def stage_block(family) -> str:
+    """The fetch stage of one model family (catalog: its params.yaml keys and stage name), as dvc.yaml text."""
+    models, save_dir, stage = family.SELECT_KEY, family.SAVE_DIR_KEY, family.STAGE
+    cmd = (f"dinovault fetch --stage --model ${{item}} --save_dir ${{{save_dir}}} --metrics metrics/${{item}}.json "
+           f"--params {PARAMS_FILE}")
+    return f"""\
+  # dinovault: one stage per {family.FAMILY} model selected in params.yaml ({stage}@<model>): download once into the
+  # torch.hub cache, verify against the pinned SHA-256, export to {save_dir}, smoke-test, record the metrics.
+  {stage}:
+    foreach: ${{{models}}}
     do:
-      cmd: {STAGE_CMD}
+      cmd: {cmd}
       deps:  # the installed dinovault: its version and a hash of its fetch code (an upgrade reruns the stage)
         - {PACKAGE_FILE}
       params:
-        - save_dir
+        - {save_dir}
         - smoke_test
         - formats
       outs:
-        - ${{save_dir}}/${{item}}.pth
-        - ${{save_dir}}/${{item}}.json
-        - ${{save_dir}}/safetensors/${{item}}
-        - ${{save_dir}}/hf/${{item}}
+        - ${{{save_dir}}}/${{item}}.pth
+        - ${{{save_dir}}}/${{item}}.json
+        - ${{{save_dir}}}/safetensors/${{item}}
+        - ${{{save_dir}}}/hf/${{item}}
       metrics:
         - metrics/${{item}}.json:
             cache: false
@@ -150,12 +160,14 @@ def _check(root: Path) -> None:
         data = YAML(typ="safe").load(path.read_text(encoding="utf-8")) if path.is_file() else None
     except YAMLError as err:
         raise RepoError(f"{path}: not valid YAML ({err}) / 不是有效的 YAML", "fix it first / 请先修正") from None
-    stage = ((data or {}).get("stages") or {}).get(STAGE) if isinstance(data, dict) else None
-    if stage is not None:
+    for name in (f.STAGE for f in FAMILIES):
+        stage = ((data or {}).get("stages") or {}).get(name) if isinstance(data, dict) else None
+        if stage is None:
+            continue
         cmd = str((stage.get("do") or stage).get("cmd", "")) if isinstance(stage, dict) else str(stage)
         if not any(mark in cmd for mark in OURS):
-            raise RepoError(f"{DVC_FILE} already has a stage named '{STAGE}' that is not dinovault's: {cmd} / "
-                            f"已有同名阶段 '{STAGE}'",
+            raise RepoError(f"{DVC_FILE} already has a stage named '{name}' that is not dinovault's: {cmd} / "
+                            f"已有同名阶段 '{name}'",
                             "rename that stage, then run `dinovault init` again / 请先重命名该阶段后重试")
 
 
@@ -223,33 +235,38 @@ def _stage(root: Path, done: Initialised) -> None:
     text = path.read_text(encoding="utf-8") if path.is_file() else ""
     data = YAML().load(text) if text.strip() else None
     stages = data.get("stages") if data else None
-    if stages and STAGE in stages:  # dinovault's (_check refused any other)
-        done.kept.append(f"{DVC_FILE}: stage {STAGE}")
+    have = [f.STAGE for f in FAMILIES if stages and f.STAGE in stages]  # dinovault's (_check refused any other)
+    if have:
+        done.kept.append(f"{DVC_FILE}: stage {', '.join(have)}")
+    missing = [f for f in FAMILIES if f.STAGE not in have]
+    if not missing:
         return
+    blocks = "".join(stage_block(f) for f in missing)
     if data is None or "stages" not in data:
-        new = _ends_with_newline(text) + "stages:\n" + STAGE_BLOCK
+        new = _ends_with_newline(text) + "stages:\n" + blocks
     elif list(data)[-1] == "stages" and (stages is None or (stages and not stages.fa.flow_style())):
         indent = stages.lc.key(next(iter(stages)))[1] if stages else 2  # the column of the project's own stages
         new = _ends_with_newline(text) + "".join(" " * indent + line[2:] if line.strip() else line
-                                                 for line in STAGE_BLOCK.splitlines(keepends=True))
+                                                 for line in blocks.splitlines(keepends=True))
     else:  # stages is not the last key, or written inline: DVC's own way of editing dvc.yaml (ruamel round trip)
-        block = YAML().load("stages:\n" + STAGE_BLOCK)["stages"]
+        block = YAML().load("stages:\n" + blocks)["stages"]
         if stages is None:
             data["stages"] = block
         else:
-            stages[STAGE] = block[STAGE]
+            stages.update(block)
         out = io.StringIO()
         yaml = YAML()
         yaml.indent(mapping=2, sequence=4, offset=2)
         yaml.dump(data, out)
         new = out.getvalue()
     write_atomic(path, new)
-    done.changed.append(f"{DVC_FILE}: stage {STAGE} (fetch@<model> for each model in {PARAMS_FILE})")
+    names = ", ".join(f"{f.STAGE} ({f.STAGE}@<model> for each model in {f.SELECT_KEY})" for f in missing)
+    done.changed.append(f"{DVC_FILE}: stage {names}")
 
 
 def _gitignore(root: Path, done: Initialised) -> None:
-    save_dir = load_params(root / PARAMS_FILE, own_keys=True).save_dir.strip("/")
-    wanted = [f"/{save_dir}/*.pth", f"/{save_dir}/*.json"]
+    save_dirs = load_params(root / PARAMS_FILE, own_keys=True).save_dirs.values()
+    wanted = [line for d in dict.fromkeys(d.strip("/") for d in save_dirs) for line in (f"/{d}/*.pth", f"/{d}/*.json")]
     path = root / ".gitignore"
     text = path.read_text(encoding="utf-8") if path.is_file() else ""
     have = {line.strip() for line in text.splitlines()}
@@ -272,7 +289,7 @@ def has_stage(root: Path) -> bool:
     if not path.is_file():
         return False
     data = YAML(typ="safe").load(path.read_text(encoding="utf-8")) or {}
-    return STAGE in (data.get("stages") or {}) if isinstance(data, dict) else False
+    return FAMILIES[0].STAGE in (data.get("stages") or {}) if isinstance(data, dict) else False
 
 
 __all__ = ["PACKAGE_FILE", "Initialised", "has_stage", "init", "package_record", "project_root", "refresh_package_file"]
