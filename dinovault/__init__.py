@@ -1,4 +1,4 @@
-"""dinovault: pinned, verified, reproducible DINOv2 weights, loaded offline with official behaviour.
+"""dinovault: pinned, verified, reproducible DINOv2 and DINOv3 weights, loaded offline with official behaviour.
 
     from dinovault import fetch, load_backbone, verify, import_file, DINOv2FeatureExtractor
 
@@ -16,6 +16,7 @@ _LAZY = {
     "verify": "dinovault.cli.api",
     "import_file": "dinovault.cli.api",
     "DINOv2FeatureExtractor": "dinovault.inference.extractor",
+    "DINOv3FeatureExtractor": "dinovault.inference.extractor",
     "fetch_model": "dinovault.fetch",
 }
 __all__ = [*_LAZY, "__version__"]

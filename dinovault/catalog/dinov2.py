@@ -16,6 +16,9 @@ IMG_SIZE = 518  # pos_embed holds (518/14)^2 = 37^2 patches + CLS
 _HF_SIZES = {"s": "small", "b": "base", "l": "large", "g": "giant"}
 # where the family lives in a repository: its key of params.yaml, its folder's key and default, its DVC stage
 SELECT_KEY, SAVE_DIR_KEY, DEFAULT_SAVE_DIR, STAGE = "models", "save_dir", "models/dinov2", "fetch"
+# the official evaluation preprocessing: shorter side to 256 (bicubic, on the PIL image), centre crop 224, then the
+# row's mean/std
+EVAL_RESIZE, EVAL_INTERPOLATION, EVAL_CROP, EVAL_ON_TENSOR = 256, "bicubic", 224, False
 
 
 def state_dict_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:

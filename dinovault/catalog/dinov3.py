@@ -37,6 +37,9 @@ SAT_STD = (0.213, 0.156, 0.143)
 _WEIGHTS = {"LVD1689M": "lvd1689m", "SAT493M": "sat493m"}
 # where the family lives in a repository: its key of params.yaml, its folder's key and default, its DVC stage
 SELECT_KEY, SAVE_DIR_KEY, DEFAULT_SAVE_DIR, STAGE = "dinov3_models", "dinov3_save_dir", "models/dinov3", "fetch_dinov3"
+# the official README's transform: to a uint8 tensor, a square resize to 256x256 (bilinear, antialiased), no crop,
+# to float, the row's mean/std
+EVAL_RESIZE, EVAL_INTERPOLATION, EVAL_CROP, EVAL_ON_TENSOR = (256, 256), "bilinear", None, True
 
 
 def vit_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:

@@ -1,4 +1,5 @@
-"""``DINOv2FeatureExtractor``: offline DINOv2 features from images, paths or tensors.
+"""``DINOv2FeatureExtractor`` (and ``DINOv3FeatureExtractor``, the same class for DINOv3's default): offline features
+of any catalog model from images, paths or tensors, with its family's official preprocessing.
 
 Never touches the network: the weights are found by ``weights.find_weights`` (``weights=``, then
 ``$DINOVAULT_MODELS_DIR``, then the save_dir of the repository around the current directory, then the verified file
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision import transforms
 
-from ..catalog import get_spec
+from ..catalog import ModelSpec, family_of, get_spec
 from ..errors import ImageError, UsageError
 from ..model.checkpoint import load_backbone
 from .weights import find_weights
@@ -48,16 +49,28 @@ def resolve_weights(
                         last_repo=clone if (clone / "params.yaml").is_file() else None)
 
 
-def build_transform() -> transforms.Compose:
-    """The official evaluation preprocessing: Resize 256 (bicubic), CenterCrop 224, ImageNet mean/std."""
-    return transforms.Compose(
-        [
-            transforms.Resize(256, interpolation=transforms.InterpolationMode.BICUBIC),
-            transforms.CenterCrop(224),
-            transforms.ToTensor(),
-            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ]
-    )
+def _geometry(spec: ModelSpec) -> list:
+    family = family_of(spec)
+    if family.EVAL_ON_TENSOR:  # torchvision's v2 kernels, as the official transform (v2 resizes uint8 on its own path)
+        from torchvision.transforms import v2 as api
+    else:
+        api = transforms
+    mode = transforms.InterpolationMode(family.EVAL_INTERPOLATION)
+    steps = [api.Resize(family.EVAL_RESIZE, interpolation=mode, antialias=True)]
+    return steps + ([api.CenterCrop(family.EVAL_CROP)] if family.EVAL_CROP else [])
+
+
+def build_transform(spec: ModelSpec | None = None):
+    """The official evaluation preprocessing of ``spec``'s family, step for step (default DINOv2's: Resize 256
+    bicubic, CenterCrop 224 on the PIL image, ImageNet mean/std; DINOv3's README: to a uint8 tensor, a square Resize
+    to 256x256, to float, the row's mean/std, SAT-493M's own)."""
+    spec = spec or get_spec("dinov2_vitb14")
+    if family_of(spec).EVAL_ON_TENSOR:
+        from torchvision.transforms import v2
+
+        return v2.Compose([v2.ToImage(), *_geometry(spec), v2.ToDtype(torch.float32, scale=True),
+                           v2.Normalize(mean=spec.mean, std=spec.std)])
+    return transforms.Compose([*_geometry(spec), transforms.ToTensor(), transforms.Normalize(spec.mean, spec.std)])
 
 
 def _problem(err: Exception) -> str:
@@ -140,11 +153,12 @@ class DINOv2FeatureExtractor:
         self.autocast = self.dtype not in (None, torch.float32)
         self.weights = weights if isinstance(weights, Mapping) else resolve_weights(model_name, weights)
         self.model = load_backbone(self.weights, self.spec, device=self.device)
-        self.transform = build_transform()
+        self.transform = build_transform(self.spec)
+        self._geometry = transforms.Compose(_geometry(self.spec))
         self.embed_dim = self.spec.embed_dim
 
     def __repr__(self) -> str:
-        return f"DINOv2FeatureExtractor({self.model_name!r}, device={str(self.device)!r}, dtype={self.dtype})"
+        return f"{type(self).__name__}({self.model_name!r}, device={str(self.device)!r}, dtype={self.dtype})"
 
     def preprocess(self, images) -> torch.Tensor:
         """A model-ready float batch (N, 3, H, W) from any accepted input."""
@@ -156,6 +170,8 @@ class DINOv2FeatureExtractor:
                     "图片张量的形状须为 (N, 3, H, W)"
                 )
             if x.dtype == torch.uint8:
+                if family_of(self.spec).EVAL_ON_TENSOR:  # the official transform takes the uint8 pixels as they are
+                    return self.transform(x)
                 return self.transform.transforms[-1](self._resize_crop(x.float() / 255))
             if not x.is_floating_point():
                 raise ImageError(
@@ -169,8 +185,7 @@ class DINOv2FeatureExtractor:
         return torch.stack([self.transform(im) for im in pils])
 
     def _resize_crop(self, x: torch.Tensor) -> torch.Tensor:
-        resize, crop = self.transform.transforms[:2]
-        return crop(resize(x))
+        return self._geometry(x)
 
     @torch.inference_mode()
     def forward(self, x: torch.Tensor, patch_tokens: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -212,3 +227,10 @@ class DINOv2FeatureExtractor:
         return (cls, torch.cat(patch_out)) if patch_tokens else cls
 
     __call__ = extract
+
+
+class DINOv3FeatureExtractor(DINOv2FeatureExtractor):
+    """The same extractor with a DINOv3 model by default (any catalog model works with either name)."""
+
+    def __init__(self, model_name: str = "dinov3_vitb16", *args, **kwargs):
+        super().__init__(model_name, *args, **kwargs)

@@ -14,16 +14,17 @@ from pathlib import Path
 
 import torch
 
-from ..catalog import CATALOG, ModelSpec
+from ..catalog import CATALOG, ModelSpec, family_of
 from ..errors import CheckpointError
 
-_REFETCH = "fetch it again: invoke fetch --model {name} (or dvc pull models/dinov2/{name}.pth)"
-_REFETCH_ZH = "请重新获取：invoke fetch --model {name}（或 dvc pull models/dinov2/{name}.pth）"
+_REFETCH = "fetch it again: invoke fetch --model {name} (or dvc pull {folder}/{name}.pth)"
+_REFETCH_ZH = "请重新获取：invoke fetch --model {name}（或 dvc pull {folder}/{name}.pth）"
 
 
 def _refetch(name: str, why: str = "", why_zh: str = "") -> str:
     """The hint to get a good file again, after an optional reason, in English then Chinese."""
-    return f"{why}{_REFETCH.format(name=name)} / {why_zh}{_REFETCH_ZH.format(name=name)}"
+    folder = family_of(name).DEFAULT_SAVE_DIR if name in CATALOG else "models/dinov2"
+    return f"{why}{_REFETCH.format(name=name, folder=folder)} / {why_zh}{_REFETCH_ZH.format(name=name, folder=folder)}"
 _CHUNKED = re.compile(r"^blocks\.\d+\.\d+\.")
 
 
