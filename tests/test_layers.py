@@ -144,6 +144,8 @@ NEW_FEATURES = {
     "repo/lockfile.py",  # issue 15: a dvc.lock with merge-conflict markers, a list or binary bytes, named with the fix
     "repo/known_errors.py",  # issue 15: DVC's own LockError, MissingParamsError... shown with what to do
     "repo/objects.py",  # issue 15: remote objects read back (verify --remote, pull "corrupted", push replaces them)
+    "repo/fetchlock.py",  # issue 15: concurrent `invoke fetch` (DDP ranks) take turns
+    "remotes/bounded.py",  # issue 17: remote commands bounded in time, unwound by SIGTERM
 }
 
 
