@@ -125,3 +125,25 @@ def test_status_from_a_subfolder_prints_paths_from_the_root(machine):
                     "      size: 1\n", encoding="utf-8")
     res = c.invoke("status", cwd=c.path / "models")
     assert "scripts/download_dinov2.py" in res.stdout and "../" not in res.text, res.text
+
+
+def test_an_endpoint_that_is_not_s3(machine, tmp_path):
+    """Python's http.server answers PUT with 501: one line saying the server does not speak S3, no raw chain."""
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        c = machine.clone("not-s3")
+        c.env["DINOV2_TIMEOUT"] = "5"
+        before = config_files(c)
+        res = c.invoke("remote", "--url", "s3://team-bucket/dvc", "--endpoint-url",
+                       f"http://127.0.0.1:{server.server_address[1]}", *S3_KEYS, ok=False)
+        assert "does not speak this protocol" in res.stderr and "Errno 38" not in res.text, res.text
+        assert sum(line.startswith("error: ") for line in res.stderr.splitlines()) == 1, res.text
+        assert config_files(c) == before
+    finally:
+        server.shutdown()
+        server.server_close()
