@@ -148,6 +148,8 @@ NEW_FEATURES = {
     "repo/known_errors.py",  # issue 15: DVC's own LockError, MissingParamsError... shown with what to do
     "repo/objects.py",  # issue 15: remote objects read back (verify --remote, pull "corrupted", push replaces them)
     "repo/init.py",  # issue 16: `dinovault init` in any git repository
+    "repo/fetchlock.py",  # issue 15: concurrent `invoke fetch` (DDP ranks) take turns
+    "remotes/bounded.py",  # issue 17: remote commands bounded in time, unwound by SIGTERM
 }
 
 

@@ -1,4 +1,5 @@
-"""`invoke remote`: S3 (and S3-compatible stores), SSH/SFTP and WebDAV as DVC remotes, in one command each.
+"""`invoke remote`: S3 (and S3-compatible stores), SSH/SFTP, WebDAV and local folders (a NAS, a USB disk) as DVC
+remotes, in one command each.
 
 The URL and team-wide settings go to the tracked ``.dvc/config``, every secret or per-person setting to
 ``.dvc/config.local`` (git-ignored by DVC); the bucket or folder is created and probed. On any failure both files
@@ -16,11 +17,12 @@ from urllib.parse import urlsplit
 
 from ..errors import RemoteError
 from ..files import write_atomic
-from ..repo.dvc import open_repo
+from ..repo.dvc import describe, open_repo
+from .bounded import deadline, request_timeouts, signals_unwind, within
 from .probe import probe
 
 DEFAULT_NAME = "team"
-SCHEMES = {"s3": "S3", "ssh": "SSH", "webdav": "WebDAV", "webdavs": "WebDAV"}
+SCHEMES = {"s3": "S3", "ssh": "SSH", "webdav": "WebDAV", "webdavs": "WebDAV", "local": "local folder"}
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _FIX = "fix the option and run `invoke remote` again / 请修正后重新运行 invoke remote"
 
@@ -40,8 +42,16 @@ class RemoteURL:
 
 
 def parse_url(url: str) -> RemoteURL:
-    """Check a remote URL and split it; refuses URLs that would put a password in a tracked file."""
+    """Check a remote URL and split it; refuses URLs that would put a password in a tracked file. A path without a
+    scheme is a local folder (a mounted NAS, a USB disk), which must be absolute on this machine."""
     bad = f"remote URL {url!r}"
+    if "://" not in url:
+        path = Path(url).expanduser()
+        if not path.is_absolute():
+            raise RemoteError(f"{bad}: a local folder remote needs an absolute path on this machine / "
+                              "本地目录须为绝对路径",
+                              "e.g. --url /mnt/nas/dvc (Windows: --url D:\\dvc-store) / 例如 --url /mnt/nas/dvc")
+        return RemoteURL(url=str(path), scheme="local", host="", port=None, path=str(path))
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -50,7 +60,8 @@ def parse_url(url: str) -> RemoteURL:
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
         raise RemoteError(f"{bad}: unsupported scheme {scheme or '(none)'!r} / 不支持的协议",
-                          "use s3://bucket/prefix, ssh://user@host[:port]/path or webdav[s]://host[:port]/path")
+                          "use s3://bucket/prefix, ssh://user@host[:port]/path, webdav[s]://host[:port]/path or "
+                          "a folder: /mnt/nas/dvc")
     if parts.password:
         raise RemoteError(f"{bad} contains a password, which would end up in git / 地址中不能包含密码",
                           "pass it with --password or --secret-access-key instead / 请用 --password 传入")
@@ -101,6 +112,7 @@ _ALLOWED = {
     "ssh": {"keyfile", "user", "password"},
     "webdav": {"user", "password"},
     "webdavs": {"user", "password"},
+    "local": set(),
 }
 
 
@@ -183,7 +195,9 @@ def configure(root: Path, url: str, name: str = DEFAULT_NAME, *, default: bool =
         raise RemoteError(f"remote name {name!r} / 远程名称无效",
                           "use letters, digits, '.', '_', '-' / 只能含字母、数字、. _ -")
     probed = None
-    with _restored_on_error(root), open_repo(root) as repo:
+    with signals_unwind(), _restored_on_error(root), open_repo(root) as repo:
+        if check:  # before anything is written: killed or timed out, it leaves the config files as they were
+            probed = _probe_in_memory(repo, name, {"url": remote.url, **opts.shared, **opts.local})
         try:
             # DVC validates the merged config on every edit, so the old local settings go first (an S3 key would not
             # be valid next to a new ssh:// URL)
@@ -198,6 +212,16 @@ def configure(root: Path, url: str, name: str = DEFAULT_NAME, *, default: bool =
                     conf["remote"][name] = dict(opts.local)
         except ConfigError as err:
             raise RemoteError(f"DVC refused the remote settings: {err} / DVC 拒绝了这些远程设置", _FIX) from None
-        if check:
-            probed = probe(repo, name, create=True)
     return Configured(remote, name, default, probed, sorted(opts.local))
+
+
+def _probe_in_memory(repo, name: str, remote: dict) -> str:
+    """Create and probe remote ``name`` as this command's DVC config holds it in memory only, each request with a
+    timeout and the whole within a deadline (bounded.py)."""
+    from dvc.config import Config, ConfigError
+
+    try:
+        repo.config["remote"][name] = Config.validate({"remote": {name: request_timeouts(remote)}})["remote"][name]
+    except ConfigError as err:
+        raise RemoteError(f"DVC refused the remote settings: {err} / DVC 拒绝了这些远程设置", _FIX) from None
+    return within(deadline(), lambda: probe(repo, name, create=True), describe(repo, name))

@@ -25,6 +25,7 @@ from ..repo.dvc import captured_logs, describe, explain, open_repo, remote_name
 from ..repo.layout import Layout, link_torch_copies
 from ..repo.objects import corrupted_error, drop_corrupt, drop_pull_temps
 from . import s3
+from .bounded import bound_requests
 from .probe import check_answers, get_remote, reach, why_forbidden
 
 # Uploads to these go straight to the final object name, so an interrupted push can leave a truncated object that
@@ -95,6 +96,7 @@ def _run(direction, layout: Layout, name, jobs, retries, on_retry, targets) -> T
     t0 = time.monotonic()
     with open_repo(layout.root, remote=name, verify=direction == "pull") as repo:
         result.remote = describe(repo, name)
+        bound_requests(repo, remote_name(repo, name))
         if targets is None:
             targets = _recorded_targets(repo, result)
         if targets == [] and direction == "push":  # nothing fetched yet (a pull still checks its remote)
@@ -115,7 +117,7 @@ def _run(direction, layout: Layout, name, jobs, retries, on_retry, targets) -> T
                             else:
                                 repo.push(targets=targets, remote=planned, jobs=jobs)
                         else:
-                            if result.attempts == 1:
+                            if not contacted:
                                 check_answers(repo, name, result.remote)
                                 contacted = True
                             _pull_once(repo, name, jobs, targets, result, on_s3)
@@ -125,7 +127,8 @@ def _run(direction, layout: Layout, name, jobs, retries, on_retry, targets) -> T
                         raise _explain(repo, name, direction, err, logs.texts) from None
                 result.warnings = logs.warnings
             except RemoteError as err:
-                if err.transient and contacted and result.attempts <= len(delays):
+                # before the server ever answered, only a timeout is worth another try (it may be overloaded)
+                if err.transient and (contacted or err.cause == "timeout") and result.attempts <= len(delays):
                     delay = delays[result.attempts - 1]
                     if on_retry:
                         on_retry(err, delay, result.attempts, len(delays))

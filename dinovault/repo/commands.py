@@ -3,6 +3,7 @@ the one DVC adapter (dvc.py) and returns data; printing is the fronts' job (task
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from collections.abc import Callable
@@ -19,7 +20,8 @@ from ..files import hash_file, write_atomic
 from ..params import add_models, remove_models
 from ..registry import Pin, Pins, load_pins, load_registry
 from .dvc import describe, explain, open_repo, recorded_logs, remote_has, unverified_allowed
-from .layout import PARAMS_FILE, Layout, fetch_lock, find_root, link_torch_copies, stage_name
+from .fetchlock import fetch_lock
+from .layout import PARAMS_FILE, Layout, find_root, link_torch_copies, stage_name
 
 # ---------------------------------------------------------------------------------------------- fetch
 
@@ -167,12 +169,13 @@ def status(root: Path | None = None, cloud: bool = False, remote: str | None = N
     from dvc.exceptions import DvcException
 
     layout = Layout.load(root)  # a broken params.yaml is reported with its line, before DVC's own parse error
-    with open_repo(layout.root, remote=remote) as repo:
+    # DVC names files relative to the working directory: from the root, a subfolder does not print ../dvc.yaml
+    with contextlib.chdir(layout.root), open_repo(layout.root, remote=remote) as repo:
         where = describe(repo, remote) if cloud else "the pipeline"
         try:
             changes = repo.status(cloud=cloud, remote=remote)
         except DvcException as err:
-            raise explain(err, "status", describe(repo, remote)) from None
+            raise explain(err, "status", describe(repo, remote) if cloud else "") from None
     return Status(where, [(t, _describe_change(t, what, layout.recorded)) for t, what in changes.items()])
 
 

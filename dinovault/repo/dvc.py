@@ -96,7 +96,12 @@ _RULES: list[tuple[str, str, str, str]] = [
      "the server went away during the transfer; rerun when it is back, only what is missing is sent / "
      "传输中服务器断开；恢复后重新运行即可，只会发送缺失的部分"),
     ("timeout", r"timed out|Timeout|ETIMEDOUT", "timed out / 超时",
-     "check the network and that the server is not overloaded / 请检查网络与服务器负载"),
+     "check the network and that the server is not overloaded; DINOV2_TIMEOUT sets how long each request may wait "
+     "/ 请检查网络与服务器负载；DINOV2_TIMEOUT 设置每次请求的等待时间"),
+    ("protocol", r"\b501\b|NotImplemented|Errno 38\b",
+     "the server does not speak this protocol (501 Not Implemented) / 服务器不支持该协议",
+     "check that the URL or --endpoint-url points at an S3, SSH or WebDAV server, not a web page / "
+     "请确认地址指向 S3、SSH 或 WebDAV 服务"),
     ("server", r"\b50[0234]\b|InternalError|ServiceUnavailable|SlowDown|Service Unavailable|Bad Gateway",
      "server error / 服务器错误", "retry later or check the server's logs / 请稍后重试或查看服务器日志"),
     ("space", r"No space left|ENOSPC|QuotaExceeded|Insufficient Storage|\b507\b",

@@ -19,6 +19,9 @@ _DVC_HINTS = {
                           "models/dinov2; dvc.yaml reads them) / 请在 params.yaml 中补上缺少的键",
     "OutputDoesNotExistError": "the stage's command did not write that output: check dvc.yaml and save_dir, then "
                                "rerun `invoke fetch` / 阶段命令未生成该输出，请检查 dvc.yaml 与 save_dir 后重试",
+    "YAMLValidationError": "fix the file it names: dvc.lock can be restored from git (`git checkout dvc.lock`) or "
+                           "deleted and rebuilt with `dvc repro` / 请修正所指文件（dvc.lock 可从 git 恢复，"
+                           "或删除后 dvc repro）",
     "CacheLinkError": "DVC could not place the file in its cache (the disk is full, or it cannot link there): "
                       + LOCAL_SPACE,
 }

@@ -3,10 +3,7 @@ metrics, torch.hub copy) and what dvc.lock records. Reads files only: DVC is not
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +16,6 @@ from .lockfile import read_lock
 
 PARAMS_FILE = "params.yaml"
 METRICS_DIR = "metrics"
-FETCH_LOCK = ".dvc/tmp/dinovault-fetch.lock"  # .dvc/tmp is DVC's own scratch folder, ignored by git
-
-log = logging.getLogger("dinovault")
 
 
 def stage_name(model: str) -> str:
@@ -40,27 +34,6 @@ def find_root(start: str | Path | None = None) -> Path:
         "cd into your clone of dinovault or your project, or run `dinovault init` in your git repository first / "
         "请先 cd 到仓库目录，或在你的 git 仓库中运行 dinovault init",
     )
-
-
-@contextlib.contextmanager
-def fetch_lock(root: Path) -> Iterator[None]:
-    """One fetch at a time per repository: the params.yaml edit and the stage runs (DVC's own lock would make a
-    concurrent one fail with LockError). A later fetch waits, saying so once."""
-    from filelock import FileLock, Timeout
-
-    path = root / FETCH_LOCK
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(path))
-    try:
-        lock.acquire(timeout=0.5)
-    except Timeout:
-        log.warning("another `invoke fetch` is running in this repository; waiting for it / "
-                    "本仓库中另一个 invoke fetch 正在运行，等待其完成")
-        lock.acquire()
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 @dataclass(frozen=True)
