@@ -38,16 +38,18 @@ from .retry import (
     RetryPolicy,
     SourceFailed,
     all_failed,
+    log_retry,
     request_failed,
 )
 from .stream import DownloadResult, part_paths
 
 log = logging.getLogger("dinovault")
 
-READ = 256 * 1024  # bytes per socket read
+READ = 64 * 1024  # bytes per socket read (what a cut connection loses: the short read is dropped)
 MIN_STEAL = 1 << 20  # never split a range in flight into halves smaller than this
 STEAL_AFTER = 1.0  # ... nor one done sooner than this (or 3 request latencies): the bytes in flight are lost
-FLUSH_EVERY = 0.25  # seconds between sidecar rewrites (what kill -9 can cost: this long of transfer)
+FLUSH_EVERY = 0.25  # at most this many seconds between sidecar rewrites...
+FLUSH_SHARE = 256  # ... and at most 1/256 of the file (256 KiB to 4 MiB) unrecorded: what kill -9 can cost
 
 
 class Segmented:
@@ -59,6 +61,8 @@ class Segmented:
         self.sources = [Source(u) for u in urls]
         self.cv = threading.Condition()
         self.transferred = 0
+        self.unflushed, self.flush_due = 0, threading.Event()
+        self.flush_bytes = min(4 << 20, max(256 << 10, pin.size // FLUSH_SHARE))
 
     # ---------------------------------------------------------------- the partial and its sidecar
 
@@ -71,8 +75,8 @@ class Segmented:
             size = None
         if size is None or meta is None or meta.get("sha256") != self.pin.sha256 or meta.get("total") != self.pin.size:
             if size is not None:
-                log.warning("discarding partial download %s: it was downloaded for another pin or has no record",
-                            self.part)
+                log.warning("discarding partial download %s: it was downloaded for another pin or has no record / "
+                            "丢弃来源不明的部分下载", self.part)
             self.discard()
             return {}
         done, validators = ranges_on_disk(meta, size)
@@ -87,6 +91,7 @@ class Segmented:
     def flush(self) -> None:
         """Record what is on disk. It never claims more: bytes are added only after their pwrite returned."""
         with self.cv:
+            self.unflushed = 0
             data = {"total": self.pin.size, "sha256": self.pin.sha256,
                     "done": {u: r.pairs() for u, r in self.done.items() if r.starts},
                     "sources": {s.url: dict(s.validator) for s in self.sources if s.validator}}
@@ -98,11 +103,16 @@ class Segmented:
     # ---------------------------------------------------------------- the queue of ranges
 
     def take(self, source: Source) -> Piece | None:
-        """The next range for a worker of ``source``; waits while others may still give work back."""
+        """The next range for a worker of ``source``; waits while the source is in backoff, and while others may
+        still give work back."""
         with self.cv:
             while not self.stop:
                 if source.dead:
                     return None
+                now = time.monotonic()
+                if now < source.retry_at:
+                    self.cv.wait(source.retry_at - now)
+                    continue
                 if self.pending:
                     a, b = self.pending.popleft()
                     if b - a > self.piece_size:
@@ -111,7 +121,6 @@ class Segmented:
                     piece = Piece(a, b)
                     self.active.append(piece)
                     return piece
-                now = time.monotonic()
                 big = max(self.active, key=lambda p: p.seconds_left(now), default=None)
                 if big and big.end - big.pos >= 2 * MIN_STEAL and big.seconds_left(now) > self.steal_after(source):
                     mid = big.pos + (big.end - big.pos) // 2
@@ -139,10 +148,14 @@ class Segmented:
         with self.cv:
             self.done.setdefault(source.url, Ranges()).add(piece.pos, piece.pos + n)
             self.all_done.add(piece.pos, piece.pos + n)
+            source.failures = 0
             piece.pos += n
             piece.got += n
             source.bytes += n
             self.transferred += n
+            self.unflushed += n
+            if self.unflushed >= self.flush_bytes:
+                self.flush_due.set()
             self.hash_target = self.all_done.prefix()
             self.progress.update(n)
             self.cv.notify_all()
@@ -154,7 +167,7 @@ class Segmented:
         return open_range(session, source, a, b, self.pin.size, self.policy, self.cv)
 
     def fetch(self, session, source: Source, piece: Piece) -> None:
-        t0 = time.monotonic()
+        t0, start = time.monotonic(), piece.pos
         with self.request(session, source, piece.pos, piece.end) as resp:
             source.latency = min(source.latency, time.monotonic() - t0)
             first = True
@@ -170,13 +183,14 @@ class Segmented:
                         except OSError as err:
                             raise LocalWriteError(err, self.all_done.size()) from None
                         self.wrote(source, piece, n)
-                        source.failures = 0
                     if piece.pos >= piece.end:
                         return
             except requests.RequestException as err:
-                raise request_failed(err, progressed=True) from None
+                raise request_failed(err, self.policy, progressed=piece.pos > start,
+                                     at=(piece.pos, piece.end)) from None
         if piece.pos < piece.end:
-            raise Retryable(f"the response ended {piece.end - piece.pos} bytes early", progressed=True)
+            raise Retryable(f"the response ended {piece.end - piece.pos} bytes early", progressed=piece.pos > start,
+                            at=(piece.pos, piece.end))
 
     # ---------------------------------------------------------------- workers
 
@@ -184,6 +198,7 @@ class Segmented:
         session = self.new_session()
         try:
             while (piece := self.take(source)) is not None:
+                started = time.monotonic()
                 try:
                     self.fetch(session, source, piece)
                     outcome = None
@@ -191,7 +206,7 @@ class Segmented:
                     outcome = err
                 finally:
                     self.give_back(piece)  # what is left of it goes back to the queue for any worker
-                if isinstance(outcome, Retryable) and not self.retry_later(source, outcome):
+                if isinstance(outcome, Retryable) and not self.retry_later(source, outcome, started):
                     return
                 if isinstance(outcome, SourceFailed):
                     self.drop(source, outcome.reason)
@@ -205,33 +220,43 @@ class Segmented:
             session.close()
             with self.cv:
                 self.cv.notify_all()
+            self.flush_due.set()  # the main loop looks again whether any worker is left
 
-    def retry_later(self, source: Source, err: Retryable) -> bool:
-        """Wait before this worker's next request to ``source``; False when the source is given up. Failures of
-        several connections within one backoff window count as one attempt, as a single stream would see it."""
+    def retry_later(self, source: Source, err: Retryable, started: float) -> bool:
+        """Count a failed request of ``source`` and set when its workers may ask again; False once the source is
+        given up. An attempt is a round: requests that were already in flight when a failure was counted fail
+        with it (every connection meets the same outage) and do not count again. A request that delivered bytes
+        is no failure: only its own worker pauses. Bytes from any worker reset the count (see wrote)."""
         with self.cv:
             now = time.monotonic()
             if err.progressed:
-                source.failures = 0
-            if now >= source.retry_at:  # the first failure since the last wait ended
-                source.failures += 0 if err.progressed else 1
-                limit = min(self.policy.attempts, err.limit or self.policy.attempts)
-                wait = self.policy.wait(max(source.failures, 1), err.retry_after)
-                if source.failures >= limit or wait is None:
-                    why = (f"{err.reason} (after {source.failures} attempts)" if wait is not None
+                wait = self.policy.wait(1, err.retry_after)
+                if wait is None:
+                    self.drop(source, f"{err.reason}; asked to retry after {err.retry_after:.0f}s")
+                    return False
+            else:
+                if started < source.counted_at:
+                    return not source.dead
+                source.failures += 1
+                source.counted_at = now
+                wait = self.policy.wait_after(err, source.failures)
+                if source.failures >= self.policy.limit(err) or wait is None:
+                    why = (self.policy.gave_up(err, source.failures) if wait is not None
                            else f"{err.reason}; asked to retry after {err.retry_after:.0f}s")
                     self.drop(source, why)  # (the condition's lock is re-entrant)
                     return False
                 source.retry_at = now + wait
-                log.warning("%s: %s; retrying in %.2gs", source.url, err.reason, wait)
-            delay = source.retry_at - now
-        time.sleep(max(0.0, delay))
+            log_retry(log, source.url, err.reason, wait)
+        if err.progressed:
+            time.sleep(wait)
         return not source.dead
 
     def drop(self, source: Source, reason: str, no_ranges: bool = False) -> None:
         with self.cv:
             if source.dead is None:
-                log.warning("%s failed: %s", source.url, reason)
+                if any(s.dead is None for s in self.sources if s is not source):  # else the final error says it
+                    log.warning("%s failed: %s; going on with the other sources / 该来源失败，改用其他来源",
+                                source.url, reason)
                 source.dead = reason
                 source.no_ranges = no_ranges
             self.cv.notify_all()
@@ -248,7 +273,7 @@ class Segmented:
         try:
             return self.run_once()
         except Restart as err:
-            log.warning("%s; starting over from byte 0", err)
+            log.warning("%s; starting over from byte 0 / 从头重新下载", err)
             self.discard()
             for s in self.sources:
                 s.validator, s.dead, s.failures = {}, None, 0
@@ -315,8 +340,9 @@ class Segmented:
                 t.start()
                 threads.append(t)
         try:
-            while alive := [t for t in threads if t.is_alive()]:
-                alive[0].join(FLUSH_EVERY)
+            while any(t.is_alive() for t in threads):
+                self.flush_due.wait(FLUSH_EVERY)
+                self.flush_due.clear()
                 self.flush()
         except BaseException as err:  # Ctrl-C: stop the workers, keep what arrived
             self.abort(err)

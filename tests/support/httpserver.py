@@ -33,6 +33,10 @@ class Fault:
     html: bool = False  # 200 with an HTML page instead of the file
     html_sniff_only: bool = False  # with html: send Content-Type application/octet-stream (only the body says HTML)
     cut_after: int | None = None  # close the connection after this many body bytes of this response
+    headers_only: bool = False  # the usual headers (206 and Content-Range to a Range request), then close: no body
+    short_by: int | None = None  # each body stops this many bytes before the end its headers announce, then closes
+    missing_tail: int | None = None  # the server's copy lacks its last N bytes, its headers still announce the whole
+    # file: a Content-Length larger than the body for every range that reaches the tail
     wrong_byte_at: int | None = None  # flip one byte at this file offset
     stall: float | None = None  # sleep this long after `stall_after` body bytes (longer than the client timeout)
     stall_after: int = 0
@@ -224,11 +228,18 @@ class _Handler(BaseHTTPRequestHandler):
         sent = 0
         t0 = time.monotonic()
         stalled = False
+        limit = stop  # where the body really ends; short of ``stop`` the connection is dropped
+        if fault and fault.headers_only:
+            limit = start
+        if fault and fault.short_by is not None:
+            limit = max(start, stop - fault.short_by)
+        if fault and fault.missing_tail is not None:
+            limit = max(start, min(limit, file.stat().st_size - fault.missing_tail))
         with open(file, "rb") as fh:
             fh.seek(start)
             pos = start
-            while pos < stop:
-                n = min(SEND_CHUNK, stop - pos)
+            while pos < limit:
+                n = min(SEND_CHUNK, limit - pos)
                 if fault and fault.cut_after is not None:
                     n = min(n, fault.cut_after - sent)
                 if fault and fault.stall and not stalled and sent >= fault.stall_after:
