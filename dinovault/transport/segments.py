@@ -2,13 +2,15 @@
 
 - Up to ``connections`` workers per source start at once and take ranges from one shared queue: at first one
   range per worker (each request costs a round trip of idle connection), never under ``segment_size``. When the
-  queue is empty an idle worker takes the second half of the range in flight that will take longest, so faster
-  sources take more and no straggler is left at the end. Each response is checked: 206, the pinned size, and the
-  same ETag/Last-Modified as before (If-Range).
+  queue is empty an idle worker takes the second half of the range in flight that will take longest, judged on
+  its recent speed, so faster sources take more and no straggler is left at the end; a range that is only
+  waiting for this machine's CPU is not split (the bytes on their way beyond the split would be lost). Each
+  response is checked: 206, the pinned size, and the same ETag/Last-Modified as before (If-Range).
 - Bytes are written in place into ``<file>.part`` (a new file of our own, never a hard link) with ``os.pwrite``.
-  A sidecar ``<file>.part.json``, rewritten atomically four times a second, records which bytes each source delivered:
-  after kill -9 a rerun fetches only the gaps. SHA-256 runs in order on a thread that re-reads (from the page cache)
-  the contiguous prefix as it grows; size and hash are checked before the rename.
+  A sidecar ``<file>.part.json``, rewritten atomically four times a second and after every 1/1024 of the file,
+  records which bytes each source delivered: after kill -9 a rerun fetches only the gaps. SHA-256 runs in order
+  on a thread that re-reads (from the page cache) the contiguous prefix as it grows; size and hash are checked
+  before the rename.
 - A source that fails is dropped for the rest of the file; if all fail, the error names each and why. A source
   that ignores Range makes the caller fall back to one stream (``NoRanges``). On a hash mismatch with two or more
   sources, every range is fetched again from another source and compared, which finds and names the bad source.
@@ -29,7 +31,7 @@ from ..cache import read_json, write_json_atomic, write_stamp
 from ..registry import Pin
 from .crosscheck import cross_check
 from .rangeget import Source, open_range
-from .ranges import Piece, PrefixHasher, Ranges, ranges_on_disk, write_at
+from .ranges import RATE_WINDOW, Piece, PrefixHasher, Ranges, ranges_on_disk, write_at
 from .retry import (
     LocalWriteError,
     NoRanges,
@@ -48,8 +50,10 @@ log = logging.getLogger("dinovault")
 READ = 64 * 1024  # bytes per socket read (what a cut connection loses: the short read is dropped)
 MIN_STEAL = 1 << 20  # never split a range in flight into halves smaller than this
 STEAL_AFTER = 1.0  # ... nor one done sooner than this (or 3 request latencies): the bytes in flight are lost
+MIN_JUDGE = 0.5  # seconds (or 4 request latencies) a range runs before its speed is judged: on a busy machine
+# thread scheduling makes a shorter measure noise
 FLUSH_EVERY = 0.25  # at most this many seconds between sidecar rewrites...
-FLUSH_SHARE = 256  # ... and at most 1/256 of the file (256 KiB to 4 MiB) unrecorded: what kill -9 can cost
+FLUSH_SHARE = 1024  # ... and at most 1/1024 of the file (64 KiB to 4 MiB) unrecorded: what kill -9 can cost
 
 
 class Segmented:
@@ -62,7 +66,7 @@ class Segmented:
         self.cv = threading.Condition()
         self.transferred = 0
         self.unflushed, self.flush_due = 0, threading.Event()
-        self.flush_bytes = min(4 << 20, max(256 << 10, pin.size // FLUSH_SHARE))
+        self.flush_bytes = min(4 << 20, max(64 << 10, pin.size // FLUSH_SHARE))
 
     # ---------------------------------------------------------------- the partial and its sidecar
 
@@ -102,9 +106,13 @@ class Segmented:
 
     # ---------------------------------------------------------------- the queue of ranges
 
-    def take(self, source: Source) -> Piece | None:
+    def take(self, source: Source, own_rate: float = 0.0) -> Piece | None:
         """The next range for a worker of ``source``; waits while the source is in backoff, and while others may
-        still give work back."""
+        still give work back. A worker left without work takes half of a range in flight that is far slower than
+        its own last one was (``own_rate``), or that stays slow for RATE_WINDOW while it waits (the bytes the other
+        connection has on its way beyond the split are lost: splitting a range that only waited for this
+        machine's CPU costs bytes and saves nothing)."""
+        idle_since = None
         with self.cv:
             while not self.stop:
                 if source.dead:
@@ -121,8 +129,9 @@ class Segmented:
                     piece = Piece(a, b)
                     self.active.append(piece)
                     return piece
-                big = max(self.active, key=lambda p: p.seconds_left(now), default=None)
-                if big and big.end - big.pos >= 2 * MIN_STEAL and big.seconds_left(now) > self.steal_after(source):
+                idle_since = idle_since or now
+                big = self.slowest(source, now, hurry=now - idle_since < RATE_WINDOW, own_rate=own_rate)
+                if big is not None:
                     mid = big.pos + (big.end - big.pos) // 2
                     piece = Piece(mid, big.end)
                     big.end = mid
@@ -132,6 +141,18 @@ class Segmented:
                     return None
                 self.cv.wait(0.5)
             return None
+
+    def slowest(self, source: Source, now: float, hurry: bool, own_rate: float) -> Piece | None:
+        """The range in flight worth splitting for an idle worker of ``source``, if any: the one that will take
+        longest, judged once it has run a few request latencies (a range just begun looks slow), with at least
+        2 * MIN_STEAL bytes and more than steal_after seconds left. In a ``hurry`` (the worker has waited less
+        than RATE_WINDOW), only one under a quarter of the worker's own last rate: a real straggler, not the
+        scheduling noise of a busy machine."""
+        judged = [p for p in self.active if now - p.t0 >= max(MIN_JUDGE, 4 * source.latency)]
+        big = max(judged, key=lambda p: p.seconds_left(now), default=None)
+        if big is None or big.end - big.pos < 2 * MIN_STEAL or big.seconds_left(now) <= self.steal_after(source):
+            return None
+        return big if not hurry or big.rate(now) < own_rate / 4 else None
 
     @staticmethod
     def steal_after(source: Source) -> float:
@@ -150,7 +171,7 @@ class Segmented:
             self.all_done.add(piece.pos, piece.pos + n)
             source.failures = 0
             piece.pos += n
-            piece.got += n
+            piece.advance(n, time.monotonic())
             source.bytes += n
             self.transferred += n
             self.unflushed += n
@@ -197,11 +218,13 @@ class Segmented:
     def worker(self, source: Source) -> None:
         session = self.new_session()
         try:
-            while (piece := self.take(source)) is not None:
+            rate = 0.0
+            while (piece := self.take(source, rate)) is not None:
                 started = time.monotonic()
                 try:
                     self.fetch(session, source, piece)
                     outcome = None
+                    rate = piece.got / max(time.monotonic() - started, 1e-3)
                 except (Retryable, SourceFailed, NoRanges, Restart, LocalWriteError) as err:
                     outcome = err
                 finally:

@@ -65,6 +65,7 @@ class TestServer:
     log: list[RequestRecord] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     stop_event: threading.Event = field(default_factory=threading.Event)
+    open_sockets: set = field(default_factory=set)  # connections answering a GET now (see cut_all)
 
     @property
     def port(self) -> int:
@@ -97,6 +98,18 @@ class TestServer:
         with self.lock:
             self.faults[path] = f
         return f
+
+    def cut_all(self) -> int:
+        """The network fails: every connection answering now is dropped (the client sees a short body).
+        How many were cut."""
+        with self.lock:
+            socks = list(self.open_sockets)
+        for sock in socks:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        return len(socks)
 
     def clear_faults(self) -> None:
         with self.lock:
@@ -221,7 +234,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command == "HEAD":
             return
-        self._send_body(file, start, end + 1, fault, rec)
+        with ts.lock:
+            ts.open_sockets.add(self.connection)
+        try:
+            self._send_body(file, start, end + 1, fault, rec)
+        finally:
+            with ts.lock:
+                ts.open_sockets.discard(self.connection)
 
     def _send_body(self, file: Path, start: int, stop: int, fault: Fault | None, rec: RequestRecord):
         ts = self.ts
@@ -239,7 +258,7 @@ class _Handler(BaseHTTPRequestHandler):
             fh.seek(start)
             pos = start
             while pos < limit:
-                n = min(SEND_CHUNK, limit - pos)
+                n = min(SEND_CHUNK if not (fault and fault.throttle) else SEND_CHUNK // 4, limit - pos)
                 if fault and fault.cut_after is not None:
                     n = min(n, fault.cut_after - sent)
                 if fault and fault.stall and not stalled and sent >= fault.stall_after:
