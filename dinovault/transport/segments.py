@@ -53,7 +53,8 @@ STEAL_AFTER = 1.0  # ... nor one done sooner than this (or 3 request latencies):
 MIN_JUDGE = 0.5  # seconds (or 4 request latencies) a range runs before its speed is judged: on a busy machine
 # thread scheduling makes a shorter measure noise
 FLUSH_EVERY = 0.25  # at most this many seconds between sidecar rewrites...
-FLUSH_SHARE = 1024  # ... and at most 1/1024 of the file (64 KiB to 4 MiB) unrecorded: what kill -9 can cost
+FLUSH_SHARE = 1024  # ... and at most 1/1024 of the file (64 KiB to 4 MiB) unrecorded: what kill -9 can cost...
+FLUSH_GAP = 0.02  # ... but at least this long between two (a rewrite costs up to a millisecond of CPU)
 
 
 class Segmented:
@@ -367,6 +368,7 @@ class Segmented:
                 self.flush_due.wait(FLUSH_EVERY)
                 self.flush_due.clear()
                 self.flush()
+                time.sleep(FLUSH_GAP)
         except BaseException as err:  # Ctrl-C: stop the workers, keep what arrived
             self.abort(err)
             deadline = time.monotonic() + 2
