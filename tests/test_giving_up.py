@@ -138,6 +138,7 @@ def test_a_dead_proxy_is_named_without_its_credentials(origin, silent_port, monk
     err, _ = fetch_within(20)
     assert isinstance(err, DownloadError) and "timed out" in err.message
     assert f"HTTP_PROXY=http://127.0.0.1:{silent_port}" in err.hint and "may be at fault" in err.hint
+    assert f"(via HTTP_PROXY=http://127.0.0.1:{silent_port}): timed out" in err.message  # kept when sources add up
     assert "s3cret" not in str(err) and "alice" not in str(err)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # exempt: the server is reached directly, and the fetch works
     err, _ = fetch_within(20)

@@ -171,8 +171,8 @@ def local_write_error(err: LocalWriteError, dest: Path, part: Path) -> DownloadE
 
 
 def all_failed(dest: Path, failures: list[tuple[str, str]]) -> DownloadError:
-    """Every source failed: one line naming each source and why, and a hint that fits the reasons."""
-    listing = "; ".join(f"{url}: {reason}" for url, reason in failures)
+    """Every source failed: one line naming each source and why (and the proxy it went through), and a hint that
+    fits the reasons."""
     n = len(failures)
     reasons = [reason for _, reason in failures]
     hint = "check the network, or set DINOV2_BASE_URL to a mirror, then rerun / 请检查网络或设置 DINOV2_BASE_URL 后重试"
@@ -198,7 +198,10 @@ def all_failed(dest: Path, failures: list[tuple[str, str]]) -> DownloadError:
         hint = ("the server keeps ending its answers before those bytes: use another mirror (DINOV2_BASE_URL) or "
                 "rerun later, the download resumes; DINOV2_RETRIES sets how long to insist / "
                 "服务器多次在传完这些字节前断开：请换用其他镜像 (DINOV2_BASE_URL) 或稍后重试（下载会续传）")
-    proxies = {p for url, _ in failures if (p := settings.proxy_for(url))} if network else set()
+    via = {url: p for url, _ in failures if network and (p := settings.proxy_for(url))}
+    listing = "; ".join(f"{url}{f' (via {via[url][0]}={via[url][1]})' if url in via else ''}: {reason}"
+                        for url, reason in failures)
+    proxies = set(via.values())
     if proxies:
         named = ", ".join(f"{var}={value}" for var, value in sorted(proxies))
         hint += f"; a proxy is set ({named}): it may be at fault / 已设置代理 ({named})，问题可能出在代理"
