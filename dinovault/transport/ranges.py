@@ -59,17 +59,22 @@ class Piece:
     end: int  # exclusive; lowered when an idle worker takes the second half
     t0: float = field(default_factory=time.monotonic)
     got: int = 0
-    marks: deque = field(default_factory=lambda: deque(maxlen=5))  # (time, got), one per RATE_WINDOW / 4
+    first: float | None = None  # when its first bytes arrived
+    marks: deque = field(default_factory=lambda: deque(maxlen=6))  # (time, got), one per RATE_WINDOW / 4
 
     def advance(self, n: int, now: float) -> None:
+        if self.first is None:
+            self.first = now
+            self.marks.append((now, 0))
         self.got += n
-        if not self.marks or now - self.marks[-1][0] >= RATE_WINDOW / 4:
+        if now - self.marks[-1][0] >= RATE_WINDOW / 4:
             self.marks.append((now, self.got))
 
     def rate(self, now: float) -> float:
-        """Bytes/s over the last RATE_WINDOW (since the start until then): when the connections around it finish,
-        a range held back by this machine's CPU speeds up, one held back by its own link does not."""
-        t, got = next(((t, g) for t, g in self.marks if now - t <= RATE_WINDOW), (self.t0, 0))
+        """Bytes/s over the last RATE_WINDOW or so (since the first byte until then): when the connections around
+        it finish, a range held back by this machine's CPU speeds up, one held back by its own link does not."""
+        t, got = next(((t, g) for t, g in reversed(self.marks) if now - t >= RATE_WINDOW),
+                      self.marks[0] if self.marks else (self.t0, 0))
         return (self.got - got) / max(now - t, 1e-3)
 
     def seconds_left(self, now: float) -> float:

@@ -50,8 +50,8 @@ log = logging.getLogger("dinovault")
 READ = 64 * 1024  # bytes per socket read (what a cut connection loses: the short read is dropped)
 MIN_STEAL = 1 << 20  # never split a range in flight into halves smaller than this
 STEAL_AFTER = 1.0  # ... nor one done sooner than this (or 3 request latencies): the bytes in flight are lost
-MIN_JUDGE = 0.5  # seconds (or 4 request latencies) a range runs before its speed is judged: on a busy machine
-# thread scheduling makes a shorter measure noise
+MIN_JUDGE = 0.5  # seconds (or 2 request latencies) a range's bytes flow before its speed is judged: on a busy
+# machine thread scheduling makes a shorter measure noise
 FLUSH_EVERY = 0.25  # at most this many seconds between sidecar rewrites...
 FLUSH_SHARE = 1024  # ... and at most 1/1024 of the file (64 KiB to 4 MiB) unrecorded: what kill -9 can cost...
 FLUSH_GAP = 0.02  # ... but at least this long between two (a rewrite costs up to a millisecond of CPU)
@@ -145,11 +145,12 @@ class Segmented:
 
     def slowest(self, source: Source, now: float, hurry: bool, own_rate: float) -> Piece | None:
         """The range in flight worth splitting for an idle worker of ``source``, if any: the one that will take
-        longest, judged once it has run a few request latencies (a range just begun looks slow), with at least
+        longest, judged once its bytes have flowed for MIN_JUDGE (a range just begun looks slow; one still waiting
+        for its answer has no speed yet, and the read timeout watches it), with at least
         2 * MIN_STEAL bytes and more than steal_after seconds left. In a ``hurry`` (the worker has waited less
         than RATE_WINDOW), only one under a quarter of the worker's own last rate: a real straggler, not the
         scheduling noise of a busy machine."""
-        judged = [p for p in self.active if now - p.t0 >= max(MIN_JUDGE, 4 * source.latency)]
+        judged = [p for p in self.active if p.first is not None and now - p.first >= max(MIN_JUDGE, 2 * source.latency)]
         big = max(judged, key=lambda p: p.seconds_left(now), default=None)
         if big is None or big.end - big.pos < 2 * MIN_STEAL or big.seconds_left(now) <= self.steal_after(source):
             return None
