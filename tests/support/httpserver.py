@@ -2,7 +2,9 @@
 
 It serves a folder laid out like the official site (``<root>/dinov2/<arch>/<file>``). Faults are set per path
 (``server.fault("/dinov2/x/y.pth", cut_after=1000)``) or for every path (``server.fault(None, ...)``), optionally
-for the next ``times`` requests only. The server counts requests and body bytes sent per path.
+for the next ``times`` requests only (see ``Fault``: statuses, HTML, cuts, stalls, short bodies, pacing...);
+``server.cut_all()`` drops every connection answering at that moment, as a network failure would. The server
+counts requests and body bytes sent per path.
 
 Fixtures: ``dinov2_server`` (session: a full-size dinov2_vits14 checkpoint built with the real architecture and
 random weights, plus a registry pinning it) and ``faulty_server`` (function: small random files, faults allowed).
