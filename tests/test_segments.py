@@ -267,7 +267,9 @@ def test_a_mirror_that_dies_mid_file(origin, data, tmp_path, monkeypatch, caplog
 
 
 def test_busy_answers_on_every_connection_count_as_one_attempt(origin, data):
-    origin.fault(FILE, status=503, retry_after="1", times=3)  # all three first requests, with DINOV2_RETRIES=2
+    # all three first requests, with DINOV2_RETRIES=2; answered after 0.3 s, so that all three are in flight
+    # when the first answer comes even if a worker thread starts late on a busy machine
+    origin.fault(FILE, status=503, retry_after="1", times=3, delay=0.3)
     t0 = time.monotonic()
     res = fetch()
     assert time.monotonic() - t0 >= 1.0  # Retry-After honoured

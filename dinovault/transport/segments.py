@@ -222,7 +222,7 @@ class Segmented:
         try:
             rate = 0.0
             while (piece := self.take(source, rate)) is not None:
-                started = time.monotonic()
+                started = piece.t0  # taken under the lock: before or after a failure was counted, never both
                 try:
                     self.fetch(session, source, piece)
                     outcome = None

@@ -44,6 +44,7 @@ class Fault:
     stall_after: int = 0
     ignore_range: bool = False  # answer 200 with the whole file to a Range request
     throttle: float | None = None  # bytes per second
+    delay: float | None = None  # wait this long before answering (a busy server answering `status` slowly)
     times: int | None = None  # apply to this many matching requests, then stop (None: forever)
 
 
@@ -192,6 +193,8 @@ class _Handler(BaseHTTPRequestHandler):
         ts = self.ts
         path = self.path.split("?", 1)[0]
         fault = ts.take_fault(path)
+        if fault and fault.delay:
+            ts.stop_event.wait(fault.delay)
         if fault and fault.status:
             extra = {"Retry-After": fault.retry_after} if fault.retry_after else None
             return self._simple(fault.status, f"error {fault.status}\n".encode(), extra=extra)
