@@ -12,6 +12,9 @@ One nginx origin serves every tool; each setting puts a WAN proxy (its own proce
 Prints times and ratios (dinovault / aria2c -x8 -s8, curl / dinovault, torch.hub / dinovault); never asserts.
 
     python bench/bench_wan.py [--only check,fast,slow,mirrors] [--no-single] [--runs 3]
+
+Needs nginx, aria2c and curl (``apt-get install nginx aria2 curl``); without them it says so and exits 2. A target
+missed is printed as ``MISSED``.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_fetch import Nginx, make_file  # noqa: E402
+from bench_fetch import Nginx, make_file, missing_tools, target  # noqa: E402
 
 from dinovault.catalog import get_spec  # noqa: E402
 from tests.support.wan import WanProcess  # noqa: E402
@@ -150,16 +153,18 @@ def bench_setting(origin: Origin, name: str, single: bool, runs: int) -> None:
         wall, aria = statistics.median(walls), statistics.median(arias)
         print(f"{name}: RTT {s['rtt'] * 1000:.0f} ms, {s['conn_rate'] / 1e6:.0f} MB/s per connection, "
               f"{s['link_rate'] / 1e6:.0f} MB/s link, {model}-sized file ({size / 1e6:.0f} MB), median of {runs}")
-        print(f"  dinovault {wall:.2f}s wall ({size / wall / 1e6:.1f} MB/s; {statistics.median(inside):.2f}s "
+        inner = statistics.median(inside)
+        print(f"  dinovault {wall:.2f}s wall ({size / wall / 1e6:.1f} MB/s; {inner:.2f}s "
               f"in-process, without Python start-up), peak RSS {rss:.0f} MB | aria2c -x8 -s8 {aria:.2f}s "
-              f"| ratio dinovault/aria2c {wall / aria:.2f}x wall, {statistics.median(inside) / aria:.2f}x in-process "
-              f"(target <= 1.1x); runs: {' '.join(f'{w:.2f}' for w in walls)} vs {' '.join(f'{a:.2f}' for a in arias)}")
+              f"| ratio dinovault/aria2c {wall / aria:.2f}x wall ({target(wall / aria, 1.1)}), {inner / aria:.2f}x "
+              f"in-process ({target(inner / aria, 1.1)}); runs: {' '.join(f'{w:.2f}' for w in walls)} vs "
+              f"{' '.join(f'{a:.2f}' for a in arias)}")
         if single:
             curl = run_tool("curl", url, origin.work / "out.bin")
             hub = run_tool("torch", url, origin.work / "out.bin")
             print(f"  curl {curl:.2f}s, torch.hub download_url_to_file {hub:.2f}s | dinovault is "
-                  f"{curl / ours['wall']:.1f}x faster than curl, {hub / ours['wall']:.1f}x than torch.hub "
-                  f"(target >= 5x)")
+                  f"{curl / wall:.1f}x faster than curl ({target(curl / wall, 5, at_most=False)}), "
+                  f"{hub / wall:.1f}x than torch.hub ({target(hub / wall, 5, at_most=False)})")
 
 
 def bench_mirrors(origin: Origin, runs: int) -> None:
@@ -176,8 +181,10 @@ def bench_mirrors(origin: Origin, runs: int) -> None:
     seconds = statistics.median(both)
     rate = size / seconds
     print(f"two mirrors, each behind its own 40 MB/s link (RTT 100 ms, 10 MB/s per connection), {size / 1e6:.0f} MB:")
+    share = rate / (2 * links)
     print(f"  both mirrors {seconds:.2f}s in-process, median of {runs} ({rate / 1e6:.1f} MB/s = "
-          f"{rate / (2 * links):.2f} of the links' sum, target >= 0.85; runs {' '.join(f'{x:.2f}' for x in both)}); "
+          f"{share:.2f} of the links' sum, {target(share, 0.85, at_most=False, unit='')}; runs "
+          f"{' '.join(f'{x:.2f}' for x in both)}); "
           f"one mirror {one['seconds']:.2f}s ({size / one['seconds'] / 1e6:.1f} MB/s); aria2c -x8 -s16 with both "
           f"URLs {aria:.2f}s wall ({size / aria / (2 * links):.2f} of the sum)")
 
@@ -189,9 +196,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3, help="runs of dinovault and aria2c (alternating) per setting")
     args = ap.parse_args()
     parts = args.only.split(",")
-    for tool in ("aria2c", "curl"):
-        if not shutil.which(tool):
-            sys.exit(f"{tool} is missing: apt-get install aria2 curl")
+    missing_tools({"nginx": "nginx", "aria2c": "aria2", "curl": "curl"})
     with tempfile.TemporaryDirectory(prefix="dinovault-wan-") as tmp:
         origin = Origin(Path(tmp), ["dinov2_vits14", "dinov2_vitb14"])
         try:

@@ -9,6 +9,7 @@ long-lived process or a test sees the environment as it is now.
 | ``TORCH_HOME``, ``XDG_CACHE_HOME`` | cache | the torch.hub cache root, defaulting exactly as torch does |
 | ``DINOVAULT_MODELS_DIR`` | inference.weights | the one folder the extractor, hubconf.py, load_backbone read when set |
 | ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY`` (either case) | remotes.probe | a proxy is used: no direct TCP check |
+| ``NO_PROXY`` (and the proxies above) | download | which proxy a failed download went through, named in its error |
 | ``DINOV2_CONNECTIONS`` | download | connections per source for a large pinned file (default 8, 1-32; 1: one stream) |
 | ``DINOV2_SEGMENT_SIZE`` | download | bytes per range of a segmented download (default 8 MiB; smaller only for tests) |
 | ``DINOV2_SOURCES`` | fetch | sources tried in order: ``official`` (the base URLs), ``huggingface`` (default both) |
@@ -136,3 +137,24 @@ def path_first(folder: Path) -> Iterator[None]:
     are those of this interpreter's environment even when it was not activated."""
     with overridden("PATH", os.pathsep.join([str(folder), os.environ.get("PATH", "")])):
         yield
+
+
+def proxy_for(url: str) -> tuple[str, str] | None:
+    """The proxy variable requests uses for ``url`` and its value without credentials (``user:pass@`` dropped),
+    None when no proxy applies (none set, or ``NO_PROXY`` exempts the host)."""
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    no_proxy = os.environ.get("NO_PROXY", os.environ.get("no_proxy", ""))
+    if parts.hostname and no_proxy and urllib.request.proxy_bypass_environment(parts.hostname, {"no": no_proxy}):
+        return None
+    scheme = parts.scheme.upper()
+    for name in (f"{scheme}_PROXY", f"{scheme}_PROXY".lower(), "ALL_PROXY", "all_proxy"):
+        value = os.environ.get(name)
+        if value:
+            proxy = urlsplit(value if "://" in value else "http://" + value)
+            host = proxy.hostname or "?"
+            port = proxy.netloc.rpartition("@")[2].rpartition(":")[2] if ":" in proxy.netloc.rpartition("@")[2] else ""
+            return name, f"{proxy.scheme}://{host}{':' + port if port else ''}"
+    return None

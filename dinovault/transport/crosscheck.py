@@ -29,8 +29,8 @@ def cross_check(seg, resumed: int) -> str:
         if resumed:
             raise Restart("the resumed file does not match its pin")
         return file_sha256_fd(seg.fd, seg.pin.size)
-    log.warning("%s does not match its pin; comparing the sources range by range to find the bad one",
-                seg.dest.name)
+    log.warning("%s does not match its pin; comparing the sources range by range to find the bad one / "
+                "与固定哈希不符，逐段比较各来源以找出出错者", seg.dest.name)
     diffs: list = []
     for owner, ranges in list(seg.done.items()):
         other = next((s for s in live if s.url != owner), None)
@@ -69,7 +69,7 @@ def compare(seg, source, a: int, b: int) -> list[tuple[int, int]]:
                 pos += len(chunk)
                 seg.transferred += len(chunk)
     except (Retryable, SourceFailed, NoRanges, Restart, requests.RequestException) as err:
-        log.warning("%s: could not compare bytes %d-%d: %s", source.url, a, b - 1, err)
+        log.warning("%s: could not compare bytes %d-%d: %s / 无法比较该段数据", source.url, a, b - 1, err)
     finally:
         session.close()
     return found

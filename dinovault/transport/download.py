@@ -40,7 +40,8 @@ def _segmented(urls, dest, pin, policy, progress) -> DownloadResult | None:
         return Segmented(urls, dest, pin, policy, progress, connections=connections, segment_size=segment,
                          new_session=new_session).run()
     except NoRanges:
-        log.warning("%s: no source honours Range requests; downloading with one stream", dest.name)
+        log.warning("%s: no source honours Range requests; downloading with one stream / "
+                    "来源不支持分段下载，改用单连接", dest.name)
         return None
 
 
@@ -50,11 +51,12 @@ def _download(urls: list[str], dest: Path, pin: Pin | None, session, policy: Ret
         return done
     transfer = _Transfer(dest, pin, session, policy, progress)
     failures: list[tuple[str, str]] = []
-    for url in urls:
+    for i, url in enumerate(urls):
         try:
             return transfer.from_source(url)
         except SourceFailed as err:
-            log.warning("%s failed: %s", url, err.reason)
+            if i + 1 < len(urls):  # the last one's reason is in the final error: not printed twice
+                log.warning("%s failed: %s; trying the next source / 该来源失败，尝试下一个", url, err.reason)
             failures.append((url, err.reason))
         except LocalWriteError as err:
             raise local_write_error(err, dest, transfer.part) from None
@@ -86,7 +88,7 @@ def _lock(dest: Path) -> FileLock:
     try:
         lock.acquire(timeout=0.2)
     except Timeout:
-        log.info("another process is downloading %s; waiting for it", dest.name)
+        log.info("another process is downloading %s; waiting for it / 另一个进程正在下载，等待其完成", dest.name)
         lock.acquire()
     return lock
 
@@ -119,11 +121,12 @@ def ensure_file(
     try:
         if dest.exists():
             if rehash or read_stamp(dest) is None:
-                log.info("verifying %s (%s)", dest, human_size(dest.stat().st_size))
+                log.info("verifying %s (%s) / 正在校验", dest, human_size(dest.stat().st_size))
             check = check_file(dest, pin, rehash=rehash)
             if check.ok:
                 return DownloadResult(dest, check.size, check.sha256, None, 0, check.hashed, pin is not None)
-            log.warning("cached %s fails verification (%s); fetching it again", dest, check.reason)
+            log.warning("cached %s fails verification (%s); fetching it again / 缓存文件校验失败，重新下载", dest,
+                        check.reason)
             dest.unlink()
         for other in local if pin is not None else ():
             found = check_file(other, pin, rehash=rehash) if other.exists() else None
@@ -131,7 +134,8 @@ def ensure_file(
                 from ..cache import place_file
 
                 place_file(other, dest, pin.size, pin.sha256)
-                log.info("took %s from %s (verified, no download)", dest.name, other)
+                log.info("took %s from %s (verified, no download) / 已从本地文件取得（已校验，无需下载）",
+                         dest.name, other)
                 return DownloadResult(dest, pin.size, pin.sha256, None, 0, found.hashed, True)
         _check_free_space(dest, pin)
         own_session = session is None

@@ -15,7 +15,8 @@ from .retry import NoRanges, Restart, SourceFailed, request_failed, status_error
 class Source:
     url: str
     validator: dict = field(default_factory=dict)  # ETag / Last-Modified first seen (or read from the sidecar)
-    failures: int = 0  # consecutive failed requests without progress
+    failures: int = 0  # attempts in a row without progress (failures of requests in flight together count once)
+    counted_at: float = 0.0  # monotonic time of the last failure counted in ``failures``
     dead: str | None = None  # why it was dropped
     no_ranges: bool = False  # dropped because it ignores Range requests
     latency: float = 0.5  # shortest time seen from a request to its first byte, seconds
@@ -33,7 +34,7 @@ def open_range(session, source: Source, a: int, b: int, total: int, policy, lock
         resp = session.get(source.url, headers=headers, stream=True,
                            timeout=(policy.connect_timeout, policy.read_timeout))
     except requests.RequestException as err:
-        raise request_failed(err) from None
+        raise request_failed(err, policy) from None
     try:
         _check(resp, source, a, total, validator, lock)
     except BaseException:

@@ -8,6 +8,7 @@ import hashlib
 import os
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from ..cache import CHUNK
@@ -49,15 +50,35 @@ class Ranges:
         return out + ([(pos, total)] if pos < total else [])
 
 
+RATE_WINDOW = 0.4  # seconds: a range's speed is judged on its recent bytes, not since its start
+
+
 @dataclass(eq=False)  # compared by identity: two ranges may hold equal numbers
 class Piece:
     pos: int  # next byte to write
     end: int  # exclusive; lowered when an idle worker takes the second half
     t0: float = field(default_factory=time.monotonic)
     got: int = 0
+    first: float | None = None  # when its first bytes arrived
+    marks: deque = field(default_factory=lambda: deque(maxlen=6))  # (time, got), one per RATE_WINDOW / 4
+
+    def advance(self, n: int, now: float) -> None:
+        if self.first is None:
+            self.first = now
+            self.marks.append((now, 0))
+        self.got += n
+        if now - self.marks[-1][0] >= RATE_WINDOW / 4:
+            self.marks.append((now, self.got))
+
+    def rate(self, now: float) -> float:
+        """Bytes/s over the last RATE_WINDOW or so (since the first byte until then): when the connections around
+        it finish, a range held back by this machine's CPU speeds up, one held back by its own link does not."""
+        t, got = next(((t, g) for t, g in reversed(self.marks) if now - t >= RATE_WINDOW),
+                      self.marks[0] if self.marks else (self.t0, 0))
+        return (self.got - got) / max(now - t, 1e-3)
 
     def seconds_left(self, now: float) -> float:
-        rate = self.got / max(now - self.t0, 1e-3)
+        rate = self.rate(now)
         return (self.end - self.pos) / rate if rate > 0 else float("inf")
 
 

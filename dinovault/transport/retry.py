@@ -19,11 +19,11 @@ from ..errors import DiskSpaceError, DownloadError
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    attempts: int = 5  # per source; an attempt that made progress does not count
-    backoff: float = 1.0  # first wait, doubled each time
+    attempts: int = 5  # per source, in a row without a byte of progress
+    backoff: float = 1.0  # first wait, doubled each time (none after a timeout: the silence was the wait)
     max_wait: float = 60.0  # longest single wait; a longer Retry-After skips the source
-    connect_timeout: float = 15.0
-    read_timeout: float = 60.0  # longest silence inside a response
+    connect_timeout: float = 10.0
+    read_timeout: float = 10.0  # longest silence inside a response: a dead link gives up after attempts x this
 
     @classmethod
     def from_env(cls) -> RetryPolicy:
@@ -43,6 +43,27 @@ class RetryPolicy:
             return retry_after if retry_after <= self.max_wait else None
         return min(self.backoff * 2 ** (attempt - 1), self.max_wait)
 
+    def wait_after(self, err: Retryable, attempt: int) -> float | None:
+        """The wait before the next attempt after ``err``: none after a timeout, which already waited."""
+        return 0.0 if err.timed_out else self.wait(max(attempt, 1), err.retry_after)
+
+    def limit(self, err: Retryable) -> int:
+        return min(self.attempts, err.limit or self.attempts)
+
+    def gave_up(self, err: Retryable, attempts: int) -> str:
+        """Why a source is given up after ``attempts`` failures of ``err``'s kind: the bytes asked for, and the
+        setting that bounds it."""
+        where = f" at bytes {err.at[0]}-{err.at[1] - 1}" if err.at else ""
+        knob = ", DINOV2_RETRIES" if attempts >= self.attempts else ""
+        return f"{err.reason}{where} (after {attempts} attempts without progress{knob})"
+
+
+def log_retry(log, url: str, reason: str, wait: float) -> None:
+    if wait > 0:
+        log.warning("%s: %s; retrying in %.2gs / %.2g 秒后重试", url, reason, wait, wait)
+    else:  # after a timeout
+        log.warning("%s: %s; retrying now / 立即重试", url, reason)
+
 
 def retry_after(value: str | None) -> float | None:
     if not value:
@@ -58,12 +79,14 @@ def retry_after(value: str | None) -> float | None:
 
 
 class Retryable(Exception):
-    """Worth another try at the same source. ``limit``: at most this many attempts for this kind of failure."""
+    """Worth another try at the same source. ``limit``: at most this many attempts for this kind of failure;
+    ``progressed``: bytes arrived before it failed; ``at``: the bytes (a, b) the failed response was to carry."""
 
     def __init__(self, reason: str, retry_after: float | None = None, progressed: bool = False,
-                 limit: int | None = None):
+                 limit: int | None = None, timed_out: bool = False, at: tuple[int, int] | None = None):
         super().__init__(reason)
         self.reason, self.retry_after, self.progressed, self.limit = reason, retry_after, progressed, limit
+        self.timed_out, self.at = timed_out, at
 
 
 class SourceFailed(Exception):
@@ -90,10 +113,15 @@ DNS_FAILURES = ("Name or service not known", "Temporary failure in name resoluti
                 "nodename nor servname")
 
 
-def describe(err: BaseException) -> str:
+def timed_out(err: BaseException) -> bool:
+    return isinstance(err, requests.Timeout) or "timed out" in str(err).lower()
+
+
+def describe(err: BaseException, timeout: float | None = None) -> str:
     text = str(err)
-    if isinstance(err, requests.Timeout) or "timed out" in text.lower():
-        return "timed out (no data within the read timeout)"
+    if timed_out(err):
+        within = f"{timeout:g} s, DINOV2_TIMEOUT" if timeout is not None else "the read timeout"
+        return f"timed out (no data within {within})"
     if isinstance(err, requests.exceptions.ChunkedEncodingError) or "IncompleteRead" in text:
         return "connection closed before the end of the file"
     if isinstance(err, requests.exceptions.SSLError):
@@ -108,10 +136,12 @@ def describe(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[:160]}"
 
 
-def request_failed(err: requests.RequestException, progressed: bool = False) -> Retryable:
+def request_failed(err: requests.RequestException, policy: RetryPolicy, progressed: bool = False,
+                   at: tuple[int, int] | None = None) -> Retryable:
     """A request that raised: retryable, but a name that does not resolve gets one more try only."""
-    why = describe(err)
-    return Retryable(why, progressed=progressed, limit=2 if "unknown host" in why else None)
+    why = describe(err, policy.read_timeout)
+    return Retryable(why, progressed=progressed, limit=2 if "unknown host" in why else None,
+                     timed_out=timed_out(err), at=at)
 
 
 def status_error(resp) -> Exception | None:
@@ -135,26 +165,46 @@ def local_write_error(err: LocalWriteError, dest: Path, part: Path) -> DownloadE
         f"{what} while downloading {dest.name} into {dest.parent}: {err.err.strerror or err.err} "
         f"({err.kept} bytes kept in {part.name}) / 磁盘写入失败",
         ("free some space (or set TORCH_HOME to a bigger disk) and rerun: the download resumes / "
-         "请释放磁盘空间后重新运行，下载将继续") if full else "check the folder's permissions and rerun",
+         "请释放磁盘空间后重新运行，下载将继续") if full else
+        "check the folder's permissions and rerun / 请检查该目录的权限后重试",
     )
 
 
 def all_failed(dest: Path, failures: list[tuple[str, str]]) -> DownloadError:
-    """Every source failed: one line naming each source and why, and a hint that fits the reasons."""
-    listing = "; ".join(f"{url}: {reason}" for url, reason in failures)
+    """Every source failed: one line naming each source and why (and the proxy it went through), and a hint that
+    fits the reasons."""
     n = len(failures)
+    reasons = [reason for _, reason in failures]
     hint = "check the network, or set DINOV2_BASE_URL to a mirror, then rerun / 请检查网络或设置 DINOV2_BASE_URL 后重试"
     missing = [url for url, reason in failures if reason.startswith(("HTTP 404", "HTTP 410"))
                and settings.base_urls_text()]  # a 404 is a mirror's only where mirrors are set
-    if any("pin" in reason for _, reason in failures):
+    network = True
+    if any("pin" in reason for reason in reasons):
         hint = ("the served bytes differ from the pinned SHA-256: check the mirror or DINOV2_REGISTRY / "
                 "文件与固定哈希不符")
-    elif all("unknown host" in reason for _, reason in failures):
+        network = False
+    elif all("unknown host" in reason for reason in reasons):
         hint = ("the host name does not resolve: check its spelling in DINOV2_BASE_URL, or the DNS / "
                 "主机名无法解析，请检查 DINOV2_BASE_URL 或 DNS")
     elif missing:
         hint = (f"the mirror does not have this file ({', '.join(missing)}): check DINOV2_BASE_URL, whose folders "
                 f"must be laid out like the official ones / 镜像上没有该文件，请检查 DINOV2_BASE_URL")
+        network = False
+    elif any("timed out" in reason for reason in reasons):
+        hint = ("no data came within DINOV2_TIMEOUT seconds, DINOV2_RETRIES times in a row: check the network, or "
+                "raise DINOV2_TIMEOUT / DINOV2_RETRIES for a slow link, or set DINOV2_BASE_URL to a mirror / "
+                "连接超时：请检查网络，或为慢速链路调大 DINOV2_TIMEOUT / DINOV2_RETRIES，或设置镜像 DINOV2_BASE_URL")
+    elif any(" at bytes " in reason for reason in reasons):
+        hint = ("the server keeps ending its answers before those bytes: use another mirror (DINOV2_BASE_URL) or "
+                "rerun later, the download resumes; DINOV2_RETRIES sets how long to insist / "
+                "服务器多次在传完这些字节前断开：请换用其他镜像 (DINOV2_BASE_URL) 或稍后重试（下载会续传）")
+    via = {url: p for url, _ in failures if network and (p := settings.proxy_for(url))}
+    listing = "; ".join(f"{url}{f' (via {via[url][0]}={via[url][1]})' if url in via else ''}: {reason}"
+                        for url, reason in failures)
+    proxies = set(via.values())
+    if proxies:
+        named = ", ".join(f"{var}={value}" for var, value in sorted(proxies))
+        hint += f"; a proxy is set ({named}): it may be at fault / 已设置代理 ({named})，问题可能出在代理"
     return DownloadError(
         f"could not download {dest.name} from {'any of the ' + str(n) + ' sources' if n > 1 else 'its source'}: "
         f"{listing} / 下载失败",

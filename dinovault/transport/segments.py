@@ -2,13 +2,15 @@
 
 - Up to ``connections`` workers per source start at once and take ranges from one shared queue: at first one
   range per worker (each request costs a round trip of idle connection), never under ``segment_size``. When the
-  queue is empty an idle worker takes the second half of the range in flight that will take longest, so faster
-  sources take more and no straggler is left at the end. Each response is checked: 206, the pinned size, and the
-  same ETag/Last-Modified as before (If-Range).
+  queue is empty an idle worker takes the second half of the range in flight that will take longest, judged on
+  its recent speed, so faster sources take more and no straggler is left at the end; a range that is only
+  waiting for this machine's CPU is not split (the bytes on their way beyond the split would be lost). Each
+  response is checked: 206, the pinned size, and the same ETag/Last-Modified as before (If-Range).
 - Bytes are written in place into ``<file>.part`` (a new file of our own, never a hard link) with ``os.pwrite``.
-  A sidecar ``<file>.part.json``, rewritten atomically four times a second, records which bytes each source delivered:
-  after kill -9 a rerun fetches only the gaps. SHA-256 runs in order on a thread that re-reads (from the page cache)
-  the contiguous prefix as it grows; size and hash are checked before the rename.
+  A sidecar ``<file>.part.json``, rewritten atomically four times a second and after every 1/1024 of the file,
+  records which bytes each source delivered: after kill -9 a rerun fetches only the gaps. SHA-256 runs in order
+  on a thread that re-reads (from the page cache) the contiguous prefix as it grows; size and hash are checked
+  before the rename.
 - A source that fails is dropped for the rest of the file; if all fail, the error names each and why. A source
   that ignores Range makes the caller fall back to one stream (``NoRanges``). On a hash mismatch with two or more
   sources, every range is fetched again from another source and compared, which finds and names the bad source.
@@ -29,7 +31,7 @@ from ..cache import read_json, write_json_atomic, write_stamp
 from ..registry import Pin
 from .crosscheck import cross_check
 from .rangeget import Source, open_range
-from .ranges import Piece, PrefixHasher, Ranges, ranges_on_disk, write_at
+from .ranges import RATE_WINDOW, Piece, PrefixHasher, Ranges, ranges_on_disk, write_at
 from .retry import (
     LocalWriteError,
     NoRanges,
@@ -38,16 +40,21 @@ from .retry import (
     RetryPolicy,
     SourceFailed,
     all_failed,
+    log_retry,
     request_failed,
 )
 from .stream import DownloadResult, part_paths
 
 log = logging.getLogger("dinovault")
 
-READ = 256 * 1024  # bytes per socket read
+READ = 64 * 1024  # bytes per socket read (what a cut connection loses: the short read is dropped)
 MIN_STEAL = 1 << 20  # never split a range in flight into halves smaller than this
 STEAL_AFTER = 1.0  # ... nor one done sooner than this (or 3 request latencies): the bytes in flight are lost
-FLUSH_EVERY = 0.25  # seconds between sidecar rewrites (what kill -9 can cost: this long of transfer)
+MIN_JUDGE = 0.5  # seconds (or 2 request latencies) a range's bytes flow before its speed is judged: on a busy
+# machine thread scheduling makes a shorter measure noise
+FLUSH_EVERY = 0.25  # at most this many seconds between sidecar rewrites...
+FLUSH_SHARE = 1024  # ... and at most 1/1024 of the file (64 KiB to 4 MiB) unrecorded: what kill -9 can cost...
+FLUSH_GAP = 0.02  # ... but at least this long between two (a rewrite costs up to a millisecond of CPU)
 
 
 class Segmented:
@@ -59,6 +66,8 @@ class Segmented:
         self.sources = [Source(u) for u in urls]
         self.cv = threading.Condition()
         self.transferred = 0
+        self.unflushed, self.flush_due = 0, threading.Event()
+        self.flush_bytes = min(4 << 20, max(64 << 10, pin.size // FLUSH_SHARE))
 
     # ---------------------------------------------------------------- the partial and its sidecar
 
@@ -71,8 +80,8 @@ class Segmented:
             size = None
         if size is None or meta is None or meta.get("sha256") != self.pin.sha256 or meta.get("total") != self.pin.size:
             if size is not None:
-                log.warning("discarding partial download %s: it was downloaded for another pin or has no record",
-                            self.part)
+                log.warning("discarding partial download %s: it was downloaded for another pin or has no record / "
+                            "丢弃来源不明的部分下载", self.part)
             self.discard()
             return {}
         done, validators = ranges_on_disk(meta, size)
@@ -87,6 +96,7 @@ class Segmented:
     def flush(self) -> None:
         """Record what is on disk. It never claims more: bytes are added only after their pwrite returned."""
         with self.cv:
+            self.unflushed = 0
             data = {"total": self.pin.size, "sha256": self.pin.sha256,
                     "done": {u: r.pairs() for u, r in self.done.items() if r.starts},
                     "sources": {s.url: dict(s.validator) for s in self.sources if s.validator}}
@@ -97,12 +107,21 @@ class Segmented:
 
     # ---------------------------------------------------------------- the queue of ranges
 
-    def take(self, source: Source) -> Piece | None:
-        """The next range for a worker of ``source``; waits while others may still give work back."""
+    def take(self, source: Source, own_rate: float = 0.0) -> Piece | None:
+        """The next range for a worker of ``source``; waits while the source is in backoff, and while others may
+        still give work back. A worker left without work takes half of a range in flight that is far slower than
+        its own last one was (``own_rate``), or that stays slow for RATE_WINDOW while it waits (the bytes the other
+        connection has on its way beyond the split are lost: splitting a range that only waited for this
+        machine's CPU costs bytes and saves nothing)."""
+        idle_since = None
         with self.cv:
             while not self.stop:
                 if source.dead:
                     return None
+                now = time.monotonic()
+                if now < source.retry_at:
+                    self.cv.wait(source.retry_at - now)
+                    continue
                 if self.pending:
                     a, b = self.pending.popleft()
                     if b - a > self.piece_size:
@@ -111,9 +130,9 @@ class Segmented:
                     piece = Piece(a, b)
                     self.active.append(piece)
                     return piece
-                now = time.monotonic()
-                big = max(self.active, key=lambda p: p.seconds_left(now), default=None)
-                if big and big.end - big.pos >= 2 * MIN_STEAL and big.seconds_left(now) > self.steal_after(source):
+                idle_since = idle_since or now
+                big = self.slowest(source, now, hurry=now - idle_since < RATE_WINDOW, own_rate=own_rate)
+                if big is not None:
                     mid = big.pos + (big.end - big.pos) // 2
                     piece = Piece(mid, big.end)
                     big.end = mid
@@ -123,6 +142,19 @@ class Segmented:
                     return None
                 self.cv.wait(0.5)
             return None
+
+    def slowest(self, source: Source, now: float, hurry: bool, own_rate: float) -> Piece | None:
+        """The range in flight worth splitting for an idle worker of ``source``, if any: the one that will take
+        longest, judged once its bytes have flowed for MIN_JUDGE (a range just begun looks slow; one still waiting
+        for its answer has no speed yet, and the read timeout watches it), with at least
+        2 * MIN_STEAL bytes and more than steal_after seconds left. In a ``hurry`` (the worker has waited less
+        than RATE_WINDOW), only one under a quarter of the worker's own last rate: a real straggler, not the
+        scheduling noise of a busy machine."""
+        judged = [p for p in self.active if p.first is not None and now - p.first >= max(MIN_JUDGE, 2 * source.latency)]
+        big = max(judged, key=lambda p: p.seconds_left(now), default=None)
+        if big is None or big.end - big.pos < 2 * MIN_STEAL or big.seconds_left(now) <= self.steal_after(source):
+            return None
+        return big if not hurry or big.rate(now) < own_rate / 4 else None
 
     @staticmethod
     def steal_after(source: Source) -> float:
@@ -139,10 +171,14 @@ class Segmented:
         with self.cv:
             self.done.setdefault(source.url, Ranges()).add(piece.pos, piece.pos + n)
             self.all_done.add(piece.pos, piece.pos + n)
+            source.failures = 0
             piece.pos += n
-            piece.got += n
+            piece.advance(n, time.monotonic())
             source.bytes += n
             self.transferred += n
+            self.unflushed += n
+            if self.unflushed >= self.flush_bytes:
+                self.flush_due.set()
             self.hash_target = self.all_done.prefix()
             self.progress.update(n)
             self.cv.notify_all()
@@ -154,7 +190,7 @@ class Segmented:
         return open_range(session, source, a, b, self.pin.size, self.policy, self.cv)
 
     def fetch(self, session, source: Source, piece: Piece) -> None:
-        t0 = time.monotonic()
+        t0, start = time.monotonic(), piece.pos
         with self.request(session, source, piece.pos, piece.end) as resp:
             source.latency = min(source.latency, time.monotonic() - t0)
             first = True
@@ -170,28 +206,32 @@ class Segmented:
                         except OSError as err:
                             raise LocalWriteError(err, self.all_done.size()) from None
                         self.wrote(source, piece, n)
-                        source.failures = 0
                     if piece.pos >= piece.end:
                         return
             except requests.RequestException as err:
-                raise request_failed(err, progressed=True) from None
+                raise request_failed(err, self.policy, progressed=piece.pos > start,
+                                     at=(piece.pos, piece.end)) from None
         if piece.pos < piece.end:
-            raise Retryable(f"the response ended {piece.end - piece.pos} bytes early", progressed=True)
+            raise Retryable(f"the response ended {piece.end - piece.pos} bytes early", progressed=piece.pos > start,
+                            at=(piece.pos, piece.end))
 
     # ---------------------------------------------------------------- workers
 
     def worker(self, source: Source) -> None:
         session = self.new_session()
         try:
-            while (piece := self.take(source)) is not None:
+            rate = 0.0
+            while (piece := self.take(source, rate)) is not None:
+                started = piece.t0  # taken under the lock: before or after a failure was counted, never both
                 try:
                     self.fetch(session, source, piece)
                     outcome = None
+                    rate = piece.got / max(time.monotonic() - started, 1e-3)
                 except (Retryable, SourceFailed, NoRanges, Restart, LocalWriteError) as err:
                     outcome = err
                 finally:
                     self.give_back(piece)  # what is left of it goes back to the queue for any worker
-                if isinstance(outcome, Retryable) and not self.retry_later(source, outcome):
+                if isinstance(outcome, Retryable) and not self.retry_later(source, outcome, started):
                     return
                 if isinstance(outcome, SourceFailed):
                     self.drop(source, outcome.reason)
@@ -205,33 +245,43 @@ class Segmented:
             session.close()
             with self.cv:
                 self.cv.notify_all()
+            self.flush_due.set()  # the main loop looks again whether any worker is left
 
-    def retry_later(self, source: Source, err: Retryable) -> bool:
-        """Wait before this worker's next request to ``source``; False when the source is given up. Failures of
-        several connections within one backoff window count as one attempt, as a single stream would see it."""
+    def retry_later(self, source: Source, err: Retryable, started: float) -> bool:
+        """Count a failed request of ``source`` and set when its workers may ask again; False once the source is
+        given up. An attempt is a round: requests that were already in flight when a failure was counted fail
+        with it (every connection meets the same outage) and do not count again. A request that delivered bytes
+        is no failure: only its own worker pauses. Bytes from any worker reset the count (see wrote)."""
         with self.cv:
             now = time.monotonic()
             if err.progressed:
-                source.failures = 0
-            if now >= source.retry_at:  # the first failure since the last wait ended
-                source.failures += 0 if err.progressed else 1
-                limit = min(self.policy.attempts, err.limit or self.policy.attempts)
-                wait = self.policy.wait(max(source.failures, 1), err.retry_after)
-                if source.failures >= limit or wait is None:
-                    why = (f"{err.reason} (after {source.failures} attempts)" if wait is not None
+                wait = self.policy.wait(1, err.retry_after)
+                if wait is None:
+                    self.drop(source, f"{err.reason}; asked to retry after {err.retry_after:.0f}s")
+                    return False
+            else:
+                if started < source.counted_at:
+                    return not source.dead
+                source.failures += 1
+                source.counted_at = now
+                wait = self.policy.wait_after(err, source.failures)
+                if source.failures >= self.policy.limit(err) or wait is None:
+                    why = (self.policy.gave_up(err, source.failures) if wait is not None
                            else f"{err.reason}; asked to retry after {err.retry_after:.0f}s")
                     self.drop(source, why)  # (the condition's lock is re-entrant)
                     return False
                 source.retry_at = now + wait
-                log.warning("%s: %s; retrying in %.2gs", source.url, err.reason, wait)
-            delay = source.retry_at - now
-        time.sleep(max(0.0, delay))
+            log_retry(log, source.url, err.reason, wait)
+        if err.progressed:
+            time.sleep(wait)
         return not source.dead
 
     def drop(self, source: Source, reason: str, no_ranges: bool = False) -> None:
         with self.cv:
             if source.dead is None:
-                log.warning("%s failed: %s", source.url, reason)
+                if any(s.dead is None for s in self.sources if s is not source):  # else the final error says it
+                    log.warning("%s failed: %s; going on with the other sources / 该来源失败，改用其他来源",
+                                source.url, reason)
                 source.dead = reason
                 source.no_ranges = no_ranges
             self.cv.notify_all()
@@ -248,7 +298,7 @@ class Segmented:
         try:
             return self.run_once()
         except Restart as err:
-            log.warning("%s; starting over from byte 0", err)
+            log.warning("%s; starting over from byte 0 / 从头重新下载", err)
             self.discard()
             for s in self.sources:
                 s.validator, s.dead, s.failures = {}, None, 0
@@ -315,9 +365,11 @@ class Segmented:
                 t.start()
                 threads.append(t)
         try:
-            while alive := [t for t in threads if t.is_alive()]:
-                alive[0].join(FLUSH_EVERY)
+            while any(t.is_alive() for t in threads):
+                self.flush_due.wait(FLUSH_EVERY)
+                self.flush_due.clear()
                 self.flush()
+                time.sleep(FLUSH_GAP)
         except BaseException as err:  # Ctrl-C: stop the workers, keep what arrived
             self.abort(err)
             deadline = time.monotonic() + 2

@@ -24,7 +24,16 @@ import requests
 
 from ..cache import CHUNK, read_json, write_json_atomic, write_stamp
 from ..registry import Pin
-from .retry import LocalWriteError, Restart, Retryable, RetryPolicy, SourceFailed, request_failed, status_error
+from .retry import (
+    LocalWriteError,
+    Restart,
+    Retryable,
+    RetryPolicy,
+    SourceFailed,
+    log_retry,
+    request_failed,
+    status_error,
+)
 
 log = logging.getLogger("dinovault")
 
@@ -137,7 +146,7 @@ class _Transfer:
             return prefix, None
         else:
             return size, meta
-        log.warning("discarding partial download %s: %s", self.part, why)
+        log.warning("discarding partial download %s: %s / 丢弃不可信的部分下载", self.part, why)
         self.discard()
         return 0, None
 
@@ -156,19 +165,19 @@ class _Transfer:
             except Retryable as err:
                 if err.progressed:
                     attempt = 0  # bytes arrived: a flaky connection that keeps progressing is worth continuing
-                if attempt >= min(self.policy.attempts, err.limit or self.policy.attempts):
-                    raise SourceFailed(f"{err.reason} (after {attempt} attempts)") from None
-                wait = self.policy.wait(max(attempt, 1), err.retry_after)
+                if attempt >= self.policy.limit(err):
+                    raise SourceFailed(self.policy.gave_up(err, attempt)) from None
+                wait = self.policy.wait_after(err, attempt)
                 if wait is None:
                     raise SourceFailed(f"{err.reason}; asked to retry after {err.retry_after:.0f}s") from None
-                log.warning("%s: %s; retrying in %.2gs", url, err.reason, wait)
+                log_retry(log, url, err.reason, wait)
                 time.sleep(wait)
             except Restart as err:
                 self.discard()
                 if restarted:
                     raise SourceFailed(str(err)) from None
                 restarted = True
-                log.warning("%s: %s; starting over from byte 0", url, err)
+                log.warning("%s: %s; starting over from byte 0 / 从头重新下载", url, err)
 
     def attempt(self, url: str) -> DownloadResult:
         pin = self.pin
@@ -187,11 +196,12 @@ class _Transfer:
         try:
             resp = self.session.get(url, headers=headers, stream=True, timeout=timeout)
         except requests.RequestException as err:
-            raise request_failed(err) from None
+            raise request_failed(err, self.policy) from None
         with resp:
             total = self.check_response(url, resp, offset, meta)
             if resp.status_code == 200 and offset:
-                log.warning("%s ignored the Range request (200, not 206); downloading from byte 0", url)
+                log.warning("%s ignored the Range request (200, not 206); downloading from byte 0 / "
+                            "服务器不支持续传，从头下载", url)
                 offset = 0
                 self.hstate = None
             write_json_atomic(self.meta_path, {
@@ -258,7 +268,8 @@ class _Transfer:
                 hasher.feed(chunk)
                 self.progress.update(len(chunk))
         except requests.RequestException as err:
-            raise request_failed(err, progressed=written > offset) from None
+            at = (written, expected) if expected else None
+            raise request_failed(err, self.policy, progressed=written > offset, at=at) from None
         finally:
             os.close(fd)
             self.progress.close()
@@ -269,7 +280,8 @@ class _Transfer:
         if self.hstate is None:
             raise Restart(f"could not re-read the partial download {self.part} to hash it")
         if expected is not None and written < expected:
-            raise Retryable(f"the response ended after {written} of {expected} bytes", progressed=written > offset)
+            raise Retryable(f"the response ended after {written} of {expected} bytes", progressed=written > offset,
+                            at=(written, expected))
         return self.finish(url, written, self.hstate[0], resumed=offset > 0)
 
     def finish(self, url: str, size: int, h, resumed: bool) -> DownloadResult:

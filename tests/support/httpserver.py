@@ -2,7 +2,9 @@
 
 It serves a folder laid out like the official site (``<root>/dinov2/<arch>/<file>``). Faults are set per path
 (``server.fault("/dinov2/x/y.pth", cut_after=1000)``) or for every path (``server.fault(None, ...)``), optionally
-for the next ``times`` requests only. The server counts requests and body bytes sent per path.
+for the next ``times`` requests only (see ``Fault``: statuses, HTML, cuts, stalls, short bodies, pacing...);
+``server.cut_all()`` drops every connection answering at that moment, as a network failure would. The server
+counts requests and body bytes sent per path.
 
 Fixtures: ``dinov2_server`` (session: a full-size dinov2_vits14 checkpoint built with the real architecture and
 random weights, plus a registry pinning it) and ``faulty_server`` (function: small random files, faults allowed).
@@ -33,11 +35,16 @@ class Fault:
     html: bool = False  # 200 with an HTML page instead of the file
     html_sniff_only: bool = False  # with html: send Content-Type application/octet-stream (only the body says HTML)
     cut_after: int | None = None  # close the connection after this many body bytes of this response
+    headers_only: bool = False  # the usual headers (206 and Content-Range to a Range request), then close: no body
+    short_by: int | None = None  # each body stops this many bytes before the end its headers announce, then closes
+    missing_tail: int | None = None  # the server's copy lacks its last N bytes, its headers still announce the whole
+    # file: a Content-Length larger than the body for every range that reaches the tail
     wrong_byte_at: int | None = None  # flip one byte at this file offset
     stall: float | None = None  # sleep this long after `stall_after` body bytes (longer than the client timeout)
     stall_after: int = 0
     ignore_range: bool = False  # answer 200 with the whole file to a Range request
     throttle: float | None = None  # bytes per second
+    delay: float | None = None  # wait this long before answering (a busy server answering `status` slowly)
     times: int | None = None  # apply to this many matching requests, then stop (None: forever)
 
 
@@ -61,6 +68,7 @@ class TestServer:
     log: list[RequestRecord] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     stop_event: threading.Event = field(default_factory=threading.Event)
+    open_sockets: set = field(default_factory=set)  # connections answering a GET now (see cut_all)
 
     @property
     def port(self) -> int:
@@ -93,6 +101,18 @@ class TestServer:
         with self.lock:
             self.faults[path] = f
         return f
+
+    def cut_all(self) -> int:
+        """The network fails: every connection answering now is dropped (the client sees a short body).
+        How many were cut."""
+        with self.lock:
+            socks = list(self.open_sockets)
+        for sock in socks:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        return len(socks)
 
     def clear_faults(self) -> None:
         with self.lock:
@@ -173,6 +193,8 @@ class _Handler(BaseHTTPRequestHandler):
         ts = self.ts
         path = self.path.split("?", 1)[0]
         fault = ts.take_fault(path)
+        if fault and fault.delay:
+            ts.stop_event.wait(fault.delay)
         if fault and fault.status:
             extra = {"Retry-After": fault.retry_after} if fault.retry_after else None
             return self._simple(fault.status, f"error {fault.status}\n".encode(), extra=extra)
@@ -217,18 +239,31 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command == "HEAD":
             return
-        self._send_body(file, start, end + 1, fault, rec)
+        with ts.lock:
+            ts.open_sockets.add(self.connection)
+        try:
+            self._send_body(file, start, end + 1, fault, rec)
+        finally:
+            with ts.lock:
+                ts.open_sockets.discard(self.connection)
 
     def _send_body(self, file: Path, start: int, stop: int, fault: Fault | None, rec: RequestRecord):
         ts = self.ts
         sent = 0
         t0 = time.monotonic()
         stalled = False
+        limit = stop  # where the body really ends; short of ``stop`` the connection is dropped
+        if fault and fault.headers_only:
+            limit = start
+        if fault and fault.short_by is not None:
+            limit = max(start, stop - fault.short_by)
+        if fault and fault.missing_tail is not None:
+            limit = max(start, min(limit, file.stat().st_size - fault.missing_tail))
         with open(file, "rb") as fh:
             fh.seek(start)
             pos = start
-            while pos < stop:
-                n = min(SEND_CHUNK, stop - pos)
+            while pos < limit:
+                n = min(SEND_CHUNK if not (fault and fault.throttle) else SEND_CHUNK // 4, limit - pos)
                 if fault and fault.cut_after is not None:
                     n = min(n, fault.cut_after - sent)
                 if fault and fault.stall and not stalled and sent >= fault.stall_after:
