@@ -89,3 +89,37 @@ class ImageError(DinovaultError, ValueError):
 
 class UsageError(DinovaultError, ValueError):
     """An argument value the API or a command cannot use (a dtype, a device)."""
+
+
+# Signals inside transport/ (never shown to a user: each ends in a retry, a restart or one of the errors above)
+
+
+class Retryable(Exception):
+    """Worth another try at the same source. ``limit``: at most this many attempts for this kind of failure;
+    ``progressed``: bytes arrived before it failed; ``at``: the bytes (a, b) the failed response was to carry."""
+
+    def __init__(self, reason: str, retry_after: float | None = None, progressed: bool = False,
+                 limit: int | None = None, timed_out: bool = False, at: tuple[int, int] | None = None):
+        super().__init__(reason)
+        self.reason, self.retry_after, self.progressed, self.limit = reason, retry_after, progressed, limit
+        self.timed_out, self.at = timed_out, at
+
+
+class SourceFailed(Exception):
+    def __init__(self, reason: str, discard: bool = False):
+        super().__init__(reason)
+        self.reason, self.discard = reason, discard  # discard: the partial holds this source's bad bytes
+
+
+class Restart(Exception):
+    """The partial cannot be trusted: drop it and try once more from byte zero."""
+
+
+class NoRanges(Exception):
+    """No source honours Range requests: download with one stream instead."""
+
+
+class LocalWriteError(Exception):
+    def __init__(self, err: OSError, kept: int):
+        super().__init__(str(err))
+        self.err, self.kept = err, kept

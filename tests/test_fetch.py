@@ -88,10 +88,7 @@ def tmpfs(tmp_path):
 def test_cli_end_to_end_then_nothing_to_do(dinov2_server, tmp_path):
     served = dinov2_server.files[FILE]
     home = tmp_path / "th"
-    # one stream, so every byte is accounted for: a range split in flight (the default segmented fetch, exercised
-    # end to end by test_pipeline and byte-counted through the WAN emulator in test_segments) loses what a loopback
-    # socket buffer held, which under CPU load can exceed any fixed share of an 84 MiB file
-    env = cli_env(dinov2_server, home, DINOV2_CONNECTIONS="1")
+    env = cli_env(dinov2_server, home)  # the default segmented fetch: ranges over several connections
     hits0, sent0 = dinov2_server.hits(FILE), dinov2_server.sent(FILE)
     out_dir = tmp_path / "models" / "dinov2"
     r = cli("--model", "dinov2_vits14", "--save_dir", out_dir, "--metrics", tmp_path / "m.json", env=env)
@@ -106,7 +103,8 @@ def test_cli_end_to_end_then_nothing_to_do(dinov2_server, tmp_path):
     ]
     assert sha256(export) == digest and export.stat().st_ino == cached.stat().st_ino
     hits1 = dinov2_server.hits(FILE)
-    assert hits1 == hits0 + 1 and dinov2_server.sent(FILE) - sent0 == served.stat().st_size
+    # several range requests, and no byte served twice beyond 2% (a range split in flight loses what was on its way)
+    assert hits1 > hits0 + 1 and dinov2_server.sent(FILE) - sent0 <= 1.02 * served.stat().st_size
     card = json.loads((out_dir / "dinov2_vits14.json").read_text())
     assert card == {
         "model": "dinov2_vits14", "upstream_file": FILE, "url": official_url(S14), "size": served.stat().st_size,

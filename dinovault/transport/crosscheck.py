@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
+from ..errors import NoRanges, Restart, Retryable, SourceFailed
 from .ranges import file_sha256_fd, write_at
-from .retry import NoRanges, Restart, Retryable, SourceFailed
 
 log = logging.getLogger("dinovault")
 

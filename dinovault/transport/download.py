@@ -20,10 +20,10 @@ from filelock import FileLock, Timeout
 
 from .. import settings
 from ..cache import check_file, read_stamp
-from ..errors import DinovaultError, DiskSpaceError, DownloadError
+from ..errors import DinovaultError, DiskSpaceError, DownloadError, LocalWriteError, NoRanges, SourceFailed
 from ..progress import human_size, make_progress
 from ..registry import Pin
-from .retry import LocalWriteError, NoRanges, RetryPolicy, SourceFailed, all_failed, local_write_error
+from .retry import RetryPolicy, all_failed, local_write_error
 from .stream import DownloadResult, _Transfer, part_paths
 
 log = logging.getLogger("dinovault")

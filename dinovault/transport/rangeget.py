@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 import requests
 
-from .retry import NoRanges, Restart, SourceFailed, request_failed, status_error
+from ..errors import NoRanges, Restart, SourceFailed
+from .retry import request_failed, status_error
 
 
 @dataclass

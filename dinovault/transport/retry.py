@@ -14,7 +14,13 @@ from pathlib import Path
 import requests
 
 from .. import settings
-from ..errors import DiskSpaceError, DownloadError
+from ..errors import (  # the transport's signals live with every other error class; imported from here by transport/
+    DiskSpaceError,
+    DownloadError,
+    LocalWriteError,
+    Retryable,
+    SourceFailed,
+)
 
 
 @dataclass(frozen=True)
@@ -76,37 +82,6 @@ def retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
-
-class Retryable(Exception):
-    """Worth another try at the same source. ``limit``: at most this many attempts for this kind of failure;
-    ``progressed``: bytes arrived before it failed; ``at``: the bytes (a, b) the failed response was to carry."""
-
-    def __init__(self, reason: str, retry_after: float | None = None, progressed: bool = False,
-                 limit: int | None = None, timed_out: bool = False, at: tuple[int, int] | None = None):
-        super().__init__(reason)
-        self.reason, self.retry_after, self.progressed, self.limit = reason, retry_after, progressed, limit
-        self.timed_out, self.at = timed_out, at
-
-
-class SourceFailed(Exception):
-    def __init__(self, reason: str, discard: bool = False):
-        super().__init__(reason)
-        self.reason, self.discard = reason, discard  # discard: the partial holds this source's bad bytes
-
-
-class Restart(Exception):
-    """The partial cannot be trusted: drop it and try once more from byte zero."""
-
-
-class NoRanges(Exception):
-    """No source honours Range requests: download with one stream instead."""
-
-
-class LocalWriteError(Exception):
-    def __init__(self, err: OSError, kept: int):
-        super().__init__(str(err))
-        self.err, self.kept = err, kept
 
 
 DNS_FAILURES = ("Name or service not known", "Temporary failure in name resolution", "No address associated",

@@ -28,21 +28,12 @@ from pathlib import Path
 import requests
 
 from ..cache import read_json, write_json_atomic, write_stamp
+from ..errors import LocalWriteError, NoRanges, Restart, Retryable, SourceFailed
 from ..registry import Pin
 from .crosscheck import cross_check
 from .rangeget import Source, open_range
 from .ranges import RATE_WINDOW, Piece, PrefixHasher, Ranges, ranges_on_disk, write_at
-from .retry import (
-    LocalWriteError,
-    NoRanges,
-    Restart,
-    Retryable,
-    RetryPolicy,
-    SourceFailed,
-    all_failed,
-    log_retry,
-    request_failed,
-)
+from .retry import RetryPolicy, all_failed, log_retry, request_failed
 from .stream import DownloadResult, part_paths
 
 log = logging.getLogger("dinovault")

@@ -23,17 +23,9 @@ from pathlib import Path
 import requests
 
 from ..cache import CHUNK, read_json, write_json_atomic, write_stamp
+from ..errors import LocalWriteError, Restart, Retryable, SourceFailed
 from ..registry import Pin
-from .retry import (
-    LocalWriteError,
-    Restart,
-    Retryable,
-    RetryPolicy,
-    SourceFailed,
-    log_retry,
-    request_failed,
-    status_error,
-)
+from .retry import RetryPolicy, log_retry, request_failed, status_error
 
 log = logging.getLogger("dinovault")
 
