@@ -28,6 +28,7 @@ from dinovault.model.convert_dinov3 import (
     hf_shapes,
     hf_to_official,
     official_to_hf,
+    rope_periods,
     round_trip_losses,
 )
 from tests.support.dinov3_checkpoints import make_state_dict, small
@@ -226,3 +227,18 @@ def test_local_cls_norm_is_not_used_at_inference():
             outs.append(model.eval().forward_features(x))
     for key in ("x_norm_clstoken", "x_storage_tokens", "x_norm_patchtokens", "x_prenorm"):
         assert torch.equal(outs[0][key], outs[1][key]), key
+
+
+def test_init_weights_gives_the_official_fixed_tensors():
+    spec = small("dinov3_vits16", depth=1)
+    model = dinov3_vit.build(spec)
+    model.init_weights()
+    sd = model.state_dict()
+    d = spec.embed_dim
+    assert torch.equal(sd["rope_embed.periods"], rope_periods(spec))
+    assert torch.equal(sd["blocks.0.attn.qkv.bias_mask"], torch.cat([torch.ones(d), torch.zeros(d), torch.ones(d)]))
+    assert torch.equal(sd["blocks.0.ls1.gamma"], torch.full((d,), 1e-5)) and not sd["mask_token"].any()
+    net = convnext.build(small("dinov3_convnext_tiny", depths=(1, 1, 1, 1)))
+    net.init_weights()
+    assert torch.equal(net.state_dict()["stages.0.0.gamma"], torch.full((96,), 1e-6))
+    assert net.norms[3] is net.norm
