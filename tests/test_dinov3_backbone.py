@@ -5,8 +5,11 @@
 - the backbones against transformers' ``DINOv3ViTModel`` / ``DINOv3ConvNextModel`` (installed from PyPI) within
   1e-5, loaded from an on-disk Hugging Face folder written by ``dinovault.model.convert_dinov3`` (transformers'
   RoPE multiplies by inverse periods where the official code divides by the periods, so the two agree to float32
-  rounding, not bit for bit). Bit-identity with the official code itself was checked against
-  facebookresearch/dinov3 (not on PyPI; see the branch's report);
+  rounding, not bit for bit). Bit-identity with the official code itself (not on PyPI, under the DINOv3 License,
+  so not vendored) was checked outside the repository against facebookresearch/dinov3 @ 6876159: all 13 rows
+  with random weights (2 blocks, S and S+ also all 12; ConvNeXt-T at full depth), CPU float32, at 224×224,
+  224×320 and 320×224, forward_features (plain, masked, list), forward and get_intermediate_layers with every
+  option, all ``torch.equal``; a seeded ``init_weights()`` equals the official one too;
 - the conversion: the names and shapes transformers writes, official → Hugging Face → official bit-identical in
   the official key order, and what the Hugging Face layout cannot carry named exactly.
 
