@@ -5,8 +5,11 @@
 - the backbones against transformers' ``DINOv3ViTModel`` / ``DINOv3ConvNextModel`` (installed from PyPI) within
   1e-5, loaded from an on-disk Hugging Face folder written by ``dinovault.model.convert_dinov3`` (transformers'
   RoPE multiplies by inverse periods where the official code divides by the periods, so the two agree to float32
-  rounding, not bit for bit). Bit-identity with the official code itself was checked against
-  facebookresearch/dinov3 (not on PyPI; see the branch's report);
+  rounding, not bit for bit). Bit-identity with the official code itself (not on PyPI, under the DINOv3 License,
+  so not vendored) was checked outside the repository against facebookresearch/dinov3 @ 6876159: all 13 rows
+  with random weights (2 blocks, S and S+ also all 12; ConvNeXt-T at full depth), CPU float32, at 224×224,
+  224×320 and 320×224, forward_features (plain, masked, list), forward and get_intermediate_layers with every
+  option, all ``torch.equal``; a seeded ``init_weights()`` equals the official one too;
 - the conversion: the names and shapes transformers writes, official → Hugging Face → official bit-identical in
   the official key order, and what the Hugging Face layout cannot carry named exactly.
 
@@ -28,6 +31,7 @@ from dinovault.model.convert_dinov3 import (
     hf_shapes,
     hf_to_official,
     official_to_hf,
+    rope_periods,
     round_trip_losses,
 )
 from tests.support.dinov3_checkpoints import make_state_dict, small
@@ -226,3 +230,18 @@ def test_local_cls_norm_is_not_used_at_inference():
             outs.append(model.eval().forward_features(x))
     for key in ("x_norm_clstoken", "x_storage_tokens", "x_norm_patchtokens", "x_prenorm"):
         assert torch.equal(outs[0][key], outs[1][key]), key
+
+
+def test_init_weights_gives_the_official_fixed_tensors():
+    spec = small("dinov3_vits16", depth=1)
+    model = dinov3_vit.build(spec)
+    model.init_weights()
+    sd = model.state_dict()
+    d = spec.embed_dim
+    assert torch.equal(sd["rope_embed.periods"], rope_periods(spec))
+    assert torch.equal(sd["blocks.0.attn.qkv.bias_mask"], torch.cat([torch.ones(d), torch.zeros(d), torch.ones(d)]))
+    assert torch.equal(sd["blocks.0.ls1.gamma"], torch.full((d,), 1e-5)) and not sd["mask_token"].any()
+    net = convnext.build(small("dinov3_convnext_tiny", depths=(1, 1, 1, 1)))
+    net.init_weights()
+    assert torch.equal(net.state_dict()["stages.0.0.gamma"], torch.full((96,), 1e-6))
+    assert net.norms[3] is net.norm

@@ -174,6 +174,9 @@ class DinoV3VisionTransformer(nn.Module):
             nn.init.normal_(self.cls_token, std=0.02)
             nn.init.normal_(self.storage_tokens, std=0.02)
             nn.init.zeros_(self.mask_token)
+            proj, k = self.patch_embed.proj, math.sqrt(1 / (3 * self.patch_size**2))
+            nn.init.uniform_(proj.weight, -k, k)  # first, as the official order of random draws
+            nn.init.uniform_(proj.bias, -k, k)
             for module in self.modules():
                 if isinstance(module, nn.Linear):
                     nn.init.trunc_normal_(module.weight, std=0.02)
@@ -185,9 +188,6 @@ class DinoV3VisionTransformer(nn.Module):
                     module.reset_parameters()
                 elif isinstance(module, LayerScale):
                     nn.init.constant_(module.gamma, LAYERSCALE_INIT)
-            proj, k = self.patch_embed.proj, 1 / math.sqrt(3 * self.patch_size**2)
-            nn.init.uniform_(proj.weight, -k, k)
-            nn.init.uniform_(proj.bias, -k, k)
 
     # -- tokens ---------------------------------------------------------------------------------------
 
