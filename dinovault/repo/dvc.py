@@ -1,6 +1,13 @@
-"""The one adapter to DVC: one ``dvc.repo.Repo`` per command (`open_repo`), and every DVC failure turned into one
-bilingual error by one table (`explain`). Only DVC's public API: ``Repo`` methods, its config, cloud and cache.
-DVC is imported inside the functions, so importing this module stays cheap."""
+"""Opening DVC and explaining its failures: one ``dvc.repo.Repo`` per command (`open_repo`), and every DVC failure
+turned into one bilingual error by one table (`explain`). DVC is imported inside the functions, so importing this
+module stays cheap.
+
+What else touches DVC, honestly: ``Repo`` methods (``reproduce``, ``status``, ``push``/``pull``) are called by the
+commands that need them (repo/commands.py, remotes/transfer.py); the object-level work no ``Repo`` method does lives
+beside its feature, on DVC's cache and remote object databases (``repo.cache.local``, ``repo.cloud``): the transfer
+summaries and S3 fast path in remotes/transfer.py, the read-back of remote objects in repo/objects.py, the cache
+paths of recorded outputs in repo/integrity.py. Those are DVC internals (dvc-data's ODB API), pinned by the tests
+that run the real dvc CLI against them."""
 
 from __future__ import annotations
 
