@@ -484,8 +484,10 @@ def test_tasks_outside_the_repository_fail_clearly(plain, tmp_path):
 
 
 def test_status_in_a_fresh_clone_says_what_is_not_fetched(plain):
+    from dinovault.params import load_params
+
     out = plain.invoke("status").stdout
-    for model in (VITS, VITB):
+    for model in load_params(plain.path / "params.yaml").models:  # the shipped selection (dinov2_vitb14)
         assert f"fetch@{model}: not fetched yet" in out and f"invoke fetch --model {model}" in out
 
 
