@@ -5,7 +5,7 @@
 
 Examples / 示例:
   python scripts/download_dinov2.py --model dinov2_vits14 --save_dir models/dinov2
-  python scripts/download_dinov2.py --all            # every model selected in params.yaml
+  python scripts/download_dinov2.py --all            # every model selected in params.yaml / 所有选中的模型
 
   python scripts/download_dinov2.py --model dinov2_vits14 --from ~/Downloads/model.safetensors --save_dir models/dinov2
 
@@ -14,8 +14,9 @@ Environment / 环境变量: DINOV2_SOURCES (official,huggingface: tried in order
 DINOV2_REGISTRY (another pin file / 另一个校验文件), TORCH_HOME, DINOVAULT_ALLOW_UNVERIFIED=1 (as --allow-unverified);
 see dinovault/settings.py.
 
-A --save_dir other than the DVC one of params.yaml gets a .gitignore ("*") when it has none, so that git never
-stages the weights. / 不是 params.yaml 中 DVC 目录的 --save_dir 会写入 .gitignore，git 不会提交权重。
+A --save_dir in a git repository, other than the DVC one of params.yaml, gets a .gitignore ("*") when it has none,
+so that git never stages the weights. / 仓库中除 params.yaml 的 DVC 目录以外的 --save_dir 会写入 .gitignore，
+git 不会提交权重。
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--model", metavar="NAME", help="one torch.hub name, e.g. dinov2_vitb14 / 模型名称")
-    which.add_argument("--all", action="store_true", help="every model selected in params.yaml (the default) / 全部")
+    which.add_argument("--all", action="store_true", help="every model selected in params.yaml (the default) / "
+                       "params.yaml 中选中的全部模型（默认）")
     parser.add_argument("--save_dir", metavar="DIR", help="export <model>.pth and <model>.json here "
                         "(without it only the torch.hub cache is filled) / 保存目录（不给则只写入 torch.hub 缓存）")
     parser.add_argument("--allow-unverified", action="store_true",
