@@ -5,7 +5,8 @@ Temporary data goes as the suite goes (issue 17: a run used to leave 11 GB in th
 removes each passing test's ``tmp_path`` (``tmp_path_retention_policy = "failed"`` in pyproject.toml) and, when
 everything passed, the whole run's folder at the end; the folders that a module- or class-scoped fixture makes with
 ``tmp_path_factory.mktemp`` (clones, machines, servers' files) are removed when that fixture is torn down, unless a
-test failed while it was set up (kept for a look, like the failed tests' ``tmp_path``).
+test failed while it was set up (kept for a look, like the failed tests' ``tmp_path``); and what a passing test's
+body makes with ``tmp_path_factory.mktemp`` goes when it ends.
 """
 
 import atexit
@@ -65,3 +66,18 @@ def pytest_fixture_setup(fixturedef, request):
         made.extend(sorted(new - _nested.pop()))  # a session fixture it asked for keeps its folder
         if _nested:
             _nested[-1].update(new)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """Remove what a passing test's body made with ``tmp_path_factory.mktemp`` (e.g. test_backbone_hf's on-disk
+    Hugging Face folders, read once when the model is loaded) when it ends."""
+    factory = getattr(item, "funcargs", {}).get("tmp_path_factory")  # a body can only mktemp with it
+    if factory is None:
+        return (yield)
+    base = factory.getbasetemp()
+    before = _children(base)
+    outcome = yield  # re-raises a failure: then nothing is removed
+    for path in sorted(_children(base) - before):
+        shutil.rmtree(path, ignore_errors=True)
+    return outcome
