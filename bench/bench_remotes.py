@@ -1,7 +1,8 @@
 """Push and pull of a model-sized file (346 MB) through dinovault's remotes against each protocol's standard client,
 on loopback, in the same run: S3 (Ceph RGW) vs boto3, SSH vs sftp, WebDAV (wsgidav) vs curl. Prints MB/s and the
-ratio ours / theirs (the issue's target is >= 0.7); never asserts. "no-op s" is the same command with nothing to
-move (start-up, DVC's index and remote status); "net" subtracts it, leaving the transfer itself.
+ratio ours / theirs (the issue's target is >= 0.7), each row marked met or MISSED; never asserts. "no-op s" is
+the same command with nothing to move (start-up, DVC's index and remote status); "net" subtracts it, leaving the
+transfer itself.
 
     python bench/bench_remotes.py [--size-mb 346] [--kinds s3,ssh,webdav] [--repeat 3] [--jobs N]
     python bench/bench_remotes.py --kinds s3 --wan 0.1,10,80 --no-in-process   # through the WAN emulator
@@ -175,7 +176,8 @@ def main() -> None:
         print(f"file: {mb:.0f} MB, best of {args.repeat}; jobs: {args.jobs or 'default'}; cpus: {os.cpu_count()}; "
               f"{link}")
         print(f"{'remote':7} {'dir':5} {'ours MB/s':>9} {'no-op s':>8} {'net MB/s':>8} {'in-proc':>8} "
-              f"{'client':>7} {'MB/s':>6} {'ratio':>6} {'net ratio':>9} {'time x':>6}")
+              f"{'client':>7} {'MB/s':>6} {'ratio':>6} {'net ratio':>9} {'time x':>6}  target")
+        missed = []
         kinds = {"s3": (S3Server, "boto3"), "ssh": (SSHServer, "sftp"), "webdav": (WebDAVServer, "curl")}
         for kind in args.kinds.split(","):
             cls, client = kinds[kind]
@@ -207,8 +209,16 @@ def main() -> None:
                 o, net = mb / best, mb / max(best - noop, 1e-3)
                 p = f"{mb / min(t[d] for t in inproc):8.0f}" if inproc else f"{'-':>8}"
                 c = mb / min(t[d] for t in theirs)
+                # the issue's targets: ratio >= 0.7 on loopback, time x <= 1.15 through the WAN emulator
+                met = c / o <= 1.15 if wan else o / c >= 0.7
+                target = "time x <= 1.15" if wan else "ratio >= 0.7"
+                if not met:
+                    missed.append(f"{kind} {direction}")
+                verdict = "met / 达标" if met else "MISSED / 未达标"
                 print(f"{kind:7} {direction:5} {o:9.0f} {noop:8.2f} {net:8.0f} {p} {client:>7} {c:6.0f} "
-                      f"{o / c:6.2f} {net / c:9.2f} {c / o:6.2f}")
+                      f"{o / c:6.2f} {net / c:9.2f} {c / o:6.2f}  {target}: {verdict}")
+        which = f" ({', '.join(missed)})" if missed else ""
+        print(f"targets missed: {len(missed)} / 未达标 {len(missed)} 项{which}")
     finally:
         for front in fronts:
             front.close()

@@ -1,10 +1,21 @@
 """Shared fixtures. Each concern keeps its fixtures in tests/support/<concern>.py; they are imported here
-so that session-scoped servers start once per test session."""
+so that session-scoped servers start once per test session.
+
+Temporary data goes as the suite goes (issue 17: a run used to leave 11 GB in the system temp folder): pytest
+removes each passing test's ``tmp_path`` (``tmp_path_retention_policy = "failed"`` in pyproject.toml) and, when
+everything passed, the whole run's folder at the end; the folders that a module- or class-scoped fixture makes with
+``tmp_path_factory.mktemp`` (clones, machines, servers' files) are removed when that fixture is torn down, unless a
+test failed while it was set up (kept for a look, like the failed tests' ``tmp_path``); and what a passing test's
+body makes with ``tmp_path_factory.mktemp`` goes when it ends.
+"""
 
 import atexit
 import os
 import shutil
 import tempfile
+from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 # Only loopback traffic: the default DINOV2_SOURCES ends with huggingface, so a test whose official source fails
@@ -18,3 +29,55 @@ os.environ.pop("HF_HUB_OFFLINE", None)
 from tests.support.checkpoints import models_dir  # noqa: E402,F401
 from tests.support.httpserver import dinov2_server, faulty_server, torch_home_dir  # noqa: E402,F401
 from tests.support.servers import s3_server, ssh_server, webdav_server  # noqa: E402,F401
+
+_SCOPED = ("module", "class", "package")
+_nested: list[set[Path]] = []  # per fixture being set up: what fixtures set up inside it made (not its to remove)
+
+
+def _children(folder: Path) -> set[Path]:
+    return set(folder.iterdir()) if folder.is_dir() else set()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    """Remove what a module/class-scoped fixture made under the run's temp folder when it is torn down."""
+    if fixturedef.scope not in (*_SCOPED, "session") or fixturedef.argname == "tmp_path_factory":
+        return (yield)
+    base = request.getfixturevalue("tmp_path_factory").getbasetemp()
+    before = _children(base)
+    made: list[Path] = []
+    session = request.session
+    failed_before = session.testsfailed
+
+    def remove() -> None:
+        if session.testsfailed > failed_before:  # kept for a look, as pytest keeps the failed tests' tmp_path
+            return
+        for path in made:
+            shutil.rmtree(path, ignore_errors=True)
+
+    if fixturedef.scope in _SCOPED:
+        # registered before the fixture runs, so it runs after the fixture's own teardown (last in, first out)
+        fixturedef.addfinalizer(remove)
+    _nested.append(set())
+    try:
+        return (yield)
+    finally:
+        new = _children(base) - before
+        made.extend(sorted(new - _nested.pop()))  # a session fixture it asked for keeps its folder
+        if _nested:
+            _nested[-1].update(new)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """Remove what a passing test's body made with ``tmp_path_factory.mktemp`` (e.g. test_backbone_hf's on-disk
+    Hugging Face folders, read once when the model is loaded) when it ends."""
+    factory = getattr(item, "funcargs", {}).get("tmp_path_factory")  # a body can only mktemp with it
+    if factory is None:
+        return (yield)
+    base = factory.getbasetemp()
+    before = _children(base)
+    outcome = yield  # re-raises a failure: then nothing is removed
+    for path in sorted(_children(base) - before):
+        shutil.rmtree(path, ignore_errors=True)
+    return outcome

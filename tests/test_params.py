@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_the_shipped_params_select_the_default_models():
     params = load_params(ROOT / "params.yaml")
-    assert params.models == ("dinov2_vits14", "dinov2_vitb14")
+    assert params.models == ("dinov2_vitb14",)  # what the README's Quick start fetches
     assert params.save_dir == "models/dinov2"
     assert params.smoke_test is True
     assert params.formats == ("pth",)
@@ -65,14 +65,14 @@ def test_selecting_a_model_keeps_comments_order_and_other_keys(tmp_path):
     path = tmp_path / "params.yaml"
     original = (ROOT / "params.yaml").read_text(encoding="utf-8")
     path.write_text(original, encoding="utf-8")
-    assert add_models(path, ["dinov2_vitl14_reg", "dinov2_vits14"]) == ["dinov2_vitl14_reg"]
+    assert add_models(path, ["dinov2_vitl14_reg", "dinov2_vitb14"]) == ["dinov2_vitl14_reg"]
     text = path.read_text(encoding="utf-8")
     for line in original.splitlines():
         assert line in text  # nothing lost, comments included
-    assert load_params(path).models == ("dinov2_vits14", "dinov2_vitb14", "dinov2_vitl14_reg")
+    assert load_params(path).models == ("dinov2_vitb14", "dinov2_vitl14_reg")
     # the comment after the list stays after it
     assert text.index("dinov2_vitl14_reg\n") < text.index("# Where the exported checkpoints go")
-    assert add_models(path, ["dinov2_vits14"]) == []  # already selected: the file is not rewritten
+    assert add_models(path, ["dinov2_vitb14"]) == []  # already selected: the file is not rewritten
     assert path.read_text(encoding="utf-8") == text
 
 

@@ -3,8 +3,9 @@
 Module and parameter names mirror facebookresearch/dinov2 (flat blocks, i.e. ``block_chunks=0``), so the
 published checkpoints load with ``strict=True``. The arithmetic is the official one, operation for operation
 (attention through ``scaled_dot_product_attention`` as the official code does since June 2025, residuals added
-as ``x + branch * gamma``), so on CPU float32 ``forward_features`` and ``get_intermediate_layers`` are
-bit-identical to it. There is no xFormers path and nothing is logged.
+as ``x + branch * gamma``), so on CPU float32 ``forward``, ``forward_features`` and ``get_intermediate_layers``
+are bit-identical to it, and an image's features do not depend on the batch it is in. ``forward(x,
+cls_shortcut=True)`` is the one opt-in exception (see there). There is no xFormers path and nothing is logged.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ class Block(nn.Module):
         return x + self.ls2(self.mlp(self.norm2(x)))
 
     def forward_cls(self, x: Tensor) -> Tensor:
-        """The block's output for the CLS token only, (B, 1, D): all ``forward(x)`` needs from the last block."""
+        """The block's output for the CLS token only, (B, 1, D): ``forward(x, cls_shortcut=True)``'s last block."""
         cls = x[:, :1] + self.ls1(self.attn(self.norm1(x), cls_only=True))
         return cls + self.ls2(self.mlp(self.norm2(cls)))
 
@@ -286,13 +287,24 @@ class DinoVisionTransformer(nn.Module):
             return tuple(zip(outputs, class_tokens, strict=True))
         return tuple(outputs)
 
-    def forward(self, x: Tensor | list[Tensor], masks: Tensor | list | None = None, is_training: bool = False):
-        """The normed CLS token (B, D); ``is_training=True`` gives the forward_features dict instead."""
-        if is_training or isinstance(x, list) or not len(self.blocks):
+    def forward(
+        self,
+        x: Tensor | list[Tensor],
+        masks: Tensor | list | None = None,
+        is_training: bool = False,
+        *,
+        cls_shortcut: bool = False,
+    ):
+        """The normed CLS token (B, D), as the official ``forward``: ``forward_features(x)["x_norm_clstoken"]``
+        bit for bit, whatever the batch. ``is_training=True`` gives the forward_features dict instead.
+
+        ``cls_shortcut=True`` (opt-in) computes only the CLS token in the last block: ~1/12 less work at 224 px
+        for a 12-block model, but other kernels round differently, so the values are ~1e-6 off the official
+        ones and one image's bits change with the batch it is in. Not for features that are cached or compared.
+        """
+        if not cls_shortcut or is_training or isinstance(x, list) or not len(self.blocks):
             ret = self.forward_features(x, masks)
             return ret if is_training else self.head(ret["x_norm_clstoken"])
-        # Only the CLS token leaves the model, so the last block computes that one token (same values, ~1/12
-        # less work at 224 px for a 12-block model).
         x = self.prepare_tokens_with_masks(x, masks)
         for blk in self.blocks[:-1]:
             x = blk(x)
