@@ -10,17 +10,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import sources
-from ..cache import check_file
 from ..catalog import CATALOG, MODEL_NAMES, family_of, get_spec
 from ..errors import DinovaultError, RepoError
-from ..exports.card import read_card
 from ..exports.formats import export_dirs
 from ..files import hash_file, write_atomic
 from ..params import add_models, remove_models
-from ..registry import Pin, Pins, load_pins, load_registry
+from ..registry import load_pins, load_registry
 from .dvc import describe, explain, open_repo, recorded_logs, remote_has, unverified_allowed
 from .fetchlock import fetch_lock
+from .integrity import fetched_file
 from .layout import PARAMS_FILE, Layout, find_root, link_torch_copies, stage_name
 
 # ---------------------------------------------------------------------------------------------- fetch
@@ -102,23 +100,9 @@ def _reproduce(root: Path, models: list[str] | None, added: list[str], allow_unv
     if failed:
         raise failed[0] if len(failed) == 1 else RepoError("; ".join(e.message for e in failed), failed[0].hint)
     pins = load_pins()
-    return FetchReport(added, [_checked(layout, m, pins, seconds[m], states[m]) for m in targets])
-
-
-def _checked(layout: Layout, model: str, pins: Pins, seconds: float, state: str) -> Fetched:
-    """The workspace file as it is now: hashed, unless a stamp of this very inode (size, mtime, ctime) vouches.
-    It is checked against what its card's source says it must be: Meta's pin for an official file, the card of a
-    file converted from a hub (itself checked against that hub's pin)."""
-    path = layout.weights(model)
-    card = read_card(layout.card(model))
-    want = sources.for_card(card).expected(CATALOG[model], card, pins)
-    check = check_file(path, Pin(path.name, want.size, want.sha256) if want.sha256 and want.size is not None else None)
-    problems = [check.reason] if not check.ok else list(want.problems) if card.get("verified", True) else []
-    if problems:  # (a card saying verified: false says it itself)
-        raise RepoError(f"{layout.rel(path)}: {'; '.join(problems)} / 文件与固定哈希不符 (damaged or replaced)",
-                        "repair it / 修复: invoke verify --repair")
-    return Fetched(model, layout.rel(path), check.size, str(check.sha256), seconds, state,
-                   want.sha256 is not None and bool(card.get("verified", True)))
+    checked = [fetched_file(layout, m, pins) for m in targets]
+    return FetchReport(added, [Fetched(m, path, size, sha, seconds[m], states[m], verified)
+                               for m, (path, size, sha, verified) in zip(targets, checked, strict=True)])
 
 
 # ---------------------------------------------------------------------------------------------- list / status

@@ -1,13 +1,7 @@
-"""Opening DVC and explaining its failures: one ``dvc.repo.Repo`` per command (`open_repo`), and every DVC failure
-turned into one bilingual error by one table (`explain`). DVC is imported inside the functions, so importing this
-module stays cheap.
-
-What else touches DVC, honestly: ``Repo`` methods (``reproduce``, ``status``, ``push``/``pull``) are called by the
-commands that need them (repo/commands.py, remotes/transfer.py); the object-level work no ``Repo`` method does lives
-beside its feature, on DVC's cache and remote object databases (``repo.cache.local``, ``repo.cloud``): the transfer
-summaries and S3 fast path in remotes/transfer.py, the read-back of remote objects in repo/objects.py, the cache
-paths of recorded outputs in repo/integrity.py. Those are DVC internals (dvc-data's ODB API), pinned by the tests
-that run the real dvc CLI against them."""
+"""Opening DVC and explaining its failures: one ``dvc.repo.Repo`` per command (`open_repo`), every DVC failure one
+bilingual error by one table (`explain`); DVC is imported inside the functions. ``Repo`` methods are called where
+they are needed (repo/commands.py, remotes/transfer.py); what no ``Repo`` method does uses DVC's object databases
+(``repo.cache.local``, ``repo.cloud``) beside its feature: remotes/transfer.py, repo/objects.py, repo/integrity.py."""
 
 from __future__ import annotations
 

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import sources
-from ..cache import write_stamp
+from ..cache import check_file, write_stamp
 from ..catalog import CATALOG
 from ..errors import DinovaultError, RepoError
 from ..exports.card import read_card
 from ..files import Digests, hash_file, link_atomic, link_or_copy_atomic, temp_beside
 from ..progress import human_size
-from ..registry import Pins, load_pins
+from ..registry import Pin, Pins, load_pins
 from .dvc import describe, open_repo
 from .layout import Layout
 
@@ -154,6 +154,22 @@ def _absent(model: _Model, shown: str) -> Checked:
         return Checked(shown, "unfetched", f"not fetched yet / 尚未获取 (invoke fetch --model {model.name})")
     how = f"{REPAIR}, invoke pull --model {model.name} or invoke fetch --model {model.name}"
     return Checked(shown, "missing", f"missing / 缺失 ({how})")
+
+
+def fetched_file(layout: Layout, model: str, pins: Pins) -> tuple[str, int, str, bool]:
+    """(path, size, sha256, verified) of a model's workspace file just fetched, as it is now: hashed, unless a stamp
+    of this very inode (size, mtime, ctime) vouches. It is checked against what its card's source says it must be:
+    Meta's pin for an official file, the card of a file converted from a hub (itself checked against that hub's pin).
+    RepoError when it is not."""
+    path = layout.weights(model)
+    card = read_card(layout.card(model))
+    want = sources.for_card(card).expected(CATALOG[model], card, pins)
+    check = check_file(path, Pin(path.name, want.size, want.sha256) if want.sha256 and want.size is not None else None)
+    problems = [check.reason] if not check.ok else list(want.problems) if card.get("verified", True) else []
+    if problems:  # (a card saying verified: false says it itself)
+        raise RepoError(f"{layout.rel(path)}: {'; '.join(problems)} / 文件与固定哈希不符 (damaged or replaced)",
+                        "repair it / 修复: invoke verify --repair")
+    return layout.rel(path), check.size, str(check.sha256), want.sha256 is not None and bool(card.get("verified", True))
 
 
 def verification_error(checked: list[Checked]) -> RepoError | None:
