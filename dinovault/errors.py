@@ -89,3 +89,7 @@ class ImageError(DinovaultError, ValueError):
 
 class UsageError(DinovaultError, ValueError):
     """An argument value the API or a command cannot use (a dtype, a device)."""
+
+
+class SignedLinkError(DownloadError):
+    """A signed download link that cannot work: expired, for another file, or refused by the server (HTTP 403)."""

@@ -111,7 +111,8 @@ def verify(root: Path | None = None, repair: bool = False, remote: str | None = 
             got = digest(path)
             bad = _problems(model, got, model.name in layout.params.models)
             checked.append(Checked(shown, "bad" if bad else "ok",
-                                   "; ".join(bad) or f"{human_size(got.size)}  sha256:{got.sha256}"))
+                                   "; ".join(bad) or f"{human_size(got.size)}  sha256:{got.sha256}"
+                                   + (f"  {model.expected.note}" if model.expected.note else "")))
     return repaired, checked
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email.utils
 import errno
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,7 +92,7 @@ DNS_FAILURES = ("Name or service not known", "Temporary failure in name resoluti
 
 
 def describe(err: BaseException) -> str:
-    text = str(err)
+    text = re.sub(r"\?[^\s'\")]*", "", str(err))  # urllib3 quotes the URL: its query may be a credential
     if isinstance(err, requests.Timeout) or "timed out" in text.lower():
         return "timed out (no data within the read timeout)"
     if isinstance(err, requests.exceptions.ChunkedEncodingError) or "IncompleteRead" in text:
