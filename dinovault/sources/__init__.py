@@ -30,7 +30,7 @@ _plugins_loaded = False
 
 def _known() -> dict[str, Source]:
     global _plugins_loaded
-    from . import huggingface, official, signed  # noqa: F401 - each registers itself on first import
+    from . import huggingface, modelscope, official, signed  # noqa: F401 - each registers itself on first import
 
     if not _plugins_loaded:
         from importlib.metadata import entry_points

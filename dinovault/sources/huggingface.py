@@ -109,6 +109,16 @@ def _download(spec: ModelSpec, pin: HubPin | None) -> tuple[Path, bool]:
         path = huggingface_hub.hf_hub_download(spec.hub_repo(HUB), file, revision=revision)
     except Exception as err:  # HTTP, offline, missing repo, network: this source failed, say why
         endpoint = constants.ENDPOINT
+        cause = err if getattr(err, "response", None) is not None else (err.__cause__ or err.__context__)
+        status = getattr(getattr(cause, "response", None), "status_code", None)
+        if status in (401, 403):  # a gated repository (DINOv3's): the licence first, then a token
+            page = f"https://huggingface.co/{spec.hub_repo(HUB)}"
+            raise DownloadError(
+                f"huggingface: {spec.hub_repo(HUB)} refused access (HTTP {status}): accept the licence on {page} "
+                "and set HF_TOKEN / 需在模型页面接受许可协议并设置 HF_TOKEN",
+                f"log in at {page}, accept the licence, create a read token (https://huggingface.co/settings/tokens) "
+                "and export HF_TOKEN=… / 登录并接受许可后，创建令牌并设置 HF_TOKEN",
+            ) from None
         why = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise DownloadError(f"huggingface ({endpoint}) {spec.hub_repo(HUB)}@{revision[:12]}/{file}: {why}") from None
     return Path(path), not isinstance(cached, str)
