@@ -294,3 +294,18 @@ def test_without_a_link_the_signed_source_is_left_out(site, tmp_path):
     with pytest.raises(DownloadError, match="no configured source can serve dinov3_vits16") as exc:
         fetch_model("dinov3_vits16", tmp_path / "models", smoke_test=False, sources=("signed",))
     assert "DINOV3_URL" in exc.value.hint
+
+
+def test_a_hand_downloaded_file_is_recognised_by_the_prefix_in_its_name(site, tmp_path):
+    from dinovault.sources.local import import_file
+
+    spec = site.rows["dinov3_vits16"]
+    mine = tmp_path / "downloads" / "whatever-name.pth"  # the user's name; the bytes tell which file it is
+    mine.parent.mkdir()
+    mine.write_bytes(site.data["dinov3_vits16"])
+    name, line = import_file(mine)
+    assert name == "dinov3_vits16" and "verified: prefix" in line
+    placed = site.tmp / "torch_home" / "hub" / "checkpoints" / spec.upstream_file
+    assert placed.read_bytes() == site.data["dinov3_vits16"] and placed.stat().st_ino == mine.stat().st_ino
+    res = fetch_model("dinov3_vits16", tmp_path / "models", smoke_test=False)  # no request: the cache has it
+    assert not res.downloaded and res.verified == PREFIX and site.server.log == []
