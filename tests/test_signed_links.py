@@ -309,3 +309,22 @@ def test_a_hand_downloaded_file_is_recognised_by_the_prefix_in_its_name(site, tm
     assert placed.read_bytes() == site.data["dinov3_vits16"] and placed.stat().st_ino == mine.stat().st_ino
     res = fetch_model("dinov3_vits16", tmp_path / "models", smoke_test=False)  # no request: the cache has it
     assert not res.downloaded and res.verified == PREFIX and site.server.log == []
+
+
+def test_a_teammates_pulled_export_is_taken_by_its_cards_full_sha256(site, tmp_path, monkeypatch):
+    """Another machine: `dvc pull` restored <save_dir>/<model>.pth and its card (whose full SHA-256 was recorded at
+    the first download); the torch.hub cache is empty and no source is reachable."""
+    monkeypatch.setenv("DINOV3_BASE_URL", f"{site.server.origin}/dinov3")
+    first = fetch_model("dinov3_vits16", tmp_path / "models", smoke_test=False)
+    first.cache_path.unlink()
+    monkeypatch.setenv("DINOV3_BASE_URL", "http://127.0.0.1:9/dinov3")
+    site.server.reset_counters()
+    res = fetch_model("dinov3_vits16", tmp_path / "models", smoke_test=False)
+    assert not res.downloaded and res.verified == PREFIX and res.sha256 == first.sha256
+    assert res.cache_path.stat().st_ino == res.export_path.stat().st_ino and site.server.log == []
+    # a pulled file that does not match its card is not taken
+    res.cache_path.unlink()
+    res.export_path.unlink()
+    res.export_path.write_bytes(random_bytes(len(site.data["dinov3_vits16"]), seed=7))
+    with pytest.raises(DownloadError):
+        fetch_model("dinov3_vits16", tmp_path / "models", smoke_test=False, sources=("official",))
