@@ -55,14 +55,15 @@ FETCH_STATES = {"ran": "fetched / 已获取", "cached": "restored from DVC's run
     help={
         "model": MODEL_HELP + " (default: every model selected in params.yaml)",
         "allow_unverified": "accept a model with no pinned SHA-256 (card: verified: false) / 接受无固定哈希的模型",
+        "url": "the signed download link from Meta's e-mail, in quotes (DINOv3; never stored) / 邮件中的签名下载链接",
     },
 )
-def fetch(c, model=None, allow_unverified=False):
+def fetch(c, model=None, allow_unverified=False, url=None):
     """Download, verify and record models (`dvc repro`)."""
     from dinovault.repo import commands
 
     with errors_exit():
-        report = commands.fetch(model or None, allow_unverified=allow_unverified)
+        report = commands.fetch(model or None, allow_unverified=allow_unverified, url=url)
     _say_fetched(report)
 
 

@@ -3,13 +3,14 @@ the one DVC adapter (dvc.py) and returns data; printing is the fronts' job (task
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import sources
+from .. import settings, sources
 from ..cache import check_file
 from ..catalog import CATALOG, MODEL_NAMES, get_spec
 from ..errors import DinovaultError, RepoError
@@ -41,12 +42,14 @@ class FetchReport:
     models: list[Fetched]
 
 
-def fetch(models: list[str] | None = None, root: Path | None = None, allow_unverified: bool = False) -> FetchReport:
+def fetch(models: list[str] | None = None, root: Path | None = None, allow_unverified: bool = False,
+          url: str | None = None) -> FetchReport:
     """Select ``models`` in params.yaml (keeping its comments) and reproduce their stages; None: all selected.
 
     One ``repo.reproduce(stage, single_item=True)`` per stage (DVC's public API; a fetch stage has no upstream), so
     each stage is timed on its own; a failed stage does not stop the others, all failures are raised at the end and
-    params.yaml is put back as it was. Every file reported is checked against its pin.
+    params.yaml is put back as it was. Every file reported is checked against its pin. ``url``: a signed download
+    link, given to the stages in the environment (``DINOV3_URL``), never on their command line.
     """
     root = find_root(root)
     for name in models or []:
@@ -54,11 +57,22 @@ def fetch(models: list[str] | None = None, root: Path | None = None, allow_unver
     params_before = (root / PARAMS_FILE).read_bytes()
     added = add_models(root / PARAMS_FILE, list(models)) if models else []
     try:
-        return _reproduce(root, models, added, allow_unverified)
+        with _signed_link(url, models or []):
+            return _reproduce(root, models, added, allow_unverified)
     except BaseException:
         if added:
             write_atomic(root / PARAMS_FILE, params_before)
         raise
+
+
+@contextlib.contextmanager
+def _signed_link(url: str | None, models: list[str]):
+    """The link (a credential) reaches the stage commands as ``$<FAMILY>_URL``: dvc.yaml and dvc.lock record a stage's
+    command line, never its environment."""
+    with contextlib.ExitStack() as stack:
+        for family in (dict.fromkeys(CATALOG[m].family for m in models) or ("dinov3",)) if url else ():
+            stack.enter_context(settings.overridden(settings.signed_url_env(family), url))
+        yield
 
 
 def _reproduce(root: Path, models: list[str] | None, added: list[str], allow_unverified: bool) -> FetchReport:
