@@ -355,3 +355,16 @@ def test_invoke_fetch_with_a_link_records_the_model_and_the_signature_is_nowhere
     assert weights.read_bytes() == dinov2_server.files["dinov2_vits14_pretrain.pth"].read_bytes()
     assert "dinov2_vits14" in clone.lock()["stages"]["fetch@dinov2_vits14"]["cmd"]
     no_signature_anywhere(clone.path, Path(clone.env["TORCH_HOME"]), machine.home, text=res.text)
+
+
+def test_a_request_error_quoting_the_url_is_told_without_its_query():
+    import requests
+
+    from dinovault.transport.retry import describe
+
+    err = requests.ConnectionError(
+        f"HTTPSConnectionPool(host='dinov3.llamameta.net', port=443): Max retries exceeded with url: "
+        f"/dinov3_vits16/x.pth?Policy=abc&Signature={SIGNATURE}&Key-Pair-Id={KEY_PAIR} (Caused by "
+        "ProxyError('Unable to connect to proxy'))")
+    told = describe(err)
+    assert "/dinov3_vits16/x.pth" in told and SIGNATURE not in told and KEY_PAIR not in told
