@@ -29,8 +29,8 @@ def _doc(name: str):
 
 @task(iterable=["model"], help=HELP["fetch"])
 @_doc("fetch")
-def fetch(c, model=None, allow_unverified=False):
-    ops.fetch(model or None, allow_unverified=allow_unverified)
+def fetch(c, model=None, allow_unverified=False, url=None):
+    ops.fetch(model or None, allow_unverified=allow_unverified, url=url)
 
 
 @task(name="import", positional=["path"], iterable=["also"], help=HELP["import"])

@@ -123,3 +123,7 @@ class LocalWriteError(Exception):
     def __init__(self, err: OSError, kept: int):
         super().__init__(str(err))
         self.err, self.kept = err, kept
+
+
+class SignedLinkError(DownloadError):
+    """A signed download link that cannot work: expired, for another file, or refused by the server (HTTP 403)."""

@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import sources
+from . import settings, sources
 from .cache import clear_stamp, place_file
 from .catalog import ModelSpec, get_spec
 from .errors import CheckpointError, DiskSpaceError, DownloadError, VerificationError
@@ -66,6 +66,11 @@ def _obtain(req: Request, order: tuple[sources.Source, ...]) -> Obtained:
                 return got
     failures: list[str] = []
     errors: list[DownloadError] = []
+    order = tuple(s for s in order if s.offers(req))
+    if not order:
+        raise DownloadError(f"no configured source can serve {req.spec.name} / 没有可用的来源",
+                            f"check {settings.SOURCES_ENV} (a signed link needs --url or "
+                            f"{settings.signed_url_env(req.spec.family)}) / 请检查来源设置")
     for i, source in enumerate(order):
         if source.pin(req.spec, req.pins) is None and not req.allow_unverified:
             failures.append(f"{source.name}: {source.describe_pin(req.spec)} has no pin in {registry_path()}")
@@ -108,20 +113,23 @@ def fetch_model(
     rehash: bool = False,
     sources: tuple[str, ...] | None = None,
     formats: tuple[str, ...] | None = None,
+    url: str | None = None,
 ) -> FetchResult:
     """Bring ``name`` (a torch.hub name) into the cache, verified against its pin, and export it to ``save_dir``
     when given. ``progress``: None (auto), False (silent) or a progress object (see transport/download.py);
     ``rehash`` ignores verified stamps and hashes files again; ``sources`` overrides DINOV2_SOURCES; ``formats``
     (params.yaml ``formats``) writes the extra exports of exports/formats.py into ``save_dir`` (None: only the
-    .pth)."""
+    .pth); ``url``: a signed download link (as ``$DINOV3_URL``), tried first; it is never written anywhere."""
     from . import sources as registered
 
     spec = get_spec(name)
     order = registered.configured(",".join(sources) if sources else None)
+    if (url or settings.signed_url(spec.family)) and registered.get("signed") not in order:
+        order = (registered.get("signed"), *order)  # a link given is a link to use
     pins = load_pins()  # a broken registry is reported before anything is written
     out_dir = prepare_save_dir(Path(save_dir)) if save_dir is not None else None
     export_path = out_dir / f"{spec.name}.pth" if out_dir else None
-    got = _obtain(Request(spec, pins, export_path, allow_unverified, progress, rehash), order)
+    got = _obtain(Request(spec, pins, export_path, allow_unverified, progress, rehash, url), order)
 
     seconds = None
     if smoke_test:
@@ -130,7 +138,7 @@ def fetch_model(
         try:
             seconds = run_smoke_test(got.path, spec)
         except CheckpointError:
-            if not got.verified:  # unverified bytes that proved bad: do not leave them where they would be reused
+            if got.verified is not True:  # bytes not fully verified that proved bad: never to be reused
                 clear_stamp(got.path)
                 got.path.unlink(missing_ok=True)
             raise

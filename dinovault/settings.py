@@ -15,6 +15,9 @@ long-lived process or a test sees the environment as it is now.
 | ``DINOV2_SOURCES`` | fetch | sources tried in order: ``official`` (the base URLs), ``huggingface`` (default both) |
 | ``DINOVAULT_ALLOW_UNVERIFIED`` | fetch script | ``1``: accept a model with no pin (invoke fetch --allow-unverified) |
 | ``PATH`` | cli | set, not read: this interpreter's folder first while `dinovault fetch` runs the DVC stages |
+| ``DINOV3_URL`` | sources.signed | the signed link from Meta's e-mail (a credential: never written anywhere) |
+| ``DINOVAULT_MODELSCOPE_ENDPOINT`` | sources.modelscope | ModelScope's address, a full URL |
+| ``MODELSCOPE_DOMAIN`` | sources.modelscope | the ``modelscope`` client's own: a bare domain (https) |
 
 huggingface_hub reads ``HF_ENDPOINT``, ``HF_HOME``, ``HF_TOKEN`` and ``HF_HUB_OFFLINE`` itself, as it documents;
 dinovault only passes them through. ``DINOVAULT_REQUIRE_SERVERS`` is read by the tests only (tests/support/servers.py).
@@ -158,3 +161,26 @@ def proxy_for(url: str) -> tuple[str, str] | None:
             port = proxy.netloc.rpartition("@")[2].rpartition(":")[2] if ":" in proxy.netloc.rpartition("@")[2] else ""
             return name, f"{proxy.scheme}://{host}{':' + port if port else ''}"
     return None
+
+
+def signed_url_env(family: str = "dinov3") -> str:
+    """The variable holding a family's signed download link: ``DINOV3_URL``."""
+    return f"{family.upper()}_URL"
+
+
+def signed_url(family: str = "dinov3") -> str | None:
+    return os.environ.get(signed_url_env(family), "").strip() or None
+
+
+MODELSCOPE_ENDPOINT = "DINOVAULT_MODELSCOPE_ENDPOINT"
+MODELSCOPE_DEFAULT = "https://www.modelscope.cn"
+
+
+def modelscope_endpoint() -> str:
+    """ModelScope's address: ``$DINOVAULT_MODELSCOPE_ENDPOINT`` (a full URL), else ``https://$MODELSCOPE_DOMAIN``
+    (the ``modelscope`` client's own variable), else https://www.modelscope.cn."""
+    value = os.environ.get(MODELSCOPE_ENDPOINT, "").strip()
+    if value:
+        return value.rstrip("/")
+    domain = os.environ.get("MODELSCOPE_DOMAIN", "").strip().rstrip("/")
+    return f"https://{domain}" if domain else MODELSCOPE_DEFAULT

@@ -154,7 +154,7 @@ def _fetch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.from_paths:
         ops.import_(args.from_paths, allow_unverified=args.allow_unverified)
     else:
-        ops.fetch(args.model, allow_unverified=args.allow_unverified)
+        ops.fetch(args.model, allow_unverified=args.allow_unverified, url=args.url)
 
 
 def _repository():

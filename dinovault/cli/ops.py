@@ -19,6 +19,7 @@ HELP = {
     "fetch": {
         "model": MODEL_HELP + " (default: every model selected in params.yaml)",
         "allow_unverified": "accept a model with no pinned SHA-256 (card: verified: false) / 接受无固定哈希的模型",
+        "url": "the signed link from Meta's e-mail (DINOv3), in quotes; never written anywhere / 邮件中的签名下载链接",
     },
     "import": {
         "path": "a file or folder downloaded by hand: an official .pth (any name) or a Hugging Face "
@@ -136,14 +137,14 @@ def git_hint() -> str:
 # ---------------------------------------------------------------------------------------------- fetch / import
 
 
-def fetch(models=None, allow_unverified: bool = False) -> None:
+def fetch(models=None, allow_unverified: bool = False, url: str | None = None) -> None:
     """`fetch` in a repository: select, `dvc repro` the stages, print one line per model."""
     with errors_exit():
-        report = _fetch(models, allow_unverified)
+        report = _fetch(models, allow_unverified, url)
     _say_fetched(report)
 
 
-def _fetch(models, allow_unverified: bool):
+def _fetch(models, allow_unverified: bool, url: str | None = None):
     from .. import settings
     from ..repo import commands
     from ..repo.init import refresh_package_file
@@ -154,7 +155,7 @@ def _fetch(models, allow_unverified: bool):
             "已记录已安装的 dinovault 版本")
     # the stage command runs `dinovault`: the one beside this interpreter, even from a venv that is not activated
     with settings.path_first(Path(sys.executable).parent):
-        return commands.fetch(models or None, root=found, allow_unverified=allow_unverified)
+        return commands.fetch(models or None, root=found, allow_unverified=allow_unverified, url=url)
 
 
 def _say_fetched(report) -> None:

@@ -56,6 +56,8 @@ def add_options(parser: argparse.ArgumentParser, default_params: Path | None = N
     parser.add_argument("--skip-test", action="store_true", help="skip the forward-pass smoke test / 跳过模型测试")
     parser.add_argument("--metrics", metavar="FILE", help="write {embed_dim, num_params, smoke_test} as JSON, the "
                         "same bytes on every rerun (one model only) / 写入指标 JSON（每次相同，仅限单个模型）")
+    parser.add_argument("--url", metavar="LINK", help="the signed download link from Meta's e-mail (DINOv3), in "
+                        "quotes; never written anywhere (also $DINOV3_URL) / 邮件中的签名下载链接")
     parser.add_argument("--from", dest="from_paths", metavar="PATH", action="append", default=[],
                         help="a file or folder downloaded by hand (official .pth under any name, or a Hugging Face "
                         "model.safetensors): verified and placed in the cache first, no download / 导入手动下载的文件")
@@ -188,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     for name in names:
         try:
-            res = fetch_model(name, args.save_dir, allow_unverified=allow_unverified, smoke_test=smoke,
+            res = fetch_model(name, args.save_dir, allow_unverified=allow_unverified, smoke_test=smoke, url=args.url,
                               formats=formats if args.save_dir else None)
         except DinovaultError as err:
             _fail(f"{name}: {_error_line(err)}")

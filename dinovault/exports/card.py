@@ -30,13 +30,13 @@ class ModelCard:
     embed_dim: int
     num_params: int
     license: str
-    verified: bool
+    verified: bool | str  # True: a full pin matched; "prefix": only the hash prefix in the file's name; False
     source: str = "official"  # the source's name (sources/)
     tensor_digest: str | None = None  # equal for equal weights whichever file they came from (model/convert.py)
     origin: dict = field(default_factory=dict)  # the source's own fields
 
     @classmethod
-    def of(cls, spec: ModelSpec, size: int, sha256: str, verified: bool, origin: dict | None = None,
+    def of(cls, spec: ModelSpec, size: int, sha256: str, verified: bool | str, origin: dict | None = None,
            tensor_digest: str | None = None) -> ModelCard:
         """The card of ``spec``'s weights; ``origin``: what the source records (``source`` and its own fields,
         which may also give the ``url``)."""

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import settings
 from ..catalog import CATALOG, MODEL_NAMES, family_of, get_spec
 from ..errors import DinovaultError, RepoError
 from ..exports.formats import export_dirs
@@ -41,7 +42,8 @@ class FetchReport:
     models: list[Fetched]
 
 
-def fetch(models: list[str] | None = None, root: Path | None = None, allow_unverified: bool = False) -> FetchReport:
+def fetch(models: list[str] | None = None, root: Path | None = None, allow_unverified: bool = False,
+          url: str | None = None) -> FetchReport:
     """Select ``models`` in params.yaml (keeping its comments) and reproduce their stages; None: all selected.
 
     One ``repo.reproduce(stage, single_item=True)`` per stage (DVC's public API; a fetch stage has no upstream), so
@@ -49,6 +51,8 @@ def fetch(models: list[str] | None = None, root: Path | None = None, allow_unver
     the models this call added to params.yaml are deselected again. Every file reported is checked against its pin.
     Concurrent fetches in one repository (DDP ranks) take turns (`fetch_lock`): the later ones find their stages
     up to date.
+    ``url``: a signed download link, given to the stages in the environment (``DINOV3_URL``), never on their
+    command line.
     """
     root = find_root(root)
     for name in models or []:
@@ -59,7 +63,8 @@ def fetch(models: list[str] | None = None, root: Path | None = None, allow_unver
         added = add_models(params, list(models)) if models else []
         after = params.read_bytes()
         try:
-            return _reproduce(root, models, added, allow_unverified)
+            with _signed_link(url, models or []):
+                return _reproduce(root, models, added, allow_unverified)
         except BaseException:
             if added:
                 _undo_added(params, before, after, added)
@@ -75,6 +80,16 @@ def _undo_added(params: Path, before: bytes, after: bytes, added: list[str]) -> 
             remove_models(params, added)
     except DinovaultError:  # the file was broken meanwhile: leave it to its author, the fetch's own error stands
         pass
+
+
+@contextlib.contextmanager
+def _signed_link(url: str | None, models: list[str]):
+    """The link (a credential) reaches the stage commands as ``$<FAMILY>_URL``: dvc.yaml and dvc.lock record a stage's
+    command line, never its environment."""
+    with contextlib.ExitStack() as stack:
+        for family in (dict.fromkeys(CATALOG[m].family for m in models) or ("dinov3",)) if url else ():
+            stack.enter_context(settings.overridden(settings.signed_url_env(family), url))
+        yield
 
 
 def _reproduce(root: Path, models: list[str] | None, added: list[str], allow_unverified: bool) -> FetchReport:

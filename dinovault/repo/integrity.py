@@ -116,7 +116,8 @@ def verify(root: Path | None = None, repair: bool = False, remote: str | None = 
             # never fetched, and is then checked against the pin alone
             bad = _problems(model, got, model.name in layout.params.models and place != "torch.hub cache")
             checked.append(Checked(shown, "bad" if bad else "ok",
-                                   "; ".join(bad) or f"{human_size(got.size)}  sha256:{got.sha256}"))
+                                   "; ".join(bad) or f"{human_size(got.size)}  sha256:{got.sha256}"
+                                   + (f"  {model.expected.note}" if model.expected.note else "")))
     return repaired, checked + on_remote
 
 

@@ -6,7 +6,9 @@ them (``obtain``); both give one result type, ``Obtained``. It also answers for 
 card of its own records (``card_fields``), where its cache copy lives (``cache_copy``) and what the workspace file
 of such a card must be (``expected``).
 
-Built in: ``official`` (Meta's files, official.py) and ``huggingface`` (huggingface.py). Adding one is a module with
+Built in: ``official`` (Meta's files, official.py), ``signed`` (Meta's files through a signed link, signed.py),
+``huggingface`` (huggingface.py) and ``modelscope`` (modelscope.py). A source that cannot serve a request at all
+(``offers``: no link given, no repository on that hub) is left out of the order. Adding one is a module with
 a ``Source`` subclass and one ``register(...)`` call: here for a built-in one, or from any code (a plug-in, a test)
 before the fetch; installed packages can also name one under the entry-point group ``dinovault.sources``.
 """
@@ -28,7 +30,7 @@ _plugins_loaded = False
 
 def _known() -> dict[str, Source]:
     global _plugins_loaded
-    from . import huggingface, official  # noqa: F401 - each registers itself on first import
+    from . import huggingface, modelscope, official, signed  # noqa: F401 - each registers itself on first import
 
     if not _plugins_loaded:
         from importlib.metadata import entry_points
@@ -50,7 +52,8 @@ def get(name: str) -> Source:
 
 def configured(value: str | None = None) -> tuple[Source, ...]:
     """The sources to try, in order: ``value``, else ``$DINOV2_SOURCES`` (comma or space separated), else
-    official then huggingface."""
+    official then huggingface (``fetch`` puts ``signed`` first when a link is given; ``modelscope`` is chosen by
+    name, e.g. ``DINOV2_SOURCES=modelscope`` where Hugging Face cannot be reached)."""
     if value is None:
         value = settings.sources_text()
     names = [s.strip().lower() for s in re.split(r"[,\s]+", value) if s.strip()]

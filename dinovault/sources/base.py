@@ -16,7 +16,7 @@ class Obtained:
     path: Path
     size: int
     sha256: str
-    verified: bool  # matched a pin
+    verified: bool | str  # True: matched a full pin; "prefix": only the hash prefix in the file's name; False
     hashed: bool  # a full SHA-256 pass ran (False: a verified stamp was trusted)
     transferred: int | None  # bytes received over the network by this call; None: some, the count is not known
     url: str | None  # where they came from this time; None: bytes already on this machine
@@ -36,6 +36,7 @@ class Expected:
     sha256: str | None  # None: nothing to check against (no pin)
     problems: tuple[str, ...] = ()  # what is wrong with the card itself
     against: str = "pinned"  # what the size and SHA-256 are, for messages: "pinned", "its model card"
+    note: str = ""  # shown beside a file that matches (e.g. "verified: prefix …": no full pin exists)
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Request:
     allow_unverified: bool = False
     progress: object = None
     rehash: bool = False
+    url: str | None = None  # a download link given for this fetch (fetch_model(url=...)); a credential: never stored
 
 
 class Source:
@@ -54,6 +56,11 @@ class Source:
     def pin(self, spec: ModelSpec, pins: Pins):
         """The pin this source's bytes of ``spec`` are checked against; None when the registry has none."""
         raise NotImplementedError
+
+    def offers(self, req: Request) -> bool:
+        """Whether this source can serve ``req`` at all (e.g. a signed link is given, the model has a repository on
+        this hub); sources that cannot are left out of the order silently."""
+        return True
 
     def describe_pin(self, spec: ModelSpec) -> str:
         """What is pinned for ``spec``, for the message saying there is no such pin."""

@@ -164,11 +164,15 @@ def _hub_error(err: Exception, where: str, repo: str) -> DownloadError:
     """One line per kind of huggingface_hub error (matched by class name: the classes moved between versions)."""
     kinds = {c.__name__ for c in type(err).__mro__}
     text = " ".join(str(err).split()) or type(err).__name__
-    if "GatedRepoError" in kinds or "401" in text or "403" in text:
+    cause = err if getattr(err, "response", None) is not None else (err.__cause__ or err.__context__)
+    status = getattr(getattr(cause, "response", None), "status_code", None)
+    if "GatedRepoError" in kinds or status in (401, 403):  # a gated repository (DINOv3's): the licence, then a token
+        page = f"https://huggingface.co/{repo}"
         return DownloadError(
-            f"{where}: access refused (a gated repository) / 访问被拒绝（受限仓库）",
-            f"accept the licence on https://huggingface.co/{repo} and set HF_TOKEN to a token of that account / "
-            "请在模型页面接受许可并设置 HF_TOKEN",
+            f"{where}: access refused (HTTP {status or 403}, a gated repository): accept the licence on {page} and set "
+            "HF_TOKEN / 访问被拒绝（受限仓库）：需在模型页面接受许可协议并设置 HF_TOKEN",
+            f"log in at {page}, accept the licence, create a read token (https://huggingface.co/settings/tokens) and "
+            "export HF_TOKEN=… / 登录并接受许可后，创建令牌并设置 HF_TOKEN",
         )
     if "RepositoryNotFoundError" in kinds:
         return DownloadError(f"{where}: no such repository on this endpoint / 仓库不存在",

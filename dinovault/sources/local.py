@@ -17,6 +17,7 @@ from ..catalog import CATALOG
 from ..errors import ImportFileError
 from ..registry import load_pins
 from . import get, known
+from .prefix import PrefixPin
 
 SUFFIXES = (".pth", ".pt", ".safetensors", ".bin")
 _HINT = "download the file again, or fetch it: invoke fetch --model NAME / 请重新下载或直接获取"
@@ -82,6 +83,13 @@ def import_file(path: Path, allow_unverified: bool = False) -> tuple[str, str]:
             if pin is not None and pin.sha256 == sha and pin.size in (None, size):
                 got = source.take_file(path, spec, size, sha, pin)
                 return spec.name, f"✓ {path}: {source.name} {source.describe_pin(spec)}, pinned sha256 matches → {got}"
+    official = get("official")
+    for spec in CATALOG.values():  # a DINOv3 file with no full pin: recognised by the hash prefix in its name
+        pin = official.pin(spec, pins)
+        if isinstance(pin, PrefixPin) and pin.problem(sha) is None:
+            got = official.take_file(path, spec, size, sha, pin)
+            return spec.name, (f"✓ {path}: official {spec.upstream_file}, sha256 starts with the {pin.prefix} of its "
+                               f"name (verified: prefix, no full pin) → {got}")
     shapes = _shapes(path)
     found = identify(shapes) if shapes else None
     if found is None:

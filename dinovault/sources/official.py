@@ -3,6 +3,8 @@
 ``DINOV2_BASE_URL`` (``DINOV3_BASE_URL`` for DINOv3) may hold several base URLs separated by commas or whitespace;
 a large file comes from all of them at once in ranges (transport/), a small one from the first that works.
 Verified bytes already in the torch.hub cache, or an export restored by ``dvc pull``, are used without a request.
+A file whose name carries a SHA-256 prefix (DINOv3's ``…-<hash8>.pth``) is checked against it too; with no full pin
+in the registry, only against it (prefix.py).
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import re
 from urllib.parse import urlsplit
 
 from .. import settings
-from ..cache import cache_path, check_file, place_file
+from ..cache import cache_path, check_file, place_file, read_json
 from ..catalog import ModelSpec
 from ..catalog.dinov2 import BASE_URL as OFFICIAL_BASE_URL
-from ..errors import ConfigError
+from ..errors import ConfigError, VerificationError
 from ..registry import Pin, Pins
 from .base import Expected, Obtained, Request, Source, register
+from .prefix import PrefixPin, fetch_checked, official_pin, prefix_problem, verified_level
 
 log = logging.getLogger("dinovault")
 BASE_URL_ENV = settings.BASE_URL
@@ -66,14 +69,16 @@ def source_urls(spec: ModelSpec, bases: str | None = None) -> list[str]:
 class OfficialSource(Source):
     name = "official"
 
-    def pin(self, spec: ModelSpec, pins: Pins) -> Pin | None:
-        return pins.files.get(spec.upstream_file)
+    def pin(self, spec: ModelSpec, pins: Pins) -> Pin | PrefixPin | None:
+        return official_pin(spec.upstream_file, pins)
 
     def describe_pin(self, spec: ModelSpec) -> str:
         return spec.upstream_file
 
     def local(self, req: Request) -> Obtained | None:
         pin = self.pin(req.spec, req.pins)
+        if isinstance(pin, PrefixPin):
+            return _local_by_prefix(req, pin)
         if pin is None:
             return None
         places = [cache_path(req.spec.upstream_file), req.export_path]
@@ -82,17 +87,7 @@ class OfficialSource(Source):
         return None
 
     def obtain(self, req: Request) -> Obtained:
-        from ..transport.download import ensure_file
-
-        spec, pin = req.spec, self.pin(req.spec, req.pins)
-        if pin is None:
-            log.warning("%s is not pinned: accepting what the first source serves / 无固定哈希：接受首个来源提供的文件",
-                        spec.upstream_file)
-        local = [req.export_path] if req.export_path is not None else []
-        got = ensure_file(source_urls(spec), cache_path(spec.upstream_file), pin, progress=req.progress,
-                          rehash=req.rehash, local=local)
-        return Obtained(got.path, got.size, got.sha256, got.verified, got.hashed, got.transferred, got.url,
-                        {"source": self.name})
+        return obtain_official(req, self.pin(req.spec, req.pins), source_urls(req.spec))
 
     def take_file(self, path, spec: ModelSpec, size: int, sha256: str, pin) -> str:
         dest = cache_path(spec.upstream_file)
@@ -105,9 +100,60 @@ class OfficialSource(Source):
 
     def expected(self, spec: ModelSpec, card: dict, pins: Pins):
         pin = self.pin(spec, pins)
+        if isinstance(pin, PrefixPin):  # the card's full SHA-256 (from the first download), if it fits the name
+            size, sha = card.get("size"), card.get("sha256")
+            if not isinstance(size, int) or not isinstance(sha, str):
+                return Expected(None, None, (f"no pin for {spec.upstream_file} and no card / 无固定哈希，也无模型卡",))
+            why = pin.problem(sha)
+            return Expected(size, sha, (why,) if why else (), "its model card",
+                            f"verified: prefix (sha256 starts with {pin.prefix} as its name says; no full pin)")
         if pin is None:
             return Expected(None, None, (f"no pin for {spec.upstream_file} in the registry / 注册表中无此文件的哈希",))
         return Expected(pin.size, pin.sha256)
+
+
+def obtain_official(req: Request, pin, urls: list[str], auth=None, name: str = "official") -> Obtained:
+    """Meta's file of ``req.spec`` from ``urls`` into the torch.hub cache, checked against ``pin`` (a full pin, in
+    ranges where it is large; else the name's hash prefix, in one stream) and always against the name's prefix."""
+    from ..transport.download import ensure_file
+
+    spec, dest = req.spec, cache_path(req.spec.upstream_file)
+    if isinstance(pin, PrefixPin):
+        log.warning("%s: no full pin; checking the SHA-256 prefix %s in its name only / 仅校验文件名中的哈希前缀",
+                    spec.upstream_file, pin.prefix)
+        got = fetch_checked(urls, dest, pin.problem, progress=req.progress, rehash=req.rehash, auth=auth)
+    else:
+        if pin is None:
+            log.warning("%s is not pinned: accepting what the first source serves / 无固定哈希：接受首个来源提供的文件",
+                        spec.upstream_file)
+        elif (why := prefix_problem(spec.upstream_file, pin.sha256)) is not None:  # before any request
+            raise VerificationError(f"the registry pin of {spec.upstream_file} contradicts its name: {why} "
+                                    "/ 注册表中的哈希与文件名不符", "fix that registry line / 请修正注册表")
+        local = [req.export_path] if req.export_path is not None else []
+        got = ensure_file(urls, dest, pin, progress=req.progress, rehash=req.rehash, local=local, auth=auth)
+    return Obtained(got.path, got.size, got.sha256, verified_level(pin) if got.verified else False, got.hashed,
+                    got.transferred, got.url, {"source": name})
+
+
+def _local_by_prefix(req: Request, pin: PrefixPin) -> Obtained | None:
+    """With only a prefix: the torch.hub copy when it fits the name, else an export restored by ``dvc pull`` whose
+    card (written where it was first downloaded) gives the full size and SHA-256 and fits the name."""
+    dest = cache_path(req.spec.upstream_file)
+    if not dest.is_file():
+        export = req.export_path
+        card = read_json(export.with_suffix(".json")) if export is not None and export.is_file() else None
+        size, sha = (card or {}).get("size"), (card or {}).get("sha256")
+        if not isinstance(size, int) or not isinstance(sha, str) or pin.problem(sha):
+            return None
+        if not check_file(export, Pin(export.name, size, sha), rehash=req.rehash).ok:
+            return None
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        place_file(export, dest, size, sha)
+        log.info("took %s from %s (its card's SHA-256, which fits the name; no download)", dest.name, export)
+    check = check_file(dest, None, rehash=req.rehash)
+    if pin.problem(check.sha256):
+        return None
+    return Obtained(dest, check.size, check.sha256, verified_level(pin), check.hashed, 0, None, {"source": "official"})
 
 
 register(OfficialSource())

@@ -29,7 +29,7 @@ from .stream import DownloadResult, _Transfer, part_paths
 log = logging.getLogger("dinovault")
 
 
-def _segmented(urls, dest, pin, policy, progress) -> DownloadResult | None:
+def _segmented(urls, dest, pin, policy, progress, auth=None) -> DownloadResult | None:
     """The segmented transfer when it applies; None when the file should come in one stream."""
     connections, segment = settings.connections(), settings.segment_size()
     if pin is None or connections < 2 or pin.size < 2 * segment:
@@ -38,15 +38,16 @@ def _segmented(urls, dest, pin, policy, progress) -> DownloadResult | None:
 
     try:
         return Segmented(urls, dest, pin, policy, progress, connections=connections, segment_size=segment,
-                         new_session=new_session).run()
+                         new_session=lambda: new_session(auth)).run()
     except NoRanges:
         log.warning("%s: no source honours Range requests; downloading with one stream / "
                     "来源不支持分段下载，改用单连接", dest.name)
         return None
 
 
-def _download(urls: list[str], dest: Path, pin: Pin | None, session, policy: RetryPolicy, progress) -> DownloadResult:
-    done = _segmented(urls, dest, pin, policy, progress)
+def _download(urls: list[str], dest: Path, pin: Pin | None, session, policy: RetryPolicy, progress,
+              auth=None) -> DownloadResult:
+    done = _segmented(urls, dest, pin, policy, progress, auth)
     if done is not None:
         return done
     transfer = _Transfer(dest, pin, session, policy, progress)
@@ -103,11 +104,14 @@ def ensure_file(
     session: requests.Session | None = None,
     rehash: bool = False,
     local: list[Path] = (),
+    auth=None,
 ) -> DownloadResult:
     """Make ``dest`` hold the pinned file: keep a verified copy already there, else take it from a verified
     ``local`` file (hard link or copy, e.g. an export restored by ``dvc pull``), else download it from the first
     source that works. One process at a time per file (a file lock); the others wait and then reuse the result.
-    ``pin=None`` accepts whatever the first working source serves (the caller must have allowed that)."""
+    ``pin=None`` accepts whatever the first working source serves (the caller must have allowed that). ``auth``
+    (a requests auth, e.g. a signed link's query) goes with every request and nowhere else: URLs, the sidecar and
+    messages never hold it."""
     dest = Path(dest)
     policy = policy or RetryPolicy.from_env()
     try:
@@ -139,9 +143,9 @@ def ensure_file(
                 return DownloadResult(dest, pin.size, pin.sha256, None, 0, found.hashed, True)
         _check_free_space(dest, pin)
         own_session = session is None
-        session = session or new_session()
+        session = session or new_session(auth)
         try:
-            return _download(urls, dest, pin, session, policy, make_progress(progress))
+            return _download(urls, dest, pin, session, policy, make_progress(progress), auth)
         finally:
             if own_session:
                 session.close()
@@ -149,10 +153,11 @@ def ensure_file(
         lock.release()
 
 
-def new_session() -> requests.Session:
+def new_session(auth=None) -> requests.Session:
     from .. import __version__
 
     session = requests.Session()
+    session.auth = auth
     session.headers["User-Agent"] = f"dinovault/{__version__} python-requests/{requests.__version__}"
     return session
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email.utils
 import errno
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,7 +94,7 @@ def timed_out(err: BaseException) -> bool:
 
 
 def describe(err: BaseException, timeout: float | None = None) -> str:
-    text = str(err)
+    text = re.sub(r"\?[^\s'\")]*", "", str(err))  # urllib3 quotes the URL: its query may be a credential
     if timed_out(err):
         within = f"{timeout:g} s, DINOV2_TIMEOUT" if timeout is not None else "the read timeout"
         return f"timed out (no data within {within})"
