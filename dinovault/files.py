@@ -12,6 +12,7 @@ every link falls back to a copy that is hashed while it is written; a file held 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -19,6 +20,7 @@ import os
 import stat
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +73,17 @@ def write_atomic(path: Path, data: bytes | str) -> None:
         replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def working_directory(folder: Path) -> Iterator[None]:
+    """``folder`` as the working directory for the block (``contextlib.chdir`` of Python 3.11, for 3.10 too)."""
+    before = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
 
 
 def json_text(data: dict) -> str:

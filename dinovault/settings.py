@@ -172,6 +172,16 @@ def signed_url(family: str = "dinov3") -> str | None:
     return os.environ.get(signed_url_env(family), "").strip() or None
 
 
+@contextlib.contextmanager
+def signed_urls(url: str | None, families) -> Iterator[None]:
+    """``$<FAMILY>_URL=url`` for each family, for the commands a DVC stage runs (dvc.yaml and dvc.lock record a stage's
+    command line, never its environment); nothing without a url."""
+    with contextlib.ExitStack() as stack:
+        for family in families if url else ():
+            stack.enter_context(overridden(signed_url_env(family), url))
+        yield
+
+
 MODELSCOPE_ENDPOINT = "DINOVAULT_MODELSCOPE_ENDPOINT"
 MODELSCOPE_DEFAULT = "https://www.modelscope.cn"
 

@@ -20,7 +20,7 @@ import torch
 from dinovault import catalog, settings
 from dinovault.errors import CheckpointError, DownloadError
 from dinovault.fetch import fetch_model
-from dinovault.sources import convert as conversions
+from dinovault.model import families
 from dinovault.sources.modelscope import converted_path
 from tests.support.hubserver import save_hf_checkpoint
 from tests.support.msserver import start_ms
@@ -99,7 +99,7 @@ def test_without_an_ms_pin_the_hugging_face_pin_checks_the_same_file_and_any_fam
     monkeypatch.setitem(catalog.CATALOG, other.name, other)
     with pytest.raises(CheckpointError, match="no conversion .* for otherfamily"):
         fetch_model(other.name, tmp_path / "models", sources=("modelscope",), smoke_test=False)
-    monkeypatch.setitem(conversions.CONVERTERS, "otherfamily", "dinovault.model.convert")
+    monkeypatch.setitem(families.CONVERSIONS, "otherfamily", "dinovault.model.convert")
     res = fetch_model(other.name, tmp_path / "models", sources=("modelscope",), smoke_test=False)
     assert res.verified is True and json.loads(res.card_path.read_text())["ms_revision"] == "master"
     assert_official(res.export_path, ms.official)

@@ -3,7 +3,6 @@ the one DVC adapter (dvc.py) and returns data; printing is the fronts' job (task
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import time
 from collections.abc import Callable
@@ -14,7 +13,7 @@ from .. import settings
 from ..catalog import CATALOG, MODEL_NAMES, family_of, get_spec
 from ..errors import DinovaultError, RepoError
 from ..exports.formats import export_dirs
-from ..files import hash_file, write_atomic
+from ..files import hash_file, working_directory, write_atomic
 from ..params import add_models, remove_models
 from ..registry import load_pins, load_registry
 from .dvc import describe, explain, open_repo, recorded_logs, remote_has, unverified_allowed
@@ -63,7 +62,9 @@ def fetch(models: list[str] | None = None, root: Path | None = None, allow_unver
         added = add_models(params, list(models)) if models else []
         after = params.read_bytes()
         try:
-            with _signed_link(url, models or []):
+            # the link (a credential) reaches the stage commands in their environment, never on their command line
+            families = dict.fromkeys(CATALOG[m].family for m in models or []) or ("dinov3",)
+            with settings.signed_urls(url, families):
                 return _reproduce(root, models, added, allow_unverified)
         except BaseException:
             if added:
@@ -80,16 +81,6 @@ def _undo_added(params: Path, before: bytes, after: bytes, added: list[str]) -> 
             remove_models(params, added)
     except DinovaultError:  # the file was broken meanwhile: leave it to its author, the fetch's own error stands
         pass
-
-
-@contextlib.contextmanager
-def _signed_link(url: str | None, models: list[str]):
-    """The link (a credential) reaches the stage commands as ``$<FAMILY>_URL``: dvc.yaml and dvc.lock record a stage's
-    command line, never its environment."""
-    with contextlib.ExitStack() as stack:
-        for family in (dict.fromkeys(CATALOG[m].family for m in models) or ("dinov3",)) if url else ():
-            stack.enter_context(settings.overridden(settings.signed_url_env(family), url))
-        yield
 
 
 def _reproduce(root: Path, models: list[str] | None, added: list[str], allow_unverified: bool) -> FetchReport:
@@ -169,7 +160,7 @@ def status(root: Path | None = None, cloud: bool = False, remote: str | None = N
 
     layout = Layout.load(root)  # a broken params.yaml is reported with its line, before DVC's own parse error
     # DVC names files relative to the working directory: from the root, a subfolder does not print ../dvc.yaml
-    with contextlib.chdir(layout.root), open_repo(layout.root, remote=remote) as repo:
+    with working_directory(layout.root), open_repo(layout.root, remote=remote) as repo:
         where = describe(repo, remote) if cloud else "the pipeline"
         try:
             changes = repo.status(cloud=cloud, remote=remote)

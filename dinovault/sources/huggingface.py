@@ -17,12 +17,9 @@ import logging
 import os
 from pathlib import Path
 
-from filelock import FileLock
-
-from ..cache import check_file, file_sha256, place_file, read_json, torch_home, write_json_atomic, write_stamp
+from ..cache import check_file, file_sha256, place_file, read_json, torch_home, write_json_atomic
 from ..catalog import ModelSpec
-from ..errors import CheckpointError, DownloadError, VerificationError
-from ..files import replace, temp_beside
+from ..errors import DownloadError, VerificationError
 from ..registry import HubPin, Pin, Pins
 from .base import Expected, Obtained, Request, Source, register
 
@@ -213,39 +210,13 @@ def _verify(path: Path, spec: ModelSpec, pin: HubPin | None) -> tuple[int, str]:
 
 def convert_file(src: Path, spec: ModelSpec, source: dict, verified: bool, downloaded: bool = False) -> Obtained:
     """Convert a verified Hugging Face ``model.safetensors`` into the cache's official-format ``<model>.pth``."""
-    import torch
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from .convert import convert_to_pth
 
-    from ..model.convert import tensor_digest
-    from ..model.families import conversion
-
-    try:
-        tensors = load_file(str(src))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"{src} is not a readable safetensors file: {err}", "download it again") from None
-    convert = conversion(spec)
-    if {k: tuple(v.shape) for k, v in tensors.items()} != convert.hf_shapes(spec):
-        raise CheckpointError(f"{src} does not hold the tensors of {spec.name} ({spec.hub_repo(HUB)})",
-                              "check the file or the model name / 请检查文件或模型名")
-    state_dict = {k: v.float() for k, v in convert.hf_to_official(tensors, spec).items()}
-    digest = tensor_digest(state_dict, spec)
     dest = converted_path(spec)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(dest) + ".lock"):
-        tmp = temp_beside(dest)
-        try:
-            with open(tmp, "wb") as fh:  # a file object: the archive name inside does not depend on the path
-                torch.save(state_dict, fh)
-            sha = file_sha256(tmp)
-            replace(tmp, dest)
-        finally:
-            tmp.unlink(missing_ok=True)
-        size = dest.stat().st_size
-        write_stamp(dest, sha)
-        meta = {"model": spec.name, "size": size, "sha256": sha, "source": source, "tensor_digest": digest,
-                "verified": verified}
-        write_json_atomic(dest.with_suffix(".json"), meta)
+    size, sha, digest = convert_to_pth(src, spec, dest)
+    meta = {"model": spec.name, "size": size, "sha256": sha, "source": source, "tensor_digest": digest,
+            "verified": verified}
+    write_json_atomic(dest.with_suffix(".json"), meta)
     return _obtained(dest, size, sha, source, digest, verified, downloaded)
 
 

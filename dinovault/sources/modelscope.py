@@ -155,7 +155,7 @@ class ModelScopeSource(Source):
         if req.spec.hub_repo(HUB) is None:
             raise DownloadError(f"modelscope: {req.spec.name} has no ModelScope repository / 无 ModelScope 仓库")
         pin = self.pin(req.spec, req.pins)
-        converter(req.spec.family)  # a family without a conversion fails before the download
+        converter(req.spec)  # a family without a conversion fails before the download
         try:
             got, source = _download(req.spec, pin, req)
         except DownloadError as err:
