@@ -204,6 +204,9 @@ def run(args: argparse.Namespace) -> int:
                          "verified" if res.verified else "unverified")
         if not res.verified:
             logging.warning("%s: UNVERIFIED (no pinned SHA-256) / 未验证", res.spec.upstream_file)
+        elif res.verified == "prefix":
+            logging.info("%s: its name's SHA-256 prefix matched (no full pin is published); the card now records the "
+                         "full SHA-256 / 文件名中的哈希前缀一致，模型卡已记录完整哈希", res.spec.upstream_file)
         _say(f"✓ 模型下载成功！ / Model downloaded: {res.description} ({human_size(res.size)}, sha256 {res.sha256})")
         if res.forward_seconds is not None:
             _say(f"✓ 模型测试成功！ / Smoke test passed: output (1, {res.spec.embed_dim})")

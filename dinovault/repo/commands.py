@@ -32,7 +32,7 @@ class Fetched:
     sha256: str  # of the workspace file, checked now (or by a stamp that includes the inode's ctime)
     seconds: float
     state: str  # "ran", "cached" (restored from DVC's run cache, not run again) or "up to date"
-    verified: bool  # matches a pin (False only with allow_unverified)
+    verified: bool | str  # True: matches a pin; "prefix": only its name's hash prefix; False: allow_unverified
 
 
 @dataclass(frozen=True)

@@ -157,11 +157,11 @@ def _absent(model: _Model, shown: str) -> Checked:
     return Checked(shown, "missing", f"missing / 缺失 ({how})")
 
 
-def fetched_file(layout: Layout, model: str, pins: Pins) -> tuple[str, int, str, bool]:
-    """(path, size, sha256, verified) of a model's workspace file just fetched, as it is now: hashed, unless a stamp
-    of this very inode (size, mtime, ctime) vouches. It is checked against what its card's source says it must be:
-    Meta's pin for an official file, the card of a file converted from a hub (itself checked against that hub's pin).
-    RepoError when it is not."""
+def fetched_file(layout: Layout, model: str, pins: Pins) -> tuple[str, int, str, bool | str]:
+    """(path, size, sha256, verified: True, "prefix" or False) of a model's workspace file just fetched, as it is
+    now: hashed, unless a stamp of this very inode (size, mtime, ctime) vouches. It is checked against what its
+    card's source says it must be: Meta's pin for an official file, the card of a file converted from a hub (itself
+    checked against that hub's pin). RepoError when it is not."""
     path = layout.weights(model)
     card = read_card(layout.card(model))
     want = sources.for_card(card).expected(CATALOG[model], card, pins)
@@ -170,7 +170,7 @@ def fetched_file(layout: Layout, model: str, pins: Pins) -> tuple[str, int, str,
     if problems:  # (a card saying verified: false says it itself)
         raise RepoError(f"{layout.rel(path)}: {'; '.join(problems)} / 文件与固定哈希不符 (damaged or replaced)",
                         "repair it / 修复: invoke verify --repair")
-    return layout.rel(path), check.size, str(check.sha256), want.sha256 is not None and bool(card.get("verified", True))
+    return layout.rel(path), check.size, str(check.sha256), card.get("verified", True) if want.sha256 else False
 
 
 def verification_error(checked: list[Checked]) -> RepoError | None:
