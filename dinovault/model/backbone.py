@@ -117,6 +117,21 @@ class Block(nn.Module):
         return cls + self.ls2(self.mlp(self.norm2(cls)))
 
 
+def take_outputs(x, total: int, n: int | Sequence[int], step, what: str = "blocks") -> list:
+    """Run ``step(i, x)`` for i in 0..total-1 and keep the outputs of the last ``n`` layers, or of those listed in
+    ``n`` (the official ``get_intermediate_layers`` selection, for every network here)."""
+    wanted = range(total - n, total) if isinstance(n, int) else n
+    output = []
+    for i in range(total):
+        x = step(i, x)
+        if i in wanted:
+            output.append(x)
+    if len(output) != len(wanted):
+        raise ValueError(f"only {len(output)} of the {len(wanted)} requested {what} exist (depth {total}) / "
+                         f"请求的层超出网络深度 {total}")
+    return output
+
+
 class DinoVisionTransformer(nn.Module):
     """DINOv2 backbone with the official attributes, state_dict keys and forward methods."""
 
@@ -250,20 +265,7 @@ class DinoVisionTransformer(nn.Module):
         }
 
     def _get_intermediate_layers_not_chunked(self, x: Tensor, n: int | Sequence[int] = 1) -> list[Tensor]:
-        x = self.prepare_tokens_with_masks(x)
-        total = len(self.blocks)
-        blocks_to_take = range(total - n, total) if isinstance(n, int) else n
-        output = []
-        for i, blk in enumerate(self.blocks):
-            x = blk(x)
-            if i in blocks_to_take:
-                output.append(x)
-        if len(output) != len(blocks_to_take):
-            raise ValueError(
-                f"only {len(output)} of the {len(blocks_to_take)} requested blocks exist (depth {total}) / "
-                f"请求的层超出网络深度 {total}"
-            )
-        return output
+        return take_outputs(self.prepare_tokens_with_masks(x), len(self.blocks), n, lambda i, x: self.blocks[i](x))
 
     def get_intermediate_layers(
         self,

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from ..catalog import ModelSpec
 from ..catalog.dinov3 import CONVNEXT_NORM_EPS
+from .backbone import take_outputs
 
 LAYERSCALE_INIT = 1e-6
 
@@ -137,19 +138,8 @@ class ConvNeXt(nn.Module):
 
     def _get_intermediate_layers(self, x: Tensor, n: int | Sequence[int] = 1) -> list[tuple[Tensor, Tensor]]:
         self._check_input(x)
-        total = len(self.downsample_layers)
-        blocks_to_take = range(total - n, total) if isinstance(n, int) else n
-        output = []
-        for i in range(total):
-            x = self._stage(x, i)
-            if i in blocks_to_take:
-                output.append((x.mean([-2, -1]), x))  # (pooled B×C, map B×C×h×w)
-        if len(output) != len(blocks_to_take):
-            raise ValueError(
-                f"only {len(output)} of the {len(blocks_to_take)} requested stages exist (4) / "
-                "请求的层超出网络的 4 个阶段"
-            )
-        return output
+        maps = take_outputs(x, len(self.downsample_layers), n, lambda i, x: self._stage(x, i), what="stages")
+        return [(m.mean([-2, -1]), m) for m in maps]  # (pooled B×C, map B×C×h×w)
 
     def get_intermediate_layers(
         self,

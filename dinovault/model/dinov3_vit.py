@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from ..catalog import ModelSpec
 from ..catalog.dinov3 import LAYERSCALE_INIT, ROPE_RESCALE_COORDS
-from .backbone import LayerScale, Mlp, PatchEmbed
+from .backbone import LayerScale, Mlp, PatchEmbed, take_outputs
 
 
 class RopePositionEmbedding(nn.Module):
@@ -248,19 +248,7 @@ class DinoV3VisionTransformer(nn.Module):
 
     def _get_intermediate_layers_not_chunked(self, x: Tensor, n: int | Sequence[int] = 1) -> list[Tensor]:
         tokens, rope = self._tokens(x)
-        total = len(self.blocks)
-        blocks_to_take = range(total - n, total) if isinstance(n, int) else n
-        output = []
-        for i, blk in enumerate(self.blocks):
-            tokens = blk(tokens, rope)
-            if i in blocks_to_take:
-                output.append(tokens)
-        if len(output) != len(blocks_to_take):
-            raise ValueError(
-                f"only {len(output)} of the {len(blocks_to_take)} requested blocks exist (depth {total}) / "
-                f"请求的层超出网络深度 {total}"
-            )
-        return output
+        return take_outputs(tokens, len(self.blocks), n, lambda i, t: self.blocks[i](t, rope))
 
     def get_intermediate_layers(
         self,
