@@ -19,10 +19,10 @@ import os
 from pathlib import Path
 
 from ..cache import cache_path, check_file
-from ..catalog import get_spec
+from ..catalog import family_of, get_spec
 from ..errors import DinovaultError, MissingWeightsError
 from ..params import load_params
-from ..registry import load_registry
+from ..registry import load_pins
 from ..settings import models_dir
 
 PARAMS_FILE = "params.yaml"
@@ -35,12 +35,13 @@ def repository_around(start: str | os.PathLike | None = None) -> Path | None:
     return next((d for d in (here, *here.parents) if (d / PARAMS_FILE).is_file()), None)
 
 
-def save_dir_of(root: Path) -> Path:
-    """``root``'s save_dir from its params.yaml (``models/dinov2`` when it has none, or one that does not parse)."""
+def save_dir_of(root: Path, name: str = "dinov2_vitb14") -> Path:
+    """The folder of ``name``'s family in ``root``, from its params.yaml (``save_dir`` for DINOv2, ``dinov3_save_dir``
+    for DINOv3; the family's default when there is no params.yaml, or one that does not parse)."""
     try:
-        return root / load_params(root / PARAMS_FILE, own_keys=True).save_dir
+        return root / load_params(root / PARAMS_FILE, own_keys=True).save_dir_of(name)
     except DinovaultError:
-        return root / DEFAULT_SAVE_DIR
+        return root / family_of(name).DEFAULT_SAVE_DIR
 
 
 def _in_folder(path: Path, name: str) -> Path:
@@ -53,12 +54,17 @@ def _verified_cache(name: str) -> tuple[Path, str]:
     path = cache_path(spec.upstream_file)
     if not path.is_file():
         return path, "absent"
+    from ..sources.prefix import PrefixPin, official_pin
+
     try:
-        pin = load_registry().get(spec.upstream_file)
+        pin = official_pin(spec.upstream_file, load_pins())
     except DinovaultError as err:
         return path, f"not verified: {err.message}"
     if pin is None:
         return path, "not verified: no pin for it"
+    if isinstance(pin, PrefixPin):  # DINOv3: the name's SHA-256 prefix (a stamp spares the re-hash)
+        problem = pin.problem(str(check_file(path, None).sha256))
+        return path, f"not verified: {problem}" if problem else ""
     check = check_file(path, pin)
     return path, "" if check.ok else f"not verified: {check.reason}"
 
@@ -90,7 +96,7 @@ def find_weights(name: str, weights: str | os.PathLike | None = None, repo: str 
     looked, first_repo = [], None
     repos = (repo and Path(repo).resolve(), repository_around(start), last_repo and Path(last_repo).resolve())
     for root in dict.fromkeys(r for r in repos if r):
-        path = save_dir_of(root) / f"{name}.pth"
+        path = save_dir_of(root, name) / f"{name}.pth"
         first_repo = first_repo or (root, path)
         if path.is_file():
             return path
