@@ -123,9 +123,8 @@ def fetch_model(
     from . import sources as registered
 
     spec = get_spec(name)
-    order = registered.configured(",".join(sources) if sources else None)
-    if (url or settings.signed_url(spec.family)) and registered.get("signed") not in order:
-        order = (registered.get("signed"), *order)  # a link given is a link to use
+    order = registered.configured(",".join(sources) if sources else None,
+                                  link=bool(url or settings.signed_url(spec.family)))
     pins = load_pins()  # a broken registry is reported before anything is written
     out_dir = prepare_save_dir(Path(save_dir)) if save_dir is not None else None
     export_path = out_dir / f"{spec.name}.pth" if out_dir else None

@@ -50,10 +50,10 @@ def get(name: str) -> Source:
     return _known()[name]
 
 
-def configured(value: str | None = None) -> tuple[Source, ...]:
+def configured(value: str | None = None, link: bool = False) -> tuple[Source, ...]:
     """The sources to try, in order: ``value``, else ``$DINOV2_SOURCES`` (comma or space separated), else
-    official then huggingface (``fetch`` puts ``signed`` first when a link is given; ``modelscope`` is chosen by
-    name, e.g. ``DINOV2_SOURCES=modelscope`` where Hugging Face cannot be reached)."""
+    official then huggingface; with ``link`` (a signed link was given) ``signed`` comes first. ``modelscope`` is
+    chosen by name, e.g. ``DINOV2_SOURCES=modelscope`` where Hugging Face cannot be reached."""
     if value is None:
         value = settings.sources_text()
     names = [s.strip().lower() for s in re.split(r"[,\s]+", value) if s.strip()]
@@ -65,7 +65,10 @@ def configured(value: str | None = None) -> tuple[Source, ...]:
             f"use a comma list of {', '.join(known)}, e.g. {settings.SOURCES_ENV}=huggingface,official / "
             f"请使用 {', '.join(known)} 的逗号列表",
         )
-    return tuple(known[n] for n in dict.fromkeys(names or DEFAULT_ORDER))
+    names = list(dict.fromkeys(names or DEFAULT_ORDER))
+    if link and "signed" not in names:  # a link given is a link to use
+        names.insert(0, "signed")
+    return tuple(known[n] for n in names)
 
 
 def for_card(card: dict) -> Source:
