@@ -229,4 +229,16 @@ def remove_models(path: str | Path, names: list[str]) -> list[str]:
     return gone
 
 
-__all__ = ["DEFAULT_MODELS", "MODEL_NAMES", "Params", "add_models", "load_params", "remove_models"]
+def undo_selection(path: Path, before: bytes, after: bytes, added: list[str]) -> None:
+    """Deselect only what a fetch selected (``added``): the old bytes when nothing else changed the file since
+    ``after``, else ``remove_models``. A file broken meanwhile is left to its author."""
+    try:
+        if path.read_bytes() == after:
+            write_atomic(path, before)
+        else:
+            remove_models(path, added)
+    except ParamsError:
+        pass
+
+
+__all__ = ["DEFAULT_MODELS", "MODEL_NAMES", "Params", "add_models", "load_params", "remove_models", "undo_selection"]

@@ -93,3 +93,26 @@ def test_a_failing_fetch_deselects_only_its_own_model(clone, faulty_server):
     failed = [r for r in runs if r.returncode]
     assert all("error:" in r.stderr and "Traceback" not in r.text for r in failed)
     assert_consistent(c, {VITS})  # vitb14 deselected again by each failure, vits14 kept
+
+
+def test_ctrl_c_during_a_fetch_exits_130_and_puts_params_yaml_back(clone, faulty_server):
+    """Ctrl-C reaches the whole foreground process group: the stage's command stops (exit 130) while DVC ignores
+    the signal; `invoke fetch` must then exit 130 too (it said 1), with the selection it added undone."""
+    import os
+    import signal
+
+    params = (clone.path / "params.yaml").read_bytes()
+    faulty_server.fault(throttle=200_000)  # slow enough to be interrupted mid-download
+    proc = subprocess.Popen([str(BIN / "invoke"), "fetch", "--model", VITS], cwd=clone.path, env=clone.env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    part = clone.torch_cache / f"{VITS}_pretrain.pth.part"
+    deadline = time.monotonic() + 120
+    while not part.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert part.exists(), "the download never started"
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out, err)
+    assert "interrupted / 已中断" in err and "Traceback" not in err, err
+    assert (clone.path / "params.yaml").read_bytes() == params

@@ -13,12 +13,13 @@ from .. import settings
 from ..catalog import CATALOG, MODEL_NAMES, family_of, get_spec
 from ..errors import DinovaultError, RepoError
 from ..exports.formats import export_dirs
-from ..files import hash_file, working_directory, write_atomic
-from ..params import add_models, remove_models
+from ..files import hash_file, working_directory
+from ..params import add_models, undo_selection
 from ..registry import load_pins, load_registry
 from .dvc import describe, explain, open_repo, recorded_logs, remote_has, unverified_allowed
 from .fetchlock import fetch_lock
 from .integrity import fetched_file
+from .known_errors import interrupted
 from .layout import PARAMS_FILE, Layout, find_root, link_torch_copies, stage_name
 
 # ---------------------------------------------------------------------------------------------- fetch
@@ -49,9 +50,7 @@ def fetch(models: list[str] | None = None, root: Path | None = None, allow_unver
     each stage is timed on its own; a failed stage does not stop the others, all failures are raised at the end and
     the models this call added to params.yaml are deselected again. Every file reported is checked against its pin.
     Concurrent fetches in one repository (DDP ranks) take turns (`fetch_lock`): the later ones find their stages
-    up to date.
-    ``url``: a signed download link, given to the stages in the environment (``DINOV3_URL``), never on their
-    command line.
+    up to date. ``url``: a signed link (a credential), given to the stages in their environment (``DINOV3_URL``).
     """
     root = find_root(root)
     for name in models or []:
@@ -62,25 +61,13 @@ def fetch(models: list[str] | None = None, root: Path | None = None, allow_unver
         added = add_models(params, list(models)) if models else []
         after = params.read_bytes()
         try:
-            # the link (a credential) reaches the stage commands in their environment, never on their command line
             families = dict.fromkeys(CATALOG[m].family for m in models or []) or ("dinov3",)
             with settings.signed_urls(url, families):
                 return _reproduce(root, models, added, allow_unverified)
         except BaseException:
             if added:
-                _undo_added(params, before, after, added)
+                undo_selection(params, before, after, added)
             raise
-
-
-def _undo_added(params: Path, before: bytes, after: bytes, added: list[str]) -> None:
-    """Deselect only what this fetch selected: the old bytes when nothing else changed the file since."""
-    try:
-        if params.read_bytes() == after:
-            write_atomic(params, before)
-        else:
-            remove_models(params, added)
-    except DinovaultError:  # the file was broken meanwhile: leave it to its author, the fetch's own error stands
-        pass
 
 
 def _reproduce(root: Path, models: list[str] | None, added: list[str], allow_unverified: bool) -> FetchReport:
@@ -101,6 +88,8 @@ def _reproduce(root: Path, models: list[str] | None, added: list[str], allow_unv
                 cached = any("is cached - skipping run" in line for line in heard[mark:])
                 states[model] = "cached" if cached else "ran" if ran else "up to date"
             except DvcException as err:
+                if interrupted(err):  # Ctrl-C reached the stage's command (DVC itself ignores it meanwhile)
+                    raise KeyboardInterrupt from None
                 failed.append(explain(err, f"fetch {model}"))
             seconds[model] = time.perf_counter() - start
     if failed:

@@ -27,25 +27,18 @@ def open_repo(root: Path, remote: str | None = None, verify: bool = False) -> It
     except DvcException as err:
         raise RepoError(f"DVC cannot open {root}: {err} / DVC 无法打开仓库", "run `dvc doctor` / 请检查 DVC") from None
     repo.scm_context.quiet = True  # the tasks print one git hint of their own
+    from .known_errors import unchosen_export
+
     quiet = logging.getLogger("dvc.output")
-    quiet.addFilter(_unchosen_export)
+    quiet.addFilter(unchosen_export)
     name = remote_name(repo, remote)
     if verify and name in repo.config["remote"]:
         repo.config["remote"][name]["verify"] = True  # in memory only: this command re-hashes what it downloads
     try:
         yield repo
     finally:
-        quiet.removeFilter(_unchosen_export)
+        quiet.removeFilter(unchosen_export)
         repo.close()
-
-
-_UNCHOSEN = re.compile(r"'.*/(safetensors|hf)/[^/']+' is empty")
-
-
-def _unchosen_export(record: logging.LogRecord) -> bool:
-    """DVC warns of every empty output folder: an export folder of a format params.yaml does not choose is empty by
-    design (exports/formats.py), twice per model and fetch; the user's own empty outputs still warn."""
-    return not (record.levelno == logging.WARNING and _UNCHOSEN.search(record.getMessage()))
 
 
 def remote_name(repo, name: str | None = None) -> str | None:

@@ -4,6 +4,7 @@ its API nothing does, so a stage that failed on one used to end in "(its own mes
 from __future__ import annotations
 
 import errno
+import logging
 import re
 
 from ..errors import DinovaultError, RepoError
@@ -44,3 +45,22 @@ def dvc_error(err: BaseException, doing: str) -> DinovaultError | None:
             return None
         err = err.__cause__ or err.__context__
     return None
+
+
+def interrupted(err: BaseException) -> bool:
+    """Whether a stage failed because its command was interrupted: it exited 130 (SIGINT caught) or was killed by
+    SIGINT (-2)."""
+    while err is not None:
+        if type(err).__name__ == "StageCmdFailedError" and str(err).endswith(("exited with 130", "exited with -2")):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+_UNCHOSEN = re.compile(r"'.*/(safetensors|hf)/[^/']+' is empty")
+
+
+def unchosen_export(record: logging.LogRecord) -> bool:
+    """DVC warns of every empty output folder: an export folder of a format params.yaml does not choose is empty by
+    design (exports/formats.py), twice per model and fetch; the user's own empty outputs still warn."""
+    return not (record.levelno == logging.WARNING and _UNCHOSEN.search(record.getMessage()))
