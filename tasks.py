@@ -53,7 +53,7 @@ def status(c, cloud=False, remote=None):
 
 @task(help=HELP["verify"])
 @_doc("verify")
-def verify(c, repair=False, remote=None):
+def verify(c, remote=None, repair=False):
     ops.verify(repair=repair, remote=remote)
 
 

@@ -78,3 +78,14 @@ def test_readme_quick_start_is_two_commands_and_ci_runs_the_second():
     # and installs the project the way the first command does
     for part in first.split("&&")[:-1]:
         assert part.strip() in ci, part
+
+
+def test_one_set_of_short_flags_r_is_remote_everywhere():
+    """`-r` is `--remote` in every task that has a remote (verify had `-r` for `--repair`: `verify -r home` failed
+    with "No idea what 'home' is!")."""
+    import re
+
+    for name in ("verify", "push", "pull", "status"):
+        out = subprocess.run([str(BIN / "invoke"), "--help", name], cwd=ROOT, capture_output=True, text=True,
+                             timeout=60).stdout
+        assert re.search(r"-r STRING, --remote=STRING", out), (name, out)

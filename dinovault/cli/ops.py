@@ -310,12 +310,40 @@ def extract(model="dinov2_vitb14", images="", out="", batch_size=32, weights=Non
                 f"for example: {cmd('extract --model dinov2_vits14 --images photos --out feats.npz')} / "
                 f"例如：{cmd('extract --images 图片文件夹 --out 输出.npz')}",
             )
+        size = _check_extract(model, images, out, batch_size)  # before torch is imported (seconds)
         from ..inference import features
 
         result = features.extract_folder(
-            model, images, out, int(batch_size), weights=weights, device=device, dtype=dtype, normalize=normalize
+            model, images, out, size, weights=weights, device=device, dtype=dtype, normalize=normalize
         )
         print(features.summary(result))
+
+
+def _check_extract(model: str, images: str, out: str, batch_size) -> int:
+    """The arguments of `extract`, checked at once; the batch size as an int."""
+    import os
+
+    from ..catalog import get_spec
+    from ..errors import UsageError
+
+    get_spec(model)
+    try:
+        size = int(batch_size)
+    except (TypeError, ValueError):
+        size = 0
+    if size < 1:
+        raise UsageError(f"--batch-size must be a whole number of at least 1, got {batch_size!r} / 批大小须为正整数",
+                         "e.g. --batch-size 32 / 例如 --batch-size 32")
+    if not Path(images).is_dir():
+        raise UsageError(f"no image folder at {images} / 图片文件夹不存在：{images}",
+                         "pass an existing folder: --images DIR / 请用 --images 指定已存在的文件夹")
+    target = Path(out).expanduser().absolute()
+    ancestor = next(p for p in target.parents if p.exists())
+    if target.is_dir() or not ancestor.is_dir() or not os.access(ancestor, os.W_OK):
+        what = "is a folder" if target.is_dir() else f"cannot be created under {ancestor}"
+        raise UsageError(f"--out {out} {what} / 无法写入输出文件 {out}",
+                         "pass a file path in a writable folder, e.g. --out feats.npz / 请指定可写目录中的文件路径")
+    return size
 
 
 def init() -> None:
