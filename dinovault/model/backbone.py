@@ -117,6 +117,18 @@ class Block(nn.Module):
         return cls + self.ls2(self.mlp(self.norm2(cls)))
 
 
+def check_image_batch(x: Tensor, patch: int | None = None, hint: str = "") -> None:
+    """A ValueError saying what to do unless ``x`` is an image batch (B, 3, H, W) with sides multiples of ``patch``."""
+    if x.ndim != 4:
+        raise ValueError(f"expected an image batch (B, 3, H, W), got a tensor of shape {tuple(x.shape)} / "
+                         "输入应为图片批次 (B, 3, H, W)")
+    H, W = x.shape[-2:]
+    if patch and (H % patch or W % patch):
+        fit = f"{max(patch, H // patch * patch)}×{max(patch, W // patch * patch)}"
+        raise ValueError(f"input height and width must be multiples of the patch size {patch}, got {H}×{W}: resize "
+                         f"or crop to e.g. {fit}{hint} / 输入的高和宽须为 {patch} 的倍数，请缩放或裁剪，例如 {fit}")
+
+
 def take_outputs(x, total: int, n: int | Sequence[int], step, what: str = "blocks") -> list:
     """Run ``step(i, x)`` for i in 0..total-1 and keep the outputs of the last ``n`` layers, or of those listed in
     ``n`` (the official ``get_intermediate_layers`` selection, for every network here)."""
@@ -218,20 +230,7 @@ class DinoVisionTransformer(nn.Module):
         return torch.cat((class_pos_embed.unsqueeze(0), patch_pos_embed), dim=1).to(previous_dtype)
 
     def _check_input(self, x: Tensor) -> None:
-        if x.ndim != 4:
-            raise ValueError(
-                f"expected an image batch (B, 3, H, W), got a tensor of shape {tuple(x.shape)} / "
-                "输入应为图片批次 (B, 3, H, W)"
-            )
-        H, W = x.shape[-2:]
-        p = self.patch_size
-        if H % p or W % p:
-            fit = f"{max(p, H // p * p)}×{max(p, W // p * p)}"
-            raise ValueError(
-                f"input height and width must be multiples of the patch size {p}, got {H}×{W}: "
-                f"resize or crop to e.g. {fit} (the extractor's .transform gives 224×224) / "
-                f"输入的高和宽须为 {p} 的倍数，请缩放或裁剪，例如 {fit}"
-            )
+        check_image_batch(x, self.patch_size, " (the extractor's .transform gives 224×224)")
 
     def prepare_tokens_with_masks(self, x: Tensor, masks: Tensor | None = None) -> Tensor:
         self._check_input(x)

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from ..catalog import ModelSpec
 from ..catalog.dinov3 import CONVNEXT_NORM_EPS
-from .backbone import take_outputs
+from .backbone import check_image_batch, take_outputs
 
 LAYERSCALE_INIT = 1e-6
 
@@ -99,11 +99,7 @@ class ConvNeXt(nn.Module):
                     nn.init.constant_(module.gamma, LAYERSCALE_INIT)
 
     def _check_input(self, x: Tensor) -> None:
-        if x.ndim != 4:
-            raise ValueError(
-                f"expected an image batch (B, 3, H, W), got a tensor of shape {tuple(x.shape)} / "
-                "输入应为图片批次 (B, 3, H, W)"
-            )
+        check_image_batch(x)
 
     def _stage(self, x: Tensor, i: int) -> Tensor:
         return self.stages[i](self.downsample_layers[i](x))

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from ..catalog import ModelSpec
 from ..catalog.dinov3 import LAYERSCALE_INIT, ROPE_RESCALE_COORDS
-from .backbone import LayerScale, Mlp, PatchEmbed, take_outputs
+from .backbone import LayerScale, Mlp, PatchEmbed, check_image_batch, take_outputs
 
 
 class RopePositionEmbedding(nn.Module):
@@ -192,19 +192,7 @@ class DinoV3VisionTransformer(nn.Module):
     # -- tokens ---------------------------------------------------------------------------------------
 
     def _check_input(self, x: Tensor) -> None:
-        if x.ndim != 4:
-            raise ValueError(
-                f"expected an image batch (B, 3, H, W), got a tensor of shape {tuple(x.shape)} / "
-                "输入应为图片批次 (B, 3, H, W)"
-            )
-        H, W = x.shape[-2:]
-        p = self.patch_size
-        if H % p or W % p:
-            fit = f"{max(p, H // p * p)}×{max(p, W // p * p)}"
-            raise ValueError(
-                f"input height and width must be multiples of the patch size {p}, got {H}×{W}: "
-                f"resize or crop to e.g. {fit} / 输入的高和宽须为 {p} 的倍数，请缩放或裁剪，例如 {fit}"
-            )
+        check_image_batch(x, self.patch_size)
 
     def prepare_tokens_with_masks(self, x: Tensor, masks: Tensor | None = None) -> tuple[Tensor, tuple[int, int]]:
         """[CLS, storage tokens, patch tokens] (B, 1 + 4 + h·w, D) and the patch grid (h, w)."""
