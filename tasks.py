@@ -92,7 +92,7 @@ def extract(c, model="dinov2_vitb14", images="", out="", batch_size=32, weights=
 
 @task(help={"args": "extra pytest arguments, e.g. '-k pipeline -x' / 额外的 pytest 参数"})
 def test(c, args=""):
-    """Run the whole test suite."""
+    """Run the whole test suite. / 运行全部测试。"""
     from importlib.metadata import PackageNotFoundError, version
 
     with ops.errors_exit():

@@ -76,19 +76,21 @@ HELP = {
     },
 }
 DOC = {
-    "fetch": "Download, verify and record models (`dvc repro`).",
-    "import": "Import hand-downloaded weights (verified, no download), then record them like fetch.",
-    "list": "Show every model and where its weights are.",
-    "status": "Show what `dvc repro` (or `dvc push`) would change.",
+    "fetch": "Download, verify and record models (`dvc repro`). / 下载、校验并记录模型。",
+    "import": "Import hand-downloaded weights (verified, no download), then record them like fetch. / "
+              "导入手动下载的权重。",
+    "list": "Show every model and where its weights are. / 列出模型及其位置。",
+    "status": "Show what `dvc repro` (or `dvc push`) would change. / 显示将要变化的内容。",
     "verify": "Re-hash models (workspace, DVC cache, torch.hub cache) against dvc.lock and the pins; --repair fixes "
-              "them.",
-    "remote": "Add or change the team DVC remote (S3, SSH, WebDAV); secrets go to .dvc/config.local; creates and "
-              "probes it.",
-    "push": "Send what DVC tracks to the remote (`dvc push`): only what it lacks, retried, with a summary.",
-    "pull": "Get recorded models from the DVC remote (`dvc pull`), hash-checked and retried, with a summary.",
-    "clean": "Remove unselected models from the workspace (asks first).",
-    "extract": "Extract features for every image in a folder into one .npz; unreadable files are listed and skipped.",
-    "init": "Make this git repository a dinovault project: fetch stage, params, DVC remote, .gitignore.",
+              "them. / 重新校验（--repair 修复）。",
+    "remote": "Add or change the team DVC remote (S3, SSH, WebDAV, a folder); secrets go to .dvc/config.local. / "
+              "配置团队远端。",
+    "push": "Send what DVC tracks to the remote (`dvc push`): only what it lacks, verified, with a summary. / 推送。",
+    "pull": "Get recorded models from the DVC remote (`dvc pull`), hash-checked and retried. / 拉取（逐个校验）。",
+    "clean": "Remove unselected models from the workspace (asks first). / 清理未选中的模型。",
+    "extract": "Extract features for every image in a folder into one .npz. / 提取文件夹中图片的特征。",
+    "init": "Make this git repository a dinovault project: fetch stages, params, DVC remote, .gitignore. / "
+            "初始化项目。",
 }
 FETCH_STATES = {"ran": "fetched / 已获取", "cached": "restored from DVC's run cache, not run again / 从运行缓存恢复",
                 "up to date": "up to date / 已是最新"}
