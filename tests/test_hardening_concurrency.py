@@ -103,9 +103,11 @@ def test_ctrl_c_during_a_fetch_exits_130_and_puts_params_yaml_back(clone, faulty
 
     params = (clone.path / "params.yaml").read_bytes()
     faulty_server.fault(throttle=200_000)  # slow enough to be interrupted mid-download
+    # as from a terminal: a CI runner may start the suite with SIGINT ignored (a background job), which children
+    # inherit; the fetch gets the default disposition back, as an interactive shell gives it
     proc = subprocess.Popen([str(BIN / "invoke"), "fetch", "--model", VITS], cwd=clone.path, env=clone.env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     part = clone.torch_cache / f"{VITS}_pretrain.pth.part"
     deadline = time.monotonic() + 120
     while not part.exists() and time.monotonic() < deadline and proc.poll() is None:
