@@ -27,6 +27,7 @@ atexit.register(shutil.rmtree, os.environ["HF_HOME"], ignore_errors=True)
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.pop("HF_HUB_OFFLINE", None)
 from tests.support.checkpoints import models_dir  # noqa: E402,F401
+from tests.support.disks import tmpfs  # noqa: E402,F401
 from tests.support.httpserver import dinov2_server, faulty_server, torch_home_dir  # noqa: E402,F401
 from tests.support.servers import s3_server, ssh_server, webdav_server  # noqa: E402,F401
 

@@ -26,9 +26,7 @@ def machine(tmp_path, faulty_server) -> Machine:
 def fresh(machine: Machine, name: str = "c") -> Clone:
     c = machine.clone(name)
     c.select()
-    params = c.path / "params.yaml"
-    params.write_text(params.read_text(encoding="utf-8").replace("smoke_test: true", "smoke_test: false"),
-                      encoding="utf-8")
+    c.skip_smoke_test()
     c.commit("nothing selected, no smoke test")
     return c
 
@@ -102,17 +100,9 @@ def test_next_pull_removes_what_an_interrupted_pull_left_in_the_cache(machine):
 
 
 @pytest.fixture
-def tiny_disk(tmp_path):
-    """A 1 MiB tmpfs (root only; skipped where mounting is not allowed): a disk that fills at once."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
-    if res.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+def tiny_disk(tmpfs):
+    """A 1 MiB tmpfs: a disk that fills at once."""
+    return tmpfs("tiny", "1m")
 
 
 def test_dvc_cache_on_a_full_disk_during_fetch(machine, tiny_disk):

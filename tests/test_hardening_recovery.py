@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 
 import pytest
 
@@ -28,25 +27,16 @@ def machine(tmp_path, faulty_server) -> Machine:
 def fetched(machine: Machine, name: str, **kw) -> Clone:
     c = machine.clone(name, **kw)
     c.select()
-    params = c.path / "params.yaml"
-    params.write_text(params.read_text(encoding="utf-8").replace("smoke_test: true", "smoke_test: false"),
-                      encoding="utf-8")
+    c.skip_smoke_test()
     c.invoke("fetch", "--model", VITS)
     c.commit("fetched")
     return c
 
 
 @pytest.fixture
-def other_fs(tmp_path):
-    mount = tmp_path / "otherfs"
-    mount.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], capture_output=True)
-    if res.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+def other_fs(tmpfs):
+    """Another file system (a 64 MiB tmpfs)."""
+    return tmpfs("otherfs", "64m")
 
 
 def test_shared_torch_home_and_a_lost_dvc_cache(machine):

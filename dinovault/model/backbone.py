@@ -129,6 +129,13 @@ def check_image_batch(x: Tensor, patch: int | None = None, hint: str = "") -> No
                          f"or crop to e.g. {fit}{hint} / 输入的高和宽须为 {patch} 的倍数，请缩放或裁剪，例如 {fit}")
 
 
+def head_of(head, features):
+    """The official ``forward`` after ``forward_features``: ``head`` of the normed CLS token, per image list too."""
+    if isinstance(features, list):
+        return [head(f["x_norm_clstoken"]) for f in features]
+    return head(features["x_norm_clstoken"])
+
+
 def take_outputs(x, total: int, n: int | Sequence[int], step, what: str = "blocks") -> list:
     """Run ``step(i, x)`` for i in 0..total-1 and keep the outputs of the last ``n`` layers, or of those listed in
     ``n`` (the official ``get_intermediate_layers`` selection, for every network here)."""

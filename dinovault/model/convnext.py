@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from ..catalog import ModelSpec
 from ..catalog.dinov3 import CONVNEXT_NORM_EPS
-from .backbone import check_image_batch, take_outputs
+from .backbone import check_image_batch, head_of, take_outputs
 
 LAYERSCALE_INIT = 1e-6
 
@@ -126,11 +126,7 @@ class ConvNeXt(nn.Module):
     def forward(self, x: Tensor | list[Tensor], masks: Tensor | list | None = None, is_training: bool = False):
         """The normed pooled token (B, C); ``is_training=True`` gives the forward_features dict instead."""
         ret = self.forward_features(x, masks)
-        if is_training:
-            return ret
-        if isinstance(ret, list):
-            return [self.head(r["x_norm_clstoken"]) for r in ret]
-        return self.head(ret["x_norm_clstoken"])
+        return ret if is_training else head_of(self.head, ret)
 
     def _get_intermediate_layers(self, x: Tensor, n: int | Sequence[int] = 1) -> list[tuple[Tensor, Tensor]]:
         self._check_input(x)

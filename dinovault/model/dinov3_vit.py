@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from ..catalog import ModelSpec
 from ..catalog.dinov3 import LAYERSCALE_INIT, ROPE_RESCALE_COORDS
-from .backbone import LayerScale, Mlp, PatchEmbed, check_image_batch, take_outputs
+from .backbone import LayerScale, Mlp, PatchEmbed, check_image_batch, head_of, take_outputs
 
 
 class RopePositionEmbedding(nn.Module):
@@ -271,11 +271,7 @@ class DinoV3VisionTransformer(nn.Module):
     def forward(self, x: Tensor | list[Tensor], masks: Tensor | list | None = None, is_training: bool = False):
         """The normed CLS token (B, D); ``is_training=True`` gives the forward_features dict instead."""
         ret = self.forward_features(x, masks)
-        if is_training:
-            return ret
-        if isinstance(ret, list):
-            return [self.head(r["x_norm_clstoken"]) for r in ret]
-        return self.head(ret["x_norm_clstoken"])
+        return ret if is_training else head_of(self.head, ret)
 
 
 def build(spec: ModelSpec, device: str | torch.device | None = None) -> DinoV3VisionTransformer:

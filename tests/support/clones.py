@@ -108,6 +108,12 @@ class Clone:
         """Rewrite the selection in params.yaml (keeping everything else)."""
         select_models(self.path / "params.yaml", *models)
 
+    def skip_smoke_test(self) -> None:
+        """``smoke_test: false`` in params.yaml (keeping everything else)."""
+        params = self.path / "params.yaml"
+        params.write_text(params.read_text(encoding="utf-8").replace("smoke_test: true", "smoke_test: false"),
+                          encoding="utf-8")
+
     def commit(self, message: str) -> None:
         self.git("add", "-A")
         self.git("commit", "-q", "-m", message)
