@@ -7,7 +7,8 @@ card of its own records (``card_fields``), where its cache copy lives (``cache_c
 of such a card must be (``expected``).
 
 Built in: ``official`` (Meta's files, official.py), ``signed`` (Meta's files through a signed link, signed.py),
-``huggingface`` (huggingface.py) and ``modelscope`` (modelscope.py). A source that cannot serve a request at all
+``huggingface`` (huggingface.py) and ``modelscope`` (modelscope.py), the last two one ``HubSource`` (hub.py: pins,
+conversion, reuse, cards) that differ only in how they download. A source that cannot serve a request at all
 (``offers``: no link given, no repository on that hub) is left out of the order. Adding one is a module with
 a ``Source`` subclass and one ``register(...)`` call: here for a built-in one, or from any code (a plug-in, a test)
 before the fetch; installed packages can also name one under the entry-point group ``dinovault.sources``.

@@ -1,13 +1,10 @@
-"""The Hugging Face source: a pinned ``model.safetensors`` from facebook/dinov2-*, fetched by huggingface_hub,
-verified against its SHA-256, converted to the official state_dict and kept as ``<model>.pth``.
+"""The Hugging Face source: a pinned ``model.safetensors`` from facebook/dinov2-* (and the DINOv3 repositories),
+fetched by huggingface_hub, verified against its SHA-256, then converted and kept as hub.py says
+(``$TORCH_HOME/hub/dinovault/converted/<model>.pth``). The downloaded safetensors stays in the Hugging Face cache
+(``$HF_HOME/hub``), where huggingface_hub and transformers find it again.
 
-Where the converted file lives: ``$TORCH_HOME/hub/dinovault/converted/<model>.pth`` (+ ``<model>.json`` saying
-what it was converted from). Not in ``$TORCH_HOME/hub/checkpoints``: torch.hub looks there for Meta's own files
-under Meta's names and dinovault pins those bytes, so a converted file of other bytes under an official name would
-fail every official pin and could be mistaken for Meta's file. The downloaded safetensors stays in the Hugging
-Face cache (``$HF_HOME/hub``), where huggingface_hub and transformers find it again.
-
-huggingface_hub reads HF_ENDPOINT, HF_HOME, HF_TOKEN and HF_HUB_OFFLINE itself.
+huggingface_hub reads HF_ENDPOINT, HF_HOME, HF_TOKEN and HF_HUB_OFFLINE itself. Its failures are told apart by the
+classes it exports (huggingface_hub.errors), the endpoint check's by requests' and the socket module's.
 """
 
 from __future__ import annotations
@@ -15,25 +12,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 from pathlib import Path
 
-from ..cache import check_file, file_sha256, place_file, read_json, torch_home, write_json_atomic
+from ..cache import check_file, file_sha256
 from ..catalog import ModelSpec
 from ..errors import DownloadError, VerificationError
-from ..registry import HubPin, Pin, Pins
-from .base import Expected, Obtained, Request, Source, register
+from ..registry import HubPin, Pin
+from .base import Request, register
+from .hub import HUB_FILE, HubSource
 
 log = logging.getLogger("dinovault")
-HF_FILE = "model.safetensors"
-HUB = "hf"
-
-
-def converted_dir() -> Path:
-    return torch_home() / "hub" / "dinovault" / "converted"
-
-
-def converted_path(spec: ModelSpec) -> Path:
-    return converted_dir() / f"{spec.name}.pth"
 
 
 def hf_url(repo: str, revision: str, file: str) -> str:
@@ -41,67 +30,11 @@ def hf_url(repo: str, revision: str, file: str) -> str:
     return f"https://huggingface.co/{repo}/resolve/{revision}/{file}"
 
 
-def _obtained(path: Path, size: int, sha256: str, source: dict, digest: str | None, verified: bool,
-              downloaded: bool) -> Obtained:
-    """The result for a converted file: the card names the Hugging Face file it was made from."""
-    url = hf_url(source.get("repo"), source.get("revision"), source.get("file"))
-    card = {"source": "huggingface", "hf_repo": source.get("repo"), "hf_revision": source.get("revision"),
-            "hf_file": source.get("file"), "hf_sha256": source.get("sha256"), "url": url}
-    return Obtained(path, size, sha256, verified, True, None if downloaded else 0, url if downloaded else None, card,
-                    digest)
-
-
-def find_converted(spec: ModelSpec, pin: HubPin | None, allow_unverified: bool) -> Obtained | None:
-    """The converted file already in the cache, when it is intact and was made from the pinned Hugging Face file
-    (or, with ``allow_unverified``, from any)."""
-    path = converted_path(spec)
-    meta = read_json(path.with_suffix(".json"))
-    if not meta or not path.is_file():
-        return None
-    source = meta.get("source") or {}
-    if pin is not None and source.get("sha256") != pin.sha256:
-        return None
-    if pin is None and not (allow_unverified or not meta.get("verified", True)):
-        return None
-    check = check_file(path, Pin(path.name, int(meta.get("size", -1)), str(meta.get("sha256"))))
-    if not check.ok:
-        return None
-    return _obtained(path, check.size, check.sha256, source, meta["tensor_digest"], bool(meta.get("verified")), False)
-
-
-def adopt_export(spec: ModelSpec, export: Path | None, pin: HubPin | None, allow_unverified: bool) -> Obtained | None:
-    """A ``<save_dir>/<model>.pth`` converted from Hugging Face on another machine (restored by ``dvc pull``),
-    taken back into the cache when its model card names the pinned source and its bytes match the card."""
-    if export is None or not export.is_file():
-        return None
-    card = read_json(export.with_suffix(".json")) or {}
-    if card.get("source") != "huggingface" or card.get("model") != spec.name:
-        return None
-    if (pin.sha256 if pin else None) != card.get("hf_sha256") and not (pin is None and allow_unverified):
-        return None
-    size, sha = card.get("size"), card.get("sha256")
-    if not isinstance(size, int) or not isinstance(sha, str) or not check_file(export, Pin(export.name, size, sha)).ok:
-        return None
-    dest = converted_path(spec)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    place_file(export, dest, size, sha)
-    source = {"repo": card.get("hf_repo"), "revision": card.get("hf_revision"), "file": card.get("hf_file"),
-              "sha256": card.get("hf_sha256")}
-    meta = {"model": spec.name, "size": size, "sha256": sha, "source": source,
-            "tensor_digest": card.get("tensor_digest"), "verified": bool(card.get("verified"))}
-    write_json_atomic(dest.with_suffix(".json"), meta)
-    log.info("took %s from %s (converted from Hugging Face, verified against its card; no download)", dest, export)
-    return _obtained(dest, size, sha, source, meta["tensor_digest"], meta["verified"], False)
-
-
-def _download(spec: ModelSpec, pin: HubPin | None) -> tuple[Path, bool]:
-    """``hf_hub_download`` of the pinned revision (``main`` without a pin); returns the cached path and whether
-    bytes were transferred."""
+def _download(repo: str, revision: str, file: str) -> tuple[Path, bool]:
+    """``hf_hub_download`` of one file; returns the cached path and whether bytes were transferred."""
     import huggingface_hub
     from huggingface_hub import constants
 
-    repo = spec.hub_repo(HUB)
-    revision, file = (pin.revision, pin.file) if pin else ("main", HF_FILE)
     cached = huggingface_hub.try_to_load_from_cache(repo, file, revision=revision)
     where = f"huggingface ({constants.ENDPOINT}) {repo}@{revision[:12]}/{file}"
     if not isinstance(cached, str) and not constants.HF_HUB_OFFLINE:
@@ -132,6 +65,15 @@ _MIRROR_HINT = ("set HF_ENDPOINT to a mirror (e.g. https://hf-mirror.com; README
                 "请设置 HF_ENDPOINT 镜像（见 README「在中国」）或检查网络与代理")
 
 
+def _chain(err: BaseException | None):
+    """``err`` and the exceptions it was raised from, outermost first."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        yield err
+        err = err.__cause__ or err.__context__
+
+
 def _check_reachable(endpoint: str, where: str) -> None:
     """One quick request to the endpoint before huggingface_hub's own retries (five, over ~25 s, each printed): a
     host that does not resolve, refuses or does not answer fails at once, with what to do."""
@@ -145,10 +87,9 @@ def _check_reachable(endpoint: str, where: str) -> None:
     try:
         requests.head(endpoint, timeout=(policy.connect_timeout, wait), allow_redirects=False)
     except requests.RequestException as err:
-        text = str(err)
-        if "resolve" in text or "Name or service" in text or "getaddrinfo" in text:
+        if any(isinstance(e, socket.gaierror) for e in _chain(err)):  # under urllib3's NameResolutionError
             why = "the host name does not resolve / 主机名无法解析"
-        elif "timed out" in text.lower():
+        elif isinstance(err, requests.Timeout):
             why = f"no answer within {wait:g} s / {wait:g} 秒内无应答"
         else:
             why = "the connection failed / 连接失败"
@@ -158,12 +99,23 @@ def _check_reachable(endpoint: str, where: str) -> None:
 
 
 def _hub_error(err: Exception, where: str, repo: str) -> DownloadError:
-    """One line per kind of huggingface_hub error (matched by class name: the classes moved between versions)."""
-    kinds = {c.__name__ for c in type(err).__mro__}
-    text = " ".join(str(err).split()) or type(err).__name__
-    cause = err if getattr(err, "response", None) is not None else (err.__cause__ or err.__context__)
-    status = getattr(getattr(cause, "response", None), "status_code", None)
-    if "GatedRepoError" in kinds or status in (401, 403):  # a gated repository (DINOv3's): the licence, then a token
+    """One line per kind of huggingface_hub error, told apart by the classes of huggingface_hub.errors (a refusal
+    met on the metadata request arrives as the cause of a LocalEntryNotFoundError)."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    causes = list(_chain(err))
+    http = next((e for e in causes if isinstance(e, HfHubHTTPError) and e.response is not None), None)
+    status = http.response.status_code if http is not None else None
+    if isinstance(err, GatedRepoError) or status in (401, 403):  # a gated repository (DINOv3's): licence, token
         page = f"https://huggingface.co/{repo}"
         return DownloadError(
             f"{where}: access refused (HTTP {status or 403}, a gated repository): accept the licence on {page} and set "
@@ -171,28 +123,30 @@ def _hub_error(err: Exception, where: str, repo: str) -> DownloadError:
             f"log in at {page}, accept the licence, create a read token (https://huggingface.co/settings/tokens) and "
             "export HF_TOKEN=… / 登录并接受许可后，创建令牌并设置 HF_TOKEN",
         )
-    if "RepositoryNotFoundError" in kinds:
+    if isinstance(err, RepositoryNotFoundError):
         return DownloadError(f"{where}: no such repository on this endpoint / 仓库不存在",
                              "check HF_ENDPOINT (a mirror without it?) / 请检查 HF_ENDPOINT")
-    if "RevisionNotFoundError" in kinds:
+    if isinstance(err, RevisionNotFoundError):
         return DownloadError(f"{where}: the pinned revision is not on this endpoint / 固定的修订不存在",
                              "a mirror that lags behind? check HF_ENDPOINT / 镜像可能未同步，请检查 HF_ENDPOINT")
-    if "OfflineModeIsEnabled" in kinds or ("LocalEntryNotFoundError" in kinds and "offline" in text.lower()):
+    offline = any(isinstance(e, OfflineModeIsEnabled) for e in causes) or constants.HF_HUB_OFFLINE
+    if isinstance(err, OfflineModeIsEnabled) or (isinstance(err, LocalEntryNotFoundError) and offline):
         return DownloadError(f"{where}: not in the Hugging Face cache, and HF_HUB_OFFLINE=1 / 离线且缓存中没有该文件",
                              "unset HF_HUB_OFFLINE to download it / 取消 HF_HUB_OFFLINE 以下载")
-    if "LocalEntryNotFoundError" in kinds:
+    if isinstance(err, LocalEntryNotFoundError):
         return DownloadError(f"{where}: the Hub could not be reached and the file is not cached / 无法连接且无缓存",
                              _MIRROR_HINT)
-    if "EntryNotFoundError" in kinds:
+    if isinstance(err, EntryNotFoundError):
         return DownloadError(f"{where}: no such file in that revision / 该修订中没有此文件",
                              "check the pin in the registry / 请检查哈希登记")
+    text = " ".join(str(err).split()) or type(err).__name__
     return DownloadError(f"{where}: {text} / Hugging Face 下载失败", _MIRROR_HINT)
 
 
-def _verify(path: Path, spec: ModelSpec, pin: HubPin | None) -> tuple[int, str]:
+def _verify(path: Path, repo: str, pin: HubPin | None) -> tuple[int, str]:
     size = path.stat().st_size
     if pin is None:
-        log.warning("%s/%s is not pinned: accepting it unverified", spec.hub_repo(HUB), HF_FILE)
+        log.warning("%s/%s is not pinned: accepting it unverified", repo, HUB_FILE)
         return size, file_sha256(path)
     check = check_file(path, Pin(pin.file, pin.size if pin.size is not None else size, pin.sha256), rehash=True)
     if not check.ok:
@@ -208,86 +162,27 @@ def _verify(path: Path, spec: ModelSpec, pin: HubPin | None) -> tuple[int, str]:
     return check.size, check.sha256
 
 
-def convert_file(src: Path, spec: ModelSpec, source: dict, verified: bool, downloaded: bool = False) -> Obtained:
-    """Convert a verified Hugging Face ``model.safetensors`` into the cache's official-format ``<model>.pth``."""
-    from .convert import convert_to_pth
+class HuggingFaceSource(HubSource):
+    name, hub, title, folder, default_revision = "huggingface", "hf", "Hugging Face", "", "main"
 
-    dest = converted_path(spec)
-    size, sha, digest = convert_to_pth(src, spec, dest)
-    meta = {"model": spec.name, "size": size, "sha256": sha, "source": source, "tensor_digest": digest,
-            "verified": verified}
-    write_json_atomic(dest.with_suffix(".json"), meta)
-    return _obtained(dest, size, sha, source, digest, verified, downloaded)
+    def download(self, req: Request, pin: HubPin | None) -> tuple[Path, dict, int | None]:
+        repo = req.spec.hub_repo(self.hub)
+        revision, file = (pin.revision, pin.file) if pin else (self.default_revision, HUB_FILE)
+        path, downloaded = _download(repo, revision, file)
+        size, sha = _verify(path, repo, pin)
+        if pin is None:  # the commit ``main`` pointed to: the cache's ``.../snapshots/<commit>/<file>``
+            revision = path.parent.name
+        return path, {"repo": repo, "revision": revision, "file": file, "sha256": sha, "size": size}, \
+            None if downloaded else 0  # huggingface_hub does not say how many bytes it received
 
-
-def fetch_hf(spec: ModelSpec, pin: HubPin | None) -> Obtained:
-    """Download (or reuse from the Hugging Face cache), verify, convert. DownloadError / VerificationError."""
-    path, downloaded = _download(spec, pin)
-    size, sha = _verify(path, spec, pin)
-    revision = pin.revision if pin else _revision_of(path)
-    source = {"repo": spec.hub_repo(HUB), "revision": revision, "file": pin.file if pin else HF_FILE, "sha256": sha,
-              "size": size}
-    return convert_file(path, spec, source, verified=pin is not None, downloaded=downloaded)
-
-
-def card_problems(card: dict, spec: ModelSpec, pins: Pins) -> list[str]:
-    """What is wrong with the model card of a workspace ``<model>.pth`` converted from Hugging Face: its source file
-    must be the pinned one (when there is a pin)."""
-    pin = pins.hub(HUB, spec.hub_repo(HUB))
-    if pin is not None and card.get("hf_sha256") != pin.sha256:
-        return [f"converted from sha256 {card.get('hf_sha256')}, not the pinned {pin.ref} ({pin.sha256})"]
-    if pin is None and card.get("verified"):
-        return [f"no hf: pin for {spec.hub_repo(HUB)} in the registry / 注册表中无此文件的哈希"]
-    return []
-
-
-def _revision_of(path: Path) -> str:
-    """The commit of a file in the Hugging Face cache (``.../snapshots/<commit>/<file>``)."""
-    return Path(path).parent.name
-
-
-class HuggingFaceSource(Source):
-    name = "huggingface"
-
-    def pin(self, spec: ModelSpec, pins: Pins) -> HubPin | None:
-        return pins.hub(HUB, spec.hub_repo(HUB))
-
-    def describe_pin(self, spec: ModelSpec) -> str:
-        return f"{HUB}:{spec.hub_repo(HUB)}"
-
-    def local(self, req: Request) -> Obtained | None:
-        pin = self.pin(req.spec, req.pins)
-        return (find_converted(req.spec, pin, req.allow_unverified)
-                or adopt_export(req.spec, req.export_path, pin, req.allow_unverified))
-
-    def obtain(self, req: Request) -> Obtained:
-        if req.spec.hub_repo(HUB) is None:
-            raise DownloadError(f"huggingface: {req.spec.name} has no Hugging Face repository / 无 Hugging Face 仓库")
-        return fetch_hf(req.spec, self.pin(req.spec, req.pins))
-
-    def take_file(self, path: Path, spec: ModelSpec, size: int, sha256: str, pin: HubPin | None) -> str:
-        if pin is not None:
-            source = {"repo": pin.repo_id, "revision": pin.revision, "file": pin.file, "sha256": sha256, "size": size}
-        else:
-            source = {"repo": spec.hub_repo(HUB), "revision": "unknown", "file": path.name, "sha256": sha256,
-                      "size": size}
-        return f"converted to {convert_file(path, spec, source, verified=pin is not None).path}"
-
-    def cache_copy(self, spec: ModelSpec) -> Path:
-        return converted_path(spec)
-
-    def expected(self, spec: ModelSpec, card: dict, pins: Pins):
-        size, sha = card.get("size"), card.get("sha256")  # a conversion is checked against its own card
-        return Expected(size if isinstance(size, int) else None, sha if isinstance(sha, str) else None,
-                        tuple(card_problems(card, spec, pins)), "its model card")
+    def public_url(self, repo: str, revision: str, file: str) -> str:
+        return hf_url(repo, revision, file)
 
     def describe(self, spec: ModelSpec, card: dict) -> str:
         return f"{spec.name} from {card.get('hf_repo')}@{str(card.get('hf_revision'))[:12]} (converted)"
 
 
-register(HuggingFaceSource())
+SOURCE = register(HuggingFaceSource())
+converted_path = SOURCE.converted_path
 
-__all__ = [
-    "HuggingFaceSource", "adopt_export", "card_problems", "convert_file", "converted_dir", "converted_path",
-    "fetch_hf", "find_converted", "hf_url",
-]
+__all__ = ["SOURCE", "HuggingFaceSource", "converted_path", "hf_url"]
