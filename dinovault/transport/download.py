@@ -19,10 +19,11 @@ import requests
 from filelock import FileLock, Timeout
 
 from .. import settings
-from ..cache import check_file, read_stamp
+from ..cache import check_file, read_json, read_stamp
 from ..errors import DinovaultError, DiskSpaceError, DownloadError, LocalWriteError, NoRanges, SourceFailed
 from ..progress import human_size, make_progress
 from ..registry import Pin
+from .ranges import Ranges, ranges_on_disk
 from .retry import RetryPolicy, all_failed, local_write_error
 from .stream import DownloadResult, _Transfer, part_paths
 
@@ -64,13 +65,22 @@ def _download(urls: list[str], dest: Path, pin: Pin | None, session, policy: Ret
     raise all_failed(dest, failures)
 
 
+def _bytes_kept(dest: Path) -> int:
+    """Bytes a partial download of ``dest`` holds on disk: the ranges its sidecar records (nothing is preallocated,
+    so a partial holds what was written; a single-stream partial is one range from byte 0)."""
+    part, meta_path = part_paths(dest)
+    if not part.exists():
+        return 0
+    done, _ = ranges_on_disk(read_json(meta_path) or {}, part.stat().st_size)
+    return Ranges(p for r in done.values() for p in r.pairs()).size()
+
+
 def _check_free_space(dest: Path, pin: Pin | None) -> None:
     """Refuse at once when the disk cannot hold the file (counting a partial download already there)."""
     if pin is None:
         return
-    part, _ = part_paths(dest)
     try:
-        have = part.stat().st_blocks * 512 if part.exists() else 0
+        have = _bytes_kept(dest)
         free = shutil.disk_usage(dest.parent).free
     except OSError:
         return
