@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import stat
+import sys
 from pathlib import Path, PureWindowsPath
 
 import pytest
@@ -16,8 +17,9 @@ import pytest
 from dinovault.cache import check_file, place_file
 from dinovault.files import link_or_copy_atomic, temp_beside, write_atomic
 from dinovault.registry import Pin
+from tests.support.clones import Machine, snapshot_worktree
 from tests.support.httpserver import SMALL_SIZE
-from tests.support.windows import POSIX_ONLY, windows_rules
+from tests.support.windows import POSIX_ONLY, windows_env, windows_rules
 
 SEGMENTED = {"DINOV2_SEGMENT_SIZE": str(256 << 10), "DINOV2_CONNECTIONS": "3"}
 VITS_FILE = "dinov2_vits14_pretrain.pth"
@@ -184,3 +186,45 @@ def test_a_cut_download_resumes_under_windows(segmented, volumes, monkeypatch):
     assert res.verified and res.cache_path.read_bytes() == segmented.files[VITS_FILE].read_bytes()
     assert SMALL_SIZE // 2 < kept < SMALL_SIZE and res.transferred == SMALL_SIZE - kept  # only the gaps
     assert not part.exists() and not sidecar.exists()
+
+
+_PROBE = ("import os, dinovault.files as f; print(hasattr(f.os, 'pwrite'), hasattr(f.os, 'posix_fallocate'), "
+          "f.WINDOWS, hasattr(os.stat('.'), 'st_blocks'))")
+
+
+def test_fetch_pull_import_verify_under_windows(tmp_path, faulty_server, volumes):
+    """The invoke tasks as subprocesses (invoke, then dvc), every Python process under the simulation
+    (windows_env: a sitecustomize on PYTHONPATH): a segmented fetch and a push, a pull in another clone, then
+    verify, and an import of a file downloaded by hand. The repositories are on D:, the torch.hub caches on C:."""
+    c, d = volumes
+    machine = Machine(d / "machine", {**faulty_server.env, **SEGMENTED}, snapshot_worktree(tmp_path / "source"),
+                      DINOV2_BACKOFF="0.05", DINOV2_TIMEOUT="5", DINOV2_RETRIES="1")
+    machine.env = windows_env(machine.env, [c, d])
+    a = machine.clone("a", torch_home=c / "torch-a")
+    assert a.run(sys.executable, "-c", _PROBE).stdout.split() == ["False", "False", "True", "False"]
+    a.select()
+    a.skip_smoke_test()
+    a.invoke("fetch", "--model", "dinov2_vits14")
+    assert sum(rec.status == 206 for rec in faulty_server.log) >= 3  # the segmented transfer
+    a.commit("fetched")
+    a.invoke("push")
+
+    b = machine.clone("b", source=a.path, torch_home=c / "torch-b")
+    res = b.invoke("pull")
+    weights = b.weights("dinov2_vits14")
+    assert weights.read_bytes() == faulty_server.files[VITS_FILE].read_bytes()
+    # the torch.hub cache is on C:: no hard link from D: (the simulated Windows error), the pull says so
+    assert "not linked into the torch.hub cache" in res.stdout and "to a different disk drive" in res.stdout, res.text
+    res = b.invoke("verify")
+    assert "ok   models/dinov2/dinov2_vits14.pth" in res.stdout and "all models verified" in res.stdout, res.text
+
+    by_hand = d / "Downloads" / "vitb14 下载.pth"
+    by_hand.parent.mkdir()
+    by_hand.write_bytes(faulty_server.files["dinov2_vitb14_pretrain.pth"].read_bytes())
+    res = b.invoke("import", by_hand)
+    assert "pinned sha256 matches" in res.stdout, res.text
+    assert (b.torch_cache / "dinov2_vitb14_pretrain.pth").read_bytes() == by_hand.read_bytes()
+    assert b.weights("dinov2_vitb14").read_bytes() == by_hand.read_bytes()
+    res = b.invoke("verify")
+    assert f"ok   {b.torch_cache / 'dinov2_vitb14_pretrain.pth'} (torch.hub cache)" in res.stdout, res.text
+    assert "ok   models/dinov2/dinov2_vitb14.pth" in res.stdout and "all models verified" in res.stdout

@@ -184,7 +184,8 @@ def apply(volumes: list[Path], setattr_) -> dict[str, int]:
         module = real_import(name, globals, locals, fromlist, level)
         if module is os and level == 0 and _dinovault_module((globals or {}).get("__name__", "")):
             return windows_os
-        if not windows_flag_set and "dinovault.files" in sys.modules:
+        files = sys.modules.get("dinovault.files")
+        if not windows_flag_set and "WINDOWS" in vars(files or os):  # once files.py has set it itself
             windows_flag_set = True
             setattr_(sys.modules["dinovault.files"], "WINDOWS", True)
         return module
