@@ -44,7 +44,7 @@ def hf_url(repo: str, revision: str, file: str) -> str:
 def _obtained(path: Path, size: int, sha256: str, source: dict, digest: str | None, verified: bool,
               downloaded: bool) -> Obtained:
     """The result for a converted file: the card names the Hugging Face file it was made from."""
-    url = hf_url(source.get("repo"), source.get("revision"), source.get("file"))
+    url = hf_url(str(source.get("repo")), str(source.get("revision")), str(source.get("file")))
     card = {"source": "huggingface", "hf_repo": source.get("repo"), "hf_revision": source.get("revision"),
             "hf_file": source.get("file"), "hf_sha256": source.get("sha256"), "url": url}
     return Obtained(path, size, sha256, verified, True, None if downloaded else 0, url if downloaded else None, card,
@@ -64,7 +64,7 @@ def find_converted(spec: ModelSpec, pin: HubPin | None, allow_unverified: bool) 
     if pin is None and not (allow_unverified or not meta.get("verified", True)):
         return None
     check = check_file(path, Pin(path.name, int(meta.get("size", -1)), str(meta.get("sha256"))))
-    if not check.ok:
+    if not check.ok or check.sha256 is None:
         return None
     return _obtained(path, check.size, check.sha256, source, meta["tensor_digest"], bool(meta.get("verified")), False)
 
@@ -87,7 +87,7 @@ def adopt_export(spec: ModelSpec, export: Path | None, pin: HubPin | None, allow
     place_file(export, dest, size, sha)
     source = {"repo": card.get("hf_repo"), "revision": card.get("hf_revision"), "file": card.get("hf_file"),
               "sha256": card.get("hf_sha256")}
-    meta = {"model": spec.name, "size": size, "sha256": sha, "source": source,
+    meta: dict = {"model": spec.name, "size": size, "sha256": sha, "source": source,
             "tensor_digest": card.get("tensor_digest"), "verified": bool(card.get("verified"))}
     write_json_atomic(dest.with_suffix(".json"), meta)
     log.info("took %s from %s (converted from Hugging Face, verified against its card; no download)", dest, export)
@@ -101,6 +101,7 @@ def _download(spec: ModelSpec, pin: HubPin | None) -> tuple[Path, bool]:
     from huggingface_hub import constants
 
     repo = spec.hub_repo(HUB)
+    assert repo is not None, f"{spec.name} has no {HUB} repository"
     revision, file = (pin.revision, pin.file) if pin else ("main", HF_FILE)
     cached = huggingface_hub.try_to_load_from_cache(repo, file, revision=revision)
     where = f"huggingface ({constants.ENDPOINT}) {repo}@{revision[:12]}/{file}"
@@ -205,6 +206,7 @@ def _verify(path: Path, spec: ModelSpec, pin: HubPin | None) -> tuple[int, str]:
             "removed, nothing exported / 与固定哈希不符，已删除",
             "check HF_ENDPOINT (a mirror serving other bytes?) and try again / 请检查 HF_ENDPOINT 后重试",
         )
+    assert check.sha256 is not None  # ok: hashed
     return check.size, check.sha256
 
 

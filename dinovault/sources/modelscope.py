@@ -78,6 +78,7 @@ def _download(spec: ModelSpec, pin: HubPin | None, req: Request):
 
     repo, revision, file = (pin.repo_id, pin.revision, pin.file) if pin else (spec.hub_repo(HUB), DEFAULT_REVISION,
                                                                               MS_FILE)
+    assert repo is not None, f"{spec.name} has no {HUB} repository"
     urls, dest = [file_url(repo, revision, file)], download_path(repo, revision, file)
     if pin is not None and pin.size is None:  # no size: one stream, checked before it gets its name
         def problem(sha: str) -> str | None:
@@ -86,8 +87,8 @@ def _download(spec: ModelSpec, pin: HubPin | None, req: Request):
     else:
         if pin is None:
             log.warning("%s:%s is not pinned: accepting it unverified / 无固定哈希", HUB, repo)
-        got = ensure_file(urls, dest, Pin(file, pin.size, pin.sha256) if pin else None, progress=req.progress,
-                          rehash=req.rehash)
+        sized = Pin(file, pin.size, pin.sha256) if pin is not None and pin.size is not None else None
+        got = ensure_file(urls, dest, sized, progress=req.progress, rehash=req.rehash)
     return got, {"repo": repo, "revision": revision, "file": file, "sha256": got.sha256, "size": got.size}
 
 
@@ -174,7 +175,7 @@ class ModelScopeSource(Source):
     def expected(self, spec: ModelSpec, card: dict, pins: Pins) -> Expected:
         size, sha = card.get("size"), card.get("sha256")  # a conversion is checked against its own card
         pin = self.pin(spec, pins)
-        problems = ()
+        problems: tuple[str, ...] = ()
         if pin is not None and card.get("ms_sha256") != pin.sha256:
             problems = (f"converted from sha256 {card.get('ms_sha256')}, not the pinned {pin.sha256} "
                         "/ 来源文件与固定哈希不符",)

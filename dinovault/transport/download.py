@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import requests
@@ -113,7 +114,7 @@ def ensure_file(
     policy: RetryPolicy | None = None,
     session: requests.Session | None = None,
     rehash: bool = False,
-    local: list[Path] = (),
+    local: Sequence[Path] = (),
     auth=None,
 ) -> DownloadResult:
     """Make ``dest`` hold the pinned file: keep a verified copy already there, else take it from a verified
@@ -137,14 +138,14 @@ def ensure_file(
             if rehash or read_stamp(dest) is None:
                 log.info("verifying %s (%s) / 正在校验", dest, human_size(dest.stat().st_size))
             check = check_file(dest, pin, rehash=rehash)
-            if check.ok:
+            if check.ok and check.sha256 is not None:  # (ok: hashed or stamped)
                 return DownloadResult(dest, check.size, check.sha256, None, 0, check.hashed, pin is not None)
             log.warning("cached %s fails verification (%s); fetching it again / 缓存文件校验失败，重新下载", dest,
                         check.reason)
             dest.unlink()
         for other in local if pin is not None else ():
             found = check_file(other, pin, rehash=rehash) if other.exists() else None
-            if found and found.ok:
+            if found and found.ok and pin is not None:
                 from ..cache import place_file
 
                 place_file(other, dest, pin.size, pin.sha256)

@@ -144,7 +144,7 @@ def looks_like_markup(head: bytes) -> bool:
 
 
 def local_write_error(err: LocalWriteError, dest: Path, part: Path) -> DownloadError:
-    code = errno.errorcode.get(err.err.errno, "")
+    code = errno.errorcode.get(err.err.errno or 0, "")
     full = code in ("ENOSPC", "EDQUOT", "EFBIG")
     what = "disk full" if full else "cannot write"
     return (DiskSpaceError if full else DownloadError)(

@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -95,7 +96,8 @@ class _Transfer:
     def __init__(self, dest: Path, pin: Pin | None, session, policy: RetryPolicy, progress):
         self.dest, self.pin, self.session, self.policy, self.progress = dest, pin, session, policy, progress
         self.part, self.meta_path = part_paths(dest)
-        self.hstate = None  # (hash object, bytes covered): the hash of the partial, kept across in-process retries
+        # (hash object, bytes covered): the hash of the partial, kept across in-process retries
+        self.hstate: tuple[Any, int] | None = None
         self.transferred = 0
 
     # -- the partial and its sidecar
@@ -208,7 +210,7 @@ class _Transfer:
             m = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", resp.headers.get("Content-Range", "").strip())
             if not offset or not m or int(m[1]) != offset:
                 raise Restart(f"unexpected Content-Range {resp.headers.get('Content-Range')!r} for byte {offset}")
-            total = int(m[3])
+            total: int | None = int(m[3])
             if meta and meta.get("url") == url:
                 for header, key in (("ETag", "etag"), ("Last-Modified", "last_modified")):
                     now, then = resp.headers.get(header), meta.get(key)
