@@ -141,6 +141,9 @@ def test_the_simulation_takes_the_posix_only_calls_away(volumes, monkeypatch, tm
         from dinovault.transport import stream  # noqa: F401 - imported anew: still Windows' os
 
         assert not hasattr(stream.os, "posix_fallocate") and dinovault.files.WINDOWS is True
+        with pytest.raises(AssertionError, match="text mode"):
+            stream.os.open(tmp_path / "f", os.O_RDONLY)
+        os.close(stream.os.open(tmp_path / "f", os.O_RDONLY | stream.os.O_BINARY))
         st = (tmp_path / "f").stat()
         assert st.st_size == 1 and not hasattr(st, "st_blocks") and not hasattr(os.fstat(0), "st_blksize")
     assert hasattr(dinovault.files.os, "pwrite") and hasattr((tmp_path / "f").stat(), "st_blocks")  # undone
@@ -228,3 +231,23 @@ def test_fetch_pull_import_verify_under_windows(tmp_path, faulty_server, volumes
     res = b.invoke("verify")
     assert f"ok   {b.torch_cache / 'dinov2_vitb14_pretrain.pth'} (torch.hub cache)" in res.stdout, res.text
     assert "ok   models/dinov2/dinov2_vitb14.pth" in res.stdout and "all models verified" in res.stdout
+
+
+def test_a_resume_on_a_nearly_full_disk_counts_the_bytes_kept(faulty_server, torch_home_dir, tmpfs, monkeypatch):
+    """The free-space check before a download counts what a partial already holds (from its sidecar: Windows has no
+    st_blocks): 2.5 MB kept on a 4 MB disk, 0.6 MB still to come, so the download goes on where it stopped."""
+    from dinovault.registry import load_registry
+    from dinovault.transport.stream import part_paths
+
+    disk = tmpfs("C-small", size="4m")
+    for k, v in {**faulty_server.env, "TORCH_HOME": str(disk / "torch")}.items():
+        monkeypatch.setenv(k, v)
+    data, pin = faulty_server.files[VITS_FILE].read_bytes(), load_registry()[VITS_FILE]
+    part, sidecar = part_paths(disk / "torch" / "hub" / "checkpoints" / VITS_FILE)
+    part.parent.mkdir(parents=True)
+    kept = 2_500_000
+    part.write_bytes(data[:kept])
+    sidecar.write_text(json.dumps({"url": "http://elsewhere/x", "total": pin.size, "sha256": pin.sha256}))
+    with windows_rules(monkeypatch, [disk]):
+        res = _fetch()
+    assert res.verified and res.cache_path.read_bytes() == data and res.transferred == SMALL_SIZE - kept

@@ -9,8 +9,9 @@
 - ``os.symlink`` raises OSError EPERM (WinError 1314: creating symbolic links needs a privilege);
 - dinovault's own code sees Windows' ``os``: every name that typeshed declares for Linux and not for Windows
   (``pwrite``, ``pread``, ``posix_fallocate``, ``getuid``, ``fchmod``, ``O_NOFOLLOW``... ``POSIX_ONLY`` below) is
-  missing from it, as on Windows. Only dinovault's modules get it: the standard library and DVC keep the real
-  module, since they chose their POSIX branches by ``os.name``, which stays ``posix`` here;
+  missing from it, as on Windows, and its ``os.open`` refuses a call without ``O_BINARY`` (text mode there). Only
+  dinovault's modules get it: the standard library and DVC keep the real module, since they chose their POSIX
+  branches by ``os.name``, which stays ``posix`` here;
 - ``os.stat``/``os.lstat``/``os.fstat`` (and so ``Path.stat``) give results without ``st_blocks``, ``st_blksize``
   and ``st_rdev``, which Windows' ``stat_result`` lacks;
 - ``dinovault.files.WINDOWS`` is true (``os.name`` itself stays, or pathlib would build WindowsPath objects).
@@ -83,7 +84,23 @@ class WindowsOs(types.ModuleType):
     def __getattr__(self, name):
         if name in POSIX_ONLY:
             raise AttributeError(f"module 'os' has no attribute {name!r} (simulated Windows)")
+        if name == "O_BINARY":
+            return _O_BINARY
+        if name == "open":
+            return _open
         return getattr(os, name)
+
+
+_O_BINARY = 0x8000  # its value on Windows
+
+
+def _open(path, flags, *args, **kwargs):
+    """``os.open``, which on Windows opens in text mode (every \\n written becomes \\r\\n) unless O_BINARY is given:
+    refused here instead of translated, so that the test says why."""
+    if not flags & _O_BINARY:
+        raise AssertionError(f"os.open({path!r}) without os.O_BINARY: Windows would open it in text mode "
+                             "(simulated Windows)")
+    return os.open(path, flags & ~_O_BINARY, *args, **kwargs)
 
 
 class WindowsStat:
