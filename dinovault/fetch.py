@@ -144,7 +144,7 @@ def fetch_model(
 
     card_path = None
     digest = got.tensor_digest
-    if out_dir is not None:
+    if out_dir is not None and export_path is not None:
         from .exports.digest import cached_tensor_digest
 
         try:

@@ -160,7 +160,10 @@ def hash_file(path: Path, md5: bool = False, sha256: bool = True) -> Digests:
 
 
 def file_sha256(path: Path) -> str:
-    return hash_file(path).sha256
+    sha = hash_file(path).sha256
+    assert sha is not None  # asked for (sha256=True)
+    return sha
+
 
 def decode_utf8(data: bytes, source: str, error: type[DinovaultError]) -> str:
     """``data`` as text (a UTF-8 byte-order mark is dropped); ``error`` at ``source:LINE`` if it is not UTF-8."""

@@ -103,7 +103,7 @@ def _add(pins: Pins, line: str, raw: str, where: str) -> None:
         raise RegistryError(f"{where}: {shown} is pinned twice / {shown} 重复登记",
                             "keep one line per file / 每个文件只保留一行")
     if hub:
-        pins.hubs[key] = HubPin(hub["hub"], hub["repo"], hub["rev"], hub["file"],
+        pins.hubs[hub["hub"], hub["repo"]] = HubPin(hub["hub"], hub["repo"], hub["rev"], hub["file"],
                                 None if size == "-" else int(size), hexdigest)
     else:
         pins.files[name] = Pin(name, int(size), hexdigest)

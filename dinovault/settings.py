@@ -145,12 +145,13 @@ def path_first(folder: Path) -> Iterator[None]:
 def proxy_for(url: str) -> tuple[str, str] | None:
     """The proxy variable requests uses for ``url`` and its value without credentials (``user:pass@`` dropped),
     None when no proxy applies (none set, or ``NO_PROXY`` exempts the host)."""
-    import urllib.request
     from urllib.parse import urlsplit
+
+    from requests.utils import should_bypass_proxies
 
     parts = urlsplit(url)
     no_proxy = os.environ.get("NO_PROXY", os.environ.get("no_proxy", ""))
-    if parts.hostname and no_proxy and urllib.request.proxy_bypass_environment(parts.hostname, {"no": no_proxy}):
+    if parts.hostname and no_proxy and should_bypass_proxies(url, no_proxy=no_proxy):
         return None
     scheme = parts.scheme.upper()
     for name in (f"{scheme}_PROXY", f"{scheme}_PROXY".lower(), "ALL_PROXY", "all_proxy"):
@@ -177,8 +178,8 @@ def signed_urls(url: str | None, families) -> Iterator[None]:
     """``$<FAMILY>_URL=url`` for each family, for the commands a DVC stage runs (dvc.yaml and dvc.lock record a stage's
     command line, never its environment); nothing without a url."""
     with contextlib.ExitStack() as stack:
-        for family in families if url else ():
-            stack.enter_context(overridden(signed_url_env(family), url))
+        for family in families if url is not None else ():
+            stack.enter_context(overridden(signed_url_env(family), str(url)))
         yield
 
 

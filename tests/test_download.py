@@ -23,7 +23,7 @@ from dinovault.progress import LineProgress
 from dinovault.registry import load_registry
 from dinovault.sources.official import OFFICIAL_BASE_URL, base_urls, official_url, source_urls
 from dinovault.transport.download import RetryPolicy, part_paths
-from tests.support.httpserver import SMALL_SIZE, start_server
+from tests.support.httpserver import SMALL_SIZE, start_server, write_registry
 
 S14 = get_spec("dinov2_vits14")
 FILE = S14.upstream_file
@@ -401,3 +401,28 @@ def test_retry_policy_from_env(monkeypatch):
     monkeypatch.setenv("DINOV2_TIMEOUT", "soon")
     with pytest.raises(DinovaultError, match="DINOV2_TIMEOUT"):
         RetryPolicy.from_env()
+
+
+def test_a_checkpoint_starting_with_lt_is_no_html_page(served, tmp_path, monkeypatch):
+    """One stream: a safetensors-like body whose first byte is 0x3C ('<', its header length's low byte)."""
+    header = b'{"__metadata__":{"format":"pt"}}'.ljust(0x003C)
+    body = (0x003C).to_bytes(8, "little") + header + served_bytes(served)[: SMALL_SIZE - 8 - len(header)]
+    served.add(f"dinov2/{S14.upstream_path}", body)
+    monkeypatch.setenv("DINOV2_REGISTRY", str(write_registry(tmp_path / "lt.txt", [served.files[FILE]])))
+    res = fetch()
+    assert res.verified and res.cache_path.read_bytes() == body and served.log[-1].status == 200
+
+
+@pytest.mark.parametrize("head", [b"<!DOCTYPE html>", b"\xef\xbb\xbf \n<html lang=en>", b"<HEAD>", b"<body>",
+                                  b"\r\n<?xml version='1.0'?><Error>", b"  <!doctype   HTML>"])
+def test_markup_is_recognised(head):
+    from dinovault.transport.retry import looks_like_markup
+
+    assert looks_like_markup(head + b"<title>Sign in</title>")
+
+
+@pytest.mark.parametrize("head", [b"<\x01\x00\x00\x00\x00\x00\x00{", b"<\x00", b"PK\x03\x04", b"<htmlx", b"< html>"])
+def test_binary_is_not_markup(head):
+    from dinovault.transport.retry import looks_like_markup
+
+    assert not looks_like_markup(head + bytes(100))

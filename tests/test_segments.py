@@ -379,3 +379,53 @@ def test_a_404_from_a_mirror_names_the_mirror(origin):
         fetch()
     assert origin.base_url in exc.value.hint and "DINOV2_BASE_URL" in exc.value.hint
     assert "check the network" not in exc.value.hint
+
+
+# ------------------------------------------------------------------ failures before the first byte; markup
+
+
+@pytest.mark.parametrize("failure", ["503", "refused"])
+def test_a_failure_before_any_byte_leaves_nothing_behind(origin, monkeypatch, failure):
+    """Nothing arrived: no partial and no sidecar stay (nothing is reserved on disk for a resume of nothing)."""
+    from dinovault.errors import DownloadError
+
+    if failure == "503":
+        origin.fault(FILE, status=503)
+    else:
+        monkeypatch.setenv("DINOV2_BASE_URL", f"http://127.0.0.1:{_closed_port()}/dinov2")
+    with pytest.raises(DownloadError):
+        fetch()
+    dest = cache_path(FILE)
+    assert not dest.exists() and not any(p.exists() for p in part_paths(dest))
+
+
+def test_a_partial_with_bytes_stays_for_the_resume(origin, monkeypatch):
+    from dinovault.errors import DownloadError
+
+    monkeypatch.setenv("DINOV2_RETRIES", "1")
+    origin.fault(FILE, short_by=100_000)  # every range stops short: some bytes arrive, then the source is given up
+    with pytest.raises(DownloadError):
+        fetch()
+    part, sidecar = part_paths(cache_path(FILE))
+    assert part.exists() and 0 < _sidecar_bytes(sidecar) < SIZE
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_checkpoint_starting_with_lt_is_no_html_page(tmp_path, data, origin):
+    """A safetensors file starts with its header's length (8 bytes, little-endian): 0x3C ('<') first in one file
+    of 256. Fetched in ranges (and the first range is where HTML was looked for), it is taken."""
+    header = b'{"__metadata__":{"format":"pt"}}'.ljust(0x013C)
+    body = (0x013C).to_bytes(8, "little") + header + data[: SIZE - 8 - len(header)]
+    assert body[:1] == b"<"
+    origin.add(f"dinov2/{S14.upstream_path}", body)
+    write_registry(origin.registry, [origin.files[FILE]])
+    res = fetch()
+    assert res.verified and res.cache_path.read_bytes() == body
+    assert all(rec.status == 206 for rec in origin.log)

@@ -1,12 +1,15 @@
 """The Windows branches of the one rename and link (dinovault/files.py), under simulated Windows semantics
 (tests/support/windows.py): DVC's read-only outputs are replaced, never written into; the torch.hub cache on C: and
-the repository on D: get a verified copy; user paths in Windows form."""
+the repository on D: get a verified copy; user paths in Windows form. The segmented download, its resume and the
+invoke tasks run with Windows' ``os`` (no pwrite, pread, posix_fallocate, st_blocks...)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
+import sys
 from pathlib import Path, PureWindowsPath
 
 import pytest
@@ -14,7 +17,12 @@ import pytest
 from dinovault.cache import check_file, place_file
 from dinovault.files import link_or_copy_atomic, temp_beside, write_atomic
 from dinovault.registry import Pin
-from tests.support.windows import windows_rules
+from tests.support.clones import Machine, snapshot_worktree
+from tests.support.httpserver import SMALL_SIZE
+from tests.support.windows import POSIX_ONLY, windows_env, windows_rules
+
+SEGMENTED = {"DINOV2_SEGMENT_SIZE": str(256 << 10), "DINOV2_CONNECTIONS": "3"}
+VITS_FILE = "dinov2_vits14_pretrain.pth"
 
 
 def _sha(data: bytes) -> str:
@@ -115,3 +123,131 @@ def test_fetch_with_the_torch_cache_on_c_and_the_models_on_d(dinov2_server, volu
         os.chmod(export, stat.S_IREAD)
         again = fetch_model("dinov2_vits14", save_dir, smoke_test=False)
     assert not again.downloaded and export.read_bytes() == served and seen["replace_refused"] >= 1
+
+
+# ------------------------------------------------------------------ Windows' os module
+
+
+def test_the_simulation_takes_the_posix_only_calls_away(volumes, monkeypatch, tmp_path):
+    import dinovault.files
+    import dinovault.transport.segments
+
+    assert {"pwrite", "pread", "posix_fallocate", "getuid", "fchmod", "O_NOFOLLOW"} <= POSIX_ONLY
+    assert not POSIX_ONLY & {"replace", "link", "stat", "open", "ftruncate", "truncate", "fsync", "O_BINARY"}
+    (tmp_path / "f").write_bytes(b"x")
+    with windows_rules(monkeypatch, list(volumes)):
+        for module in (dinovault.files, dinovault.transport.segments):
+            assert not hasattr(module.os, "pwrite") and module.os.replace is os.replace
+        from dinovault.transport import stream  # noqa: F401 - imported anew: still Windows' os
+
+        assert not hasattr(stream.os, "posix_fallocate") and dinovault.files.WINDOWS is True
+        with pytest.raises(AssertionError, match="text mode"):
+            stream.os.open(tmp_path / "f", os.O_RDONLY)
+        os.close(stream.os.open(tmp_path / "f", os.O_RDONLY | stream.os.O_BINARY))
+        st = (tmp_path / "f").stat()
+        assert st.st_size == 1 and not hasattr(st, "st_blocks") and not hasattr(os.fstat(0), "st_blksize")
+    assert hasattr(dinovault.files.os, "pwrite") and hasattr((tmp_path / "f").stat(), "st_blocks")  # undone
+
+
+def _fetch():
+    from dinovault.fetch import fetch_model
+
+    return fetch_model("dinov2_vits14", smoke_test=False, progress=False)
+
+
+@pytest.fixture
+def segmented(faulty_server, torch_home_dir, volumes, monkeypatch):
+    """faulty_server as the source, small segments over 3 connections, TORCH_HOME on C:."""
+    for k, v in {**faulty_server.env, **SEGMENTED, "TORCH_HOME": str(volumes[0] / "torch")}.items():
+        monkeypatch.setenv(k, v)
+    return faulty_server
+
+
+def test_a_segmented_fetch_under_windows(segmented, volumes, monkeypatch):
+    with windows_rules(monkeypatch, list(volumes)):
+        res = _fetch()
+    assert res.verified and res.cache_path.read_bytes() == segmented.files[VITS_FILE].read_bytes()
+    assert sum(rec.status == 206 for rec in segmented.log) >= 3  # in ranges, over several connections
+    assert sorted(p.name for p in res.cache_path.parent.iterdir()) == [VITS_FILE, VITS_FILE + ".lock"]
+
+
+def test_a_cut_download_resumes_under_windows(segmented, volumes, monkeypatch):
+    """Every range stops 100 kB short of its end until the source is given up: the partial keeps the bytes that
+    arrived; the rerun asks only for the gaps."""
+    from dinovault.errors import DownloadError
+    from dinovault.transport.stream import part_paths
+
+    monkeypatch.setenv("DINOV2_RETRIES", "1")
+    segmented.fault(VITS_FILE, short_by=100_000)
+    with windows_rules(monkeypatch, list(volumes)):
+        with pytest.raises(DownloadError):
+            _fetch()
+        part, sidecar = part_paths(volumes[0] / "torch" / "hub" / "checkpoints" / VITS_FILE)
+        kept = sum(b - a for pairs in json.loads(sidecar.read_text())["done"].values() for a, b in pairs)
+        segmented.clear_faults()
+        res = _fetch()
+    assert res.verified and res.cache_path.read_bytes() == segmented.files[VITS_FILE].read_bytes()
+    assert SMALL_SIZE // 2 < kept < SMALL_SIZE and res.transferred == SMALL_SIZE - kept  # only the gaps
+    assert not part.exists() and not sidecar.exists()
+
+
+_PROBE = ("import os, dinovault.files as f; print(hasattr(f.os, 'pwrite'), hasattr(f.os, 'posix_fallocate'), "
+          "f.WINDOWS, hasattr(os.stat('.'), 'st_blocks'))")
+
+
+def test_fetch_pull_import_verify_under_windows(tmp_path, faulty_server, volumes):
+    """The invoke tasks as subprocesses (invoke, then dvc), every Python process under the simulation
+    (windows_env: a sitecustomize on PYTHONPATH): a segmented fetch and a push, a pull in another clone, then
+    verify, and an import of a file downloaded by hand. The repositories are on D:, the torch.hub caches on C:."""
+    c, d = volumes
+    machine = Machine(d / "machine", {**faulty_server.env, **SEGMENTED}, snapshot_worktree(tmp_path / "source"),
+                      DINOV2_BACKOFF="0.05", DINOV2_TIMEOUT="5", DINOV2_RETRIES="1")
+    machine.env = windows_env(machine.env, [c, d])
+    a = machine.clone("a", torch_home=c / "torch-a")
+    assert a.run(sys.executable, "-c", _PROBE).stdout.split() == ["False", "False", "True", "False"]
+    a.select()
+    a.skip_smoke_test()
+    a.invoke("fetch", "--model", "dinov2_vits14")
+    assert sum(rec.status == 206 for rec in faulty_server.log) >= 3  # the segmented transfer
+    a.commit("fetched")
+    a.invoke("push")
+
+    b = machine.clone("b", source=a.path, torch_home=c / "torch-b")
+    res = b.invoke("pull")
+    weights = b.weights("dinov2_vits14")
+    assert weights.read_bytes() == faulty_server.files[VITS_FILE].read_bytes()
+    # the torch.hub cache is on C:: no hard link from D: (the simulated Windows error), the pull says so
+    assert "not linked into the torch.hub cache" in res.stdout and "to a different disk drive" in res.stdout, res.text
+    res = b.invoke("verify")
+    assert "ok   models/dinov2/dinov2_vits14.pth" in res.stdout and "all models verified" in res.stdout, res.text
+
+    by_hand = d / "Downloads" / "vitb14 下载.pth"
+    by_hand.parent.mkdir()
+    by_hand.write_bytes(faulty_server.files["dinov2_vitb14_pretrain.pth"].read_bytes())
+    res = b.invoke("import", by_hand)
+    assert "pinned sha256 matches" in res.stdout, res.text
+    assert (b.torch_cache / "dinov2_vitb14_pretrain.pth").read_bytes() == by_hand.read_bytes()
+    assert b.weights("dinov2_vitb14").read_bytes() == by_hand.read_bytes()
+    res = b.invoke("verify")
+    assert f"ok   {b.torch_cache / 'dinov2_vitb14_pretrain.pth'} (torch.hub cache)" in res.stdout, res.text
+    assert "ok   models/dinov2/dinov2_vitb14.pth" in res.stdout and "all models verified" in res.stdout
+
+
+def test_a_resume_on_a_nearly_full_disk_counts_the_bytes_kept(faulty_server, torch_home_dir, tmpfs, monkeypatch):
+    """The free-space check before a download counts what a partial already holds (from its sidecar: Windows has no
+    st_blocks): 2.5 MB kept on a 4 MB disk, 0.6 MB still to come, so the download goes on where it stopped."""
+    from dinovault.registry import load_registry
+    from dinovault.transport.stream import part_paths
+
+    disk = tmpfs("C-small", size="4m")
+    for k, v in {**faulty_server.env, "TORCH_HOME": str(disk / "torch")}.items():
+        monkeypatch.setenv(k, v)
+    data, pin = faulty_server.files[VITS_FILE].read_bytes(), load_registry()[VITS_FILE]
+    part, sidecar = part_paths(disk / "torch" / "hub" / "checkpoints" / VITS_FILE)
+    part.parent.mkdir(parents=True)
+    kept = 2_500_000
+    part.write_bytes(data[:kept])
+    sidecar.write_text(json.dumps({"url": "http://elsewhere/x", "total": pin.size, "sha256": pin.sha256}))
+    with windows_rules(monkeypatch, [disk]):
+        res = _fetch()
+    assert res.verified and res.cache_path.read_bytes() == data and res.transferred == SMALL_SIZE - kept

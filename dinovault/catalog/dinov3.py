@@ -53,7 +53,7 @@ def vit_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
         "patch_embed.proj.bias": (d,),
         "rope_embed.periods": (d // spec.num_heads // 4,),
     }
-    qkv = {"attn.qkv.weight": (3 * d, d)}
+    qkv: dict[str, tuple[int, ...]] = {"attn.qkv.weight": (3 * d, d)}
     if spec.qkv_bias:
         qkv["attn.qkv.bias"] = (3 * d,)
         if spec.mask_k_bias:

@@ -57,6 +57,7 @@ class ModelSpec:
 
     def state_dict_shapes(self) -> dict[str, tuple[int, ...]]:
         """Every key of the official checkpoint with its shape, in file order."""
+        assert self.shapes is not None, f"{self.name}: no state_dict shapes"
         return self.shapes(self)
 
     @property

@@ -33,7 +33,8 @@ def fetch(model: str, save_dir: str | os.PathLike | None = None, *, record: bool
             return root / _fetch([model], allow_unverified).models[0].path
     from ..fetch import fetch_model
 
-    return fetch_model(model, save_dir, allow_unverified=allow_unverified, smoke_test=smoke_test, progress=False).path
+    folder = None if save_dir is None else Path(save_dir)
+    return fetch_model(model, folder, allow_unverified=allow_unverified, smoke_test=smoke_test, progress=False).path
 
 
 @dataclass(frozen=True)

@@ -166,9 +166,9 @@ def _say_fetched(report) -> None:
     if report.added:
         say(f"selected in params.yaml / 已加入 params.yaml: {', '.join(report.added)}")
     for m in report.models:
-        check = {True: "sha256",
-                 "prefix": "sha256 (only its name's hash prefix was pinned / 仅校验了文件名中的哈希前缀)"}
-        check = check.get(m.verified, "UNVERIFIED (no pin) sha256")
+        checks = {True: "sha256",
+                  "prefix": "sha256 (only its name's hash prefix was pinned / 仅校验了文件名中的哈希前缀)"}
+        check = checks.get(m.verified, "UNVERIFIED (no pin) sha256")
         say(f"{m.model}: {m.path}  {human_size(m.size)}  {check}:{m.sha256}  {m.seconds:.1f}s  {FETCH_STATES[m.state]}")
     if report.added or any(m.state != "up to date" for m in report.models):
         say(git_hint())

@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
             from dinovault.params import load_params
 
             params = load_params(params_file)
-        names = list(dict.fromkeys(args.model)) if args.model else list(params.models)
+        names = list(dict.fromkeys(args.model)) if args.model or params is None else list(params.models)
         skip_reason = "--skip-test"
         if params is not None and not params.smoke_test and smoke:
             smoke, skip_reason = False, "smoke_test: false in params.yaml"

@@ -71,7 +71,7 @@ def write_exports(pth: Path, spec: ModelSpec, save_dir: Path, formats) -> dict[s
     from ..model.families import conversion
 
     chosen = [f for f in EXTRA_FORMATS if f in set(formats)]
-    written = {}
+    written: dict = {}
     try:
         dirs = export_dirs(save_dir, spec)
         for fmt, folder in dirs.items():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -224,7 +225,8 @@ class DinoVisionTransformer(nn.Module):
         if self.interpolate_offset:
             # The official "+0.1" kludge: the output size comes out as (w0, h0), but the kernel samples with
             # the scale factor, so the factor itself (not the size) must be passed to reproduce the weights.
-            kwargs = {"scale_factor": ((w0 + self.interpolate_offset) / M, (h0 + self.interpolate_offset) / M)}
+            offset = self.interpolate_offset
+            kwargs: dict[str, Any] = {"scale_factor": ((w0 + offset) / M, (h0 + offset) / M)}
         else:
             kwargs = {"size": (w0, h0)}
         patch_pos_embed = F.interpolate(

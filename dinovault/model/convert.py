@@ -39,7 +39,7 @@ _BLOCK = {
 }
 
 
-def hf_name(key: str) -> str | tuple[str, str, str]:
+def hf_name(key: str) -> str | tuple[str, ...]:
     """The Hugging Face name of an official key; for ``attn.qkv.*`` the three names its rows split into."""
     if key in _TOP:
         return _TOP[key]

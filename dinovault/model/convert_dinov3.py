@@ -124,6 +124,7 @@ def rope_periods(spec: ModelSpec):
     import torch
 
     head_dim = spec.embed_dim // spec.num_heads
+    assert spec.rope_base is not None, f"{spec.name} has no RoPE"
     return spec.rope_base ** (2 * torch.arange(head_dim // 4, dtype=torch.float32) / (head_dim // 2))
 
 
@@ -135,8 +136,10 @@ def hf_to_official(hf: Mapping, spec: ModelSpec) -> dict:
     for key, shape in spec.state_dict_shapes().items():
         name = hf_name(key, spec)
         if key.endswith("attn.qkv.weight"):
+            assert isinstance(name, tuple)  # the query, key and value names
             out[key] = torch.cat([hf[n] for n in name], dim=0)
         elif key.endswith("attn.qkv.bias"):
+            assert isinstance(name, tuple)
             q, v = hf[name[0]], hf[name[1]]
             out[key] = torch.cat([q, torch.zeros_like(q), v], dim=0)
         elif key.endswith("attn.qkv.bias_mask"):

@@ -157,6 +157,7 @@ class DinoV3VisionTransformer(nn.Module):
         self.patch_embed = PatchEmbed(d, spec.patch_size)
         self.cls_token = nn.Parameter(torch.empty(1, 1, d))
         self.storage_tokens = nn.Parameter(torch.empty(1, self.n_storage_tokens, d))
+        assert spec.rope_base is not None, f"{spec.name} has no RoPE"
         self.rope_embed = RopePositionEmbedding(d, spec.num_heads, spec.rope_base, ROPE_RESCALE_COORDS)
         self.blocks = nn.ModuleList(Block(spec, spec.norm_eps) for _ in range(spec.depth))
         self.norm = nn.LayerNorm(d, eps=spec.norm_eps)

@@ -46,12 +46,12 @@ def parse_url(url: str) -> RemoteURL:
     scheme is a local folder (a mounted NAS, a USB disk), which must be absolute on this machine."""
     bad = f"remote URL {url!r}"
     if "://" not in url:
-        path = Path(url).expanduser()
-        if not path.is_absolute():
+        folder = Path(url).expanduser()
+        if not folder.is_absolute():
             raise RemoteError(f"{bad}: a local folder remote needs an absolute path on this machine / "
                               "本地目录须为绝对路径",
                               "e.g. --url /mnt/nas/dvc (Windows: --url D:\\dvc-store) / 例如 --url /mnt/nas/dvc")
-        return RemoteURL(url=str(path), scheme="local", host="", port=None, path=str(path))
+        return RemoteURL(url=str(folder), scheme="local", host="", port=None, path=str(folder))
     try:
         parts = urlsplit(url)
         port = parts.port

@@ -71,7 +71,7 @@ def upload_verified(client, objects: list[tuple[str, str, str, str]], *, jobs: i
     paths."""
     largest = max((os.path.getsize(o[0]) for o in objects), default=0)
     with ThreadPoolExecutor(2, thread_name_prefix="dinovault-md5") as hashers:
-        digests = {(b, k): (hashers.submit(lambda p: hash_file(p, md5=True, sha256=False).md5, p), md5, p)
+        digests = {(b, k): (hashers.submit(lambda p: hash_file(Path(p), md5=True, sha256=False).md5, p), md5, p)
                    for p, b, k, md5 in objects}
 
         def gate(params, **_):

@@ -201,7 +201,7 @@ def clean(root: Path | None = None, yes: bool = False, confirm: Callable[[str], 
     oids = {m: layout.recorded.get(m) or hash_file(layout.weights(m), md5=True).md5 for m in unselected}
     with open_repo(layout.root) as repo:
         where = describe(repo)
-        in_remote, out.note = remote_has(repo, set(oids.values()))
+        in_remote, out.note = remote_has(repo, {oid for oid in oids.values() if oid})
     for model in unselected:
         weights = layout.weights(model)
         if in_remote is None or oids[model] not in in_remote:

@@ -209,6 +209,9 @@ def _repair(repo, remote: str | None, models: list[_Model]) -> list[Repaired]:
 
 def _repair_one(repo, remote: str | None, model: _Model, bad: list[str]) -> Repaired:
     good_places = [p for p in model.places if p not in bad]
+    sha256 = model.expected.sha256
+    assert sha256 is not None  # _repair skips a model without one
+    source: str | None
     cache_obj = model.places["DVC cache"]
     cache_obj.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_beside(cache_obj, "repair")
@@ -223,11 +226,11 @@ def _repair_one(repo, remote: str | None, model: _Model, bad: list[str]) -> Repa
         copies: list[Path] = []
         for place in bad:
             if model.places[place] != good:
-                _place(good, model.places[place], model.expected.sha256, copies)
-        write_stamp(model.places["workspace"], model.expected.sha256)
+                _place(good, model.places[place], sha256, copies)
+        write_stamp(model.places["workspace"], sha256)
     finally:
         tmp.unlink(missing_ok=True)
-    return Repaired(model.name, source, bad)
+    return Repaired(model.name, source or "", bad)
 
 
 def _place(good: Path, dest: Path, sha256: str, copies: list[Path]) -> None:

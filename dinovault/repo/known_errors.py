@@ -28,7 +28,7 @@ _DVC_HINTS = {
 }
 
 
-def dvc_error(err: BaseException, doing: str) -> DinovaultError | None:
+def dvc_error(err: BaseException | None, doing: str) -> DinovaultError | None:
     """DVC's own message for the errors of ``_DVC_HINTS`` and a full local disk, found anywhere in ``err``'s chain
     (a stage's failure is a ReproductionError caused by the real one); None for others."""
     seen = set()
@@ -47,7 +47,7 @@ def dvc_error(err: BaseException, doing: str) -> DinovaultError | None:
     return None
 
 
-def interrupted(err: BaseException) -> bool:
+def interrupted(err: BaseException | None) -> bool:
     """Whether a stage failed because its command was interrupted: it exited 130 (SIGINT caught) or was killed by
     SIGINT (-2)."""
     while err is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from ..catalog import ModelSpec
 from ..registry import Pins
@@ -95,7 +96,10 @@ class Source:
 _SOURCES: dict[str, Source] = {}
 
 
-def register(source: Source) -> Source:
+S = TypeVar("S", bound="Source")
+
+
+def register(source: S) -> S:
     """Make ``source`` available under ``source.name`` (replacing one of that name)."""
     _SOURCES[source.name] = source
     return source

@@ -159,6 +159,7 @@ def _verify(path: Path, repo: str, pin: HubPin | None) -> tuple[int, str]:
             "removed, nothing exported / 与固定哈希不符，已删除",
             "check HF_ENDPOINT (a mirror serving other bytes?) and try again / 请检查 HF_ENDPOINT 后重试",
         )
+    assert check.sha256 is not None  # a check that passed has hashed the bytes
     return check.size, check.sha256
 
 
@@ -167,6 +168,7 @@ class HuggingFaceSource(HubSource):
 
     def download(self, req: Request, pin: HubPin | None) -> tuple[Path, dict, int | None]:
         repo = req.spec.hub_repo(self.hub)
+        assert repo is not None, f"{req.spec.name} has no {self.hub} repository"  # offers() said it has
         revision, file = (pin.revision, pin.file) if pin else (self.default_revision, HUB_FILE)
         path, downloaded = _download(repo, revision, file)
         size, sha = _verify(path, repo, pin)

@@ -61,6 +61,7 @@ class ModelScopeSource(HubSource):
 
         repo, revision, file = ((pin.repo_id, pin.revision, pin.file) if pin
                                 else (req.spec.hub_repo(self.hub), self.default_revision, HUB_FILE))
+        assert repo is not None, f"{req.spec.name} has no {self.hub} repository"  # offers() said it has
         urls, dest = [file_url(repo, revision, file)], download_path(repo, revision, file)
         try:
             if pin is not None and pin.size is None:  # no size: one stream, checked before it gets its name
@@ -70,8 +71,8 @@ class ModelScopeSource(HubSource):
             else:
                 if pin is None:
                     log.warning("%s:%s is not pinned: accepting it unverified / 无固定哈希", self.hub, repo)
-                got = ensure_file(urls, dest, Pin(file, pin.size, pin.sha256) if pin else None, progress=req.progress,
-                                  rehash=req.rehash)
+                sized = Pin(file, pin.size, pin.sha256) if pin and pin.size is not None else None
+                got = ensure_file(urls, dest, sized, progress=req.progress, rehash=req.rehash)
         except DownloadError as err:
             raise DownloadError(f"modelscope ({settings.modelscope_endpoint()}): {err.message}", err.hint) from None
         return got.path, {"repo": repo, "revision": revision, "file": file, "sha256": got.sha256,

@@ -143,7 +143,7 @@ def _local_by_prefix(req: Request, pin: PrefixPin) -> Obtained | None:
         export = req.export_path
         card = read_json(export.with_suffix(".json")) if export is not None and export.is_file() else None
         size, sha = (card or {}).get("size"), (card or {}).get("sha256")
-        if not isinstance(size, int) or not isinstance(sha, str) or pin.problem(sha):
+        if export is None or not isinstance(size, int) or not isinstance(sha, str) or pin.problem(sha):
             return None
         if not check_file(export, Pin(export.name, size, sha), rehash=req.rehash).ok:
             return None
@@ -151,7 +151,7 @@ def _local_by_prefix(req: Request, pin: PrefixPin) -> Obtained | None:
         place_file(export, dest, size, sha)
         log.info("took %s from %s (its card's SHA-256, which fits the name; no download)", dest.name, export)
     check = check_file(dest, None, rehash=req.rehash)
-    if pin.problem(check.sha256):
+    if check.sha256 is None or pin.problem(check.sha256):
         return None
     return Obtained(dest, check.size, check.sha256, verified_level(pin), check.hashed, 0, None, {"source": "official"})
 

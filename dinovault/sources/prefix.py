@@ -85,7 +85,7 @@ def fetch_checked(urls: list[str], dest: Path, problem: Callable[[str], str | No
     with FileLock(str(dest) + ".lock"):
         if dest.is_file():
             check = check_file(dest, None, rehash=rehash)
-            if (why := problem(check.sha256)) is None:
+            if check.sha256 is not None and (why := problem(check.sha256)) is None:
                 return DownloadResult(dest, check.size, check.sha256, None, 0, check.hashed, True)
             log.warning("cached %s fails verification (%s); fetching it again", dest, why)
             clear_stamp(dest)

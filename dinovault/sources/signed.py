@@ -73,6 +73,7 @@ class SignedLink:
         return cls(base, parts.query, resource, expires)
 
     def expiry(self) -> str:
+        assert self.expires is not None, "a link without an expiry"
         return datetime.fromtimestamp(self.expires, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
     def url_for(self, spec: ModelSpec) -> str:

@@ -8,13 +8,13 @@ source's bytes are put back and, if the file then matches, the checking source w
 from __future__ import annotations
 
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
 from ..errors import NoRanges, Restart, Retryable, SourceFailed
-from .ranges import file_sha256_fd, write_at
+from ..files import file_sha256
+from .ranges import open_part, read_at, write_at
 
 log = logging.getLogger("dinovault")
 
@@ -28,7 +28,7 @@ def cross_check(seg, resumed: int) -> str:
     if len(live) < 2:
         if resumed:
             raise Restart("the resumed file does not match its pin")
-        return file_sha256_fd(seg.fd, seg.pin.size)
+        return file_sha256(seg.part)
     log.warning("%s does not match its pin; comparing the sources range by range to find the bad one / "
                 "与固定哈希不符，逐段比较各来源以找出出错者", seg.dest.name)
     diffs: list = []
@@ -40,12 +40,12 @@ def cross_check(seg, resumed: int) -> str:
         with ThreadPoolExecutor(seg.connections) as pool:
             for found in pool.map(lambda ab, o=other: compare(seg, o, *ab), jobs):
                 diffs += [(source, other, a, b) for a, b in found]
-    sha = file_sha256_fd(seg.fd, seg.pin.size)
+    sha = file_sha256(seg.part)
     bad = {id(d[0]): d for d in diffs}
     if sha != seg.pin.sha256 and diffs:  # the checker was the wrong one: put the first source's bytes back
         for owner, _, a, b in diffs:
             compare(seg, owner, a, b)
-        sha = file_sha256_fd(seg.fd, seg.pin.size)
+        sha = file_sha256(seg.part)
         bad = {id(d[1]): (d[1], d[0], d[2], d[3]) for d in diffs}
     if sha == seg.pin.sha256:
         for wrong, right, a, b in bad.values():
@@ -60,11 +60,11 @@ def compare(seg, source, a: int, b: int) -> list[tuple[int, int]]:
     session = seg.new_session()
     found, pos = [], a
     try:
-        with seg.request(session, source, a, b) as resp:
+        with open_part(seg.part) as fh, seg.request(session, source, a, b) as resp:
             for chunk in resp.iter_content(READ):
                 chunk = chunk[: b - pos]
-                if os.pread(seg.fd, len(chunk), pos) != chunk:
-                    write_at(seg.fd, chunk, pos)
+                if read_at(fh, len(chunk), pos) != chunk:
+                    write_at(fh, chunk, pos)
                     found.append((pos, pos + len(chunk)))
                 pos += len(chunk)
                 seg.transferred += len(chunk)

@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import requests
 from filelock import FileLock, Timeout
 
 from .. import settings
-from ..cache import check_file, read_stamp
+from ..cache import check_file, read_json, read_stamp
 from ..errors import DinovaultError, DiskSpaceError, DownloadError, LocalWriteError, NoRanges, SourceFailed
 from ..progress import human_size, make_progress
 from ..registry import Pin
+from .ranges import Ranges, ranges_on_disk
 from .retry import RetryPolicy, all_failed, local_write_error
 from .stream import DownloadResult, _Transfer, part_paths
 
@@ -64,13 +66,22 @@ def _download(urls: list[str], dest: Path, pin: Pin | None, session, policy: Ret
     raise all_failed(dest, failures)
 
 
+def _bytes_kept(dest: Path) -> int:
+    """Bytes a partial download of ``dest`` holds on disk: the ranges its sidecar records (nothing is preallocated,
+    so a partial holds what was written; a single-stream partial is one range from byte 0)."""
+    part, meta_path = part_paths(dest)
+    if not part.exists():
+        return 0
+    done, _ = ranges_on_disk(read_json(meta_path) or {}, part.stat().st_size)
+    return Ranges(p for r in done.values() for p in r.pairs()).size()
+
+
 def _check_free_space(dest: Path, pin: Pin | None) -> None:
     """Refuse at once when the disk cannot hold the file (counting a partial download already there)."""
     if pin is None:
         return
-    part, _ = part_paths(dest)
     try:
-        have = part.stat().st_blocks * 512 if part.exists() else 0
+        have = _bytes_kept(dest)
         free = shutil.disk_usage(dest.parent).free
     except OSError:
         return
@@ -103,7 +114,7 @@ def ensure_file(
     policy: RetryPolicy | None = None,
     session: requests.Session | None = None,
     rehash: bool = False,
-    local: list[Path] = (),
+    local: Sequence[Path] = (),
     auth=None,
 ) -> DownloadResult:
     """Make ``dest`` hold the pinned file: keep a verified copy already there, else take it from a verified
@@ -127,14 +138,14 @@ def ensure_file(
             if rehash or read_stamp(dest) is None:
                 log.info("verifying %s (%s) / 正在校验", dest, human_size(dest.stat().st_size))
             check = check_file(dest, pin, rehash=rehash)
-            if check.ok:
+            if check.ok and check.sha256 is not None:  # (ok: hashed or stamped)
                 return DownloadResult(dest, check.size, check.sha256, None, 0, check.hashed, pin is not None)
             log.warning("cached %s fails verification (%s); fetching it again / 缓存文件校验失败，重新下载", dest,
                         check.reason)
             dest.unlink()
         for other in local if pin is not None else ():
             found = check_file(other, pin, rehash=rehash) if other.exists() else None
-            if found and found.ok:
+            if found and found.ok and pin is not None:
                 from ..cache import place_file
 
                 place_file(other, dest, pin.size, pin.sha256)

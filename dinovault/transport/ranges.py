@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import os
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from io import FileIO
+from pathlib import Path
 
 from ..cache import CHUNK
 
@@ -98,36 +99,40 @@ def ranges_on_disk(meta: dict, size: int) -> tuple[dict[str, Ranges], dict[str, 
     return out, validators
 
 
-def write_at(fd: int, data, pos: int) -> None:
+def open_part(path: Path, mode: str = "r+") -> FileIO:
+    """A handle on the partial for one thread. Each thread writes and reads at offsets through its own handle:
+    there is no pwrite/pread on Windows, and the position of a shared handle would race."""
+    return FileIO(path, mode)
+
+
+def write_at(fh: FileIO, data, pos: int) -> None:
+    fh.seek(pos)
     view = memoryview(data)
     while view:
-        n = os.pwrite(fd, view, pos)
-        view, pos = view[n:], pos + n
+        view = view[fh.write(view):]
 
 
-def file_sha256_fd(fd: int, size: int) -> str:
-    h, pos = hashlib.sha256(), 0
-    while pos < size:
-        data = os.pread(fd, min(CHUNK, size - pos), pos)
-        if not data:
-            break
-        h.update(data)
-        pos += len(data)
-    return h.hexdigest()
+def read_at(fh: FileIO, n: int, pos: int) -> bytes:
+    fh.seek(pos)
+    return fh.read(n)
 
 
 class PrefixHasher:
     """SHA-256 of the partial in file order, re-reading (from the page cache) each byte once it and everything
     before it have been written."""
 
-    def __init__(self, fd: int, owner):
-        self.fd, self.owner, self.h, self.pos = fd, owner, hashlib.sha256(), 0
+    def __init__(self, path: Path, owner):
+        self.path, self.owner, self.h, self.pos = path, owner, hashlib.sha256(), 0
         self.closing = False
         owner.hash_target = owner.all_done.prefix()
         self.thread = threading.Thread(target=self.run, name="dinovault-sha256", daemon=True)
         self.thread.start()
 
     def run(self) -> None:
+        with open_part(self.path, "r") as fh:
+            self.read(fh)
+
+    def read(self, fh: FileIO) -> None:
         cv, total = self.owner.cv, self.owner.pin.size
         while self.pos < total:
             with cv:
@@ -137,7 +142,7 @@ class PrefixHasher:
                 if target <= self.pos:
                     return
             while self.pos < target:
-                data = os.pread(self.fd, min(CHUNK, target - self.pos), self.pos)
+                data = fh.read(min(CHUNK, target - self.pos))  # in file order: no seek
                 if not data:
                     return
                 self.h.update(data)
@@ -152,4 +157,4 @@ class PrefixHasher:
         return self.h.hexdigest() if self.pos == self.owner.pin.size else None
 
 
-__all__ = ["Piece", "PrefixHasher", "Ranges", "ranges_on_disk", "file_sha256_fd", "write_at"]
+__all__ = ["Piece", "PrefixHasher", "Ranges", "open_part", "ranges_on_disk", "read_at", "write_at"]

@@ -133,8 +133,18 @@ def status_error(resp) -> Exception | None:
     return None
 
 
+_MARKUP = re.compile(rb"(?:\xef\xbb\xbf)?\s*<(?:!doctype\s+html|html|head|body|\?xml)[\s>]", re.IGNORECASE)
+
+
+def looks_like_markup(head: bytes) -> bool:
+    """An HTML page (a login wall, a proxy's error page) or an XML error document instead of a checkpoint, by its
+    markup: optional BOM and whitespace, then a doctype, <html>, <head>, <body> or an XML declaration. Never by one
+    byte: a safetensors file starts with its header's length, whose first byte is 0x3C ('<') in one file of 256."""
+    return _MARKUP.match(bytes(head[:512])) is not None
+
+
 def local_write_error(err: LocalWriteError, dest: Path, part: Path) -> DownloadError:
-    code = errno.errorcode.get(err.err.errno, "")
+    code = errno.errorcode.get(err.err.errno or 0, "")
     full = code in ("ENOSPC", "EDQUOT", "EFBIG")
     what = "disk full" if full else "cannot write"
     return (DiskSpaceError if full else DownloadError)(

@@ -6,7 +6,9 @@
   its recent speed, so faster sources take more and no straggler is left at the end; a range that is only
   waiting for this machine's CPU is not split (the bytes on their way beyond the split would be lost). Each
   response is checked: 206, the pinned size, and the same ETag/Last-Modified as before (If-Range).
-- Bytes are written in place into ``<file>.part`` (a new file of our own, never a hard link) with ``os.pwrite``.
+- Bytes are written in place into ``<file>.part`` (a new file of our own, never a hard link), each worker through
+  its own handle (no pwrite on Windows). Nothing is preallocated: the file grows as ranges arrive, so a failure
+  before the first byte leaves nothing behind, and the sidecar says how much of the disk the partial holds.
   A sidecar ``<file>.part.json``, rewritten atomically four times a second and after every 1/1024 of the file,
   records which bytes each source delivered: after kill -9 a rerun fetches only the gaps. SHA-256 runs in order
   on a thread that re-reads (from the page cache) the contiguous prefix as it grows; size and hash are checked
@@ -18,6 +20,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -32,8 +35,8 @@ from ..errors import LocalWriteError, NoRanges, Restart, Retryable, SourceFailed
 from ..registry import Pin
 from .crosscheck import cross_check
 from .rangeget import Source, open_range
-from .ranges import RATE_WINDOW, Piece, PrefixHasher, Ranges, ranges_on_disk, write_at
-from .retry import RetryPolicy, all_failed, log_retry, request_failed
+from .ranges import RATE_WINDOW, Piece, PrefixHasher, Ranges, open_part, ranges_on_disk, write_at
+from .retry import RetryPolicy, all_failed, log_retry, looks_like_markup, request_failed
 from .stream import DownloadResult, part_paths
 
 log = logging.getLogger("dinovault")
@@ -59,6 +62,7 @@ class Segmented:
         self.transferred = 0
         self.unflushed, self.flush_due = 0, threading.Event()
         self.flush_bytes = min(4 << 20, max(64 << 10, pin.size // FLUSH_SHARE))
+        self.fatal: BaseException | None = None
 
     # ---------------------------------------------------------------- the partial and its sidecar
 
@@ -85,7 +89,7 @@ class Segmented:
         self.meta_path.unlink(missing_ok=True)
 
     def flush(self) -> None:
-        """Record what is on disk. It never claims more: bytes are added only after their pwrite returned."""
+        """Record what is on disk. It never claims more: bytes are added only after their write returned."""
         with self.cv:
             self.unflushed = 0
             data = {"total": self.pin.size, "sha256": self.pin.sha256,
@@ -180,20 +184,20 @@ class Segmented:
         """A response streaming bytes a..b-1 of the file, checked; an exception says why not."""
         return open_range(session, source, a, b, self.pin.size, self.policy, self.cv)
 
-    def fetch(self, session, source: Source, piece: Piece) -> None:
+    def fetch(self, session, source: Source, piece: Piece, fh) -> None:
         t0, start = time.monotonic(), piece.pos
         with self.request(session, source, piece.pos, piece.end) as resp:
             source.latency = min(source.latency, time.monotonic() - t0)
             first = True
             try:
                 for chunk in resp.iter_content(READ):
-                    if first and piece.pos == 0 and chunk.lstrip()[:1] == b"<":
+                    if first and piece.pos == 0 and looks_like_markup(chunk):
                         raise SourceFailed("answered an HTML/XML page, not the checkpoint")
                     first = False
                     n = min(len(chunk), piece.end - piece.pos)  # end may have moved down meanwhile
                     if n > 0:
                         try:
-                            write_at(self.fd, memoryview(chunk)[:n], piece.pos)
+                            write_at(fh, memoryview(chunk)[:n], piece.pos)
                         except OSError as err:
                             raise LocalWriteError(err, self.all_done.size()) from None
                         self.wrote(source, piece, n)
@@ -211,25 +215,8 @@ class Segmented:
     def worker(self, source: Source) -> None:
         session = self.new_session()
         try:
-            rate = 0.0
-            while (piece := self.take(source, rate)) is not None:
-                started = piece.t0  # taken under the lock: before or after a failure was counted, never both
-                try:
-                    self.fetch(session, source, piece)
-                    outcome = None
-                    rate = piece.got / max(time.monotonic() - started, 1e-3)
-                except (Retryable, SourceFailed, NoRanges, Restart, LocalWriteError) as err:
-                    outcome = err
-                finally:
-                    self.give_back(piece)  # what is left of it goes back to the queue for any worker
-                if isinstance(outcome, Retryable) and not self.retry_later(source, outcome, started):
-                    return
-                if isinstance(outcome, SourceFailed):
-                    self.drop(source, outcome.reason)
-                elif isinstance(outcome, NoRanges):
-                    self.drop(source, "does not honour Range requests", no_ranges=True)
-                elif isinstance(outcome, (Restart, LocalWriteError)):
-                    self.abort(outcome)
+            with open_part(self.part) as fh:
+                self.work(session, source, fh)
         except BaseException as err:  # noqa: B036 - a bug must not leave the others waiting forever
             self.abort(err)
         finally:
@@ -237,6 +224,28 @@ class Segmented:
             with self.cv:
                 self.cv.notify_all()
             self.flush_due.set()  # the main loop looks again whether any worker is left
+
+    def work(self, session, source: Source, fh) -> None:
+        """Take ranges and fetch them until none is left for ``source``."""
+        rate = 0.0
+        while (piece := self.take(source, rate)) is not None:
+            started = piece.t0  # taken under the lock: before or after a failure was counted, never both
+            try:
+                self.fetch(session, source, piece, fh)
+                outcome = None
+                rate = piece.got / max(time.monotonic() - started, 1e-3)
+            except (Retryable, SourceFailed, NoRanges, Restart, LocalWriteError) as err:
+                outcome = err
+            finally:
+                self.give_back(piece)  # what is left of it goes back to the queue for any worker
+            if isinstance(outcome, Retryable) and not self.retry_later(source, outcome, started):
+                return
+            if isinstance(outcome, SourceFailed):
+                self.drop(source, outcome.reason)
+            elif isinstance(outcome, NoRanges):
+                self.drop(source, "does not honour Range requests", no_ranges=True)
+            elif isinstance(outcome, (Restart, LocalWriteError)):
+                self.abort(outcome)
 
     def retry_later(self, source: Source, err: Retryable, started: float) -> bool:
         """Count a failed request of ``source`` and set when its workers may ask again; False once the source is
@@ -308,13 +317,12 @@ class Segmented:
         workers = self.connections * len(self.sources)
         self.piece_size = max(self.segment_size, -(-(self.pin.size - resumed) // workers))
         self.active: list[Piece] = []
-        self.stop, self.fatal, self.keep_fd = False, None, False
-        self.fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o644)
+        self.stop, self.fatal = False, None
+        open_part(self.part, "a").close()  # create it if new; each worker then opens its own handle
         try:
-            self.reserve()
             self.flush()
             self.progress.start(self.dest.name, self.pin.size, resumed)
-            hasher = PrefixHasher(self.fd, self)
+            hasher = PrefixHasher(self.part, self)
             try:
                 self.download()
             finally:
@@ -335,18 +343,9 @@ class Segmented:
 
             raise local_write_error(err, self.dest, self.part) from None
         finally:
-            if not self.keep_fd:
-                os.close(self.fd)
-
-    def reserve(self) -> None:
-        """Give the partial its full size now, so a disk that cannot hold it fails before any transfer."""
-        try:
-            os.posix_fallocate(self.fd, 0, self.pin.size)
-        except OSError as err:
-            if err.errno in (95, 22):  # EOPNOTSUPP, EINVAL: the file system cannot preallocate
-                os.ftruncate(self.fd, max(os.fstat(self.fd).st_size, self.pin.size))
-            else:
-                raise LocalWriteError(err, self.all_done.size()) from None
+            if not self.all_done.size():  # nothing arrived: nothing to resume, nothing left behind
+                with contextlib.suppress(OSError):  # Windows: a worker still stopping may hold it open
+                    self.discard()
 
     def download(self) -> None:
         threads = []
@@ -364,9 +363,8 @@ class Segmented:
         except BaseException as err:  # Ctrl-C: stop the workers, keep what arrived
             self.abort(err)
             deadline = time.monotonic() + 2
-            for t in threads:
+            for t in threads:  # a worker still stopping after that closes its own handle
                 t.join(max(0.0, deadline - time.monotonic()))
-            self.keep_fd = any(t.is_alive() for t in threads)  # a worker may still write: never reuse its fd
             raise
 
     def finish(self, sha: str) -> DownloadResult:

@@ -19,13 +19,15 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
 from ..cache import CHUNK, read_json, write_json_atomic, write_stamp
 from ..errors import LocalWriteError, Restart, Retryable, SourceFailed
 from ..registry import Pin
-from .retry import RetryPolicy, log_retry, request_failed, status_error
+from .ranges import open_part, write_at
+from .retry import RetryPolicy, log_retry, looks_like_markup, request_failed, status_error
 
 log = logging.getLogger("dinovault")
 
@@ -90,17 +92,12 @@ class _Hasher:
         return self.h
 
 
-def _write_all(fd: int, chunk: bytes) -> None:
-    view = memoryview(chunk)
-    while view:
-        view = view[os.write(fd, view):]
-
-
 class _Transfer:
     def __init__(self, dest: Path, pin: Pin | None, session, policy: RetryPolicy, progress):
         self.dest, self.pin, self.session, self.policy, self.progress = dest, pin, session, policy, progress
         self.part, self.meta_path = part_paths(dest)
-        self.hstate = None  # (hash object, bytes covered): the hash of the partial, kept across in-process retries
+        # (hash object, bytes covered): the hash of the partial, kept across in-process retries
+        self.hstate: tuple[Any, int] | None = None
         self.transferred = 0
 
     # -- the partial and its sidecar
@@ -213,7 +210,7 @@ class _Transfer:
             m = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", resp.headers.get("Content-Range", "").strip())
             if not offset or not m or int(m[1]) != offset:
                 raise Restart(f"unexpected Content-Range {resp.headers.get('Content-Range')!r} for byte {offset}")
-            total = int(m[3])
+            total: int | None = int(m[3])
             if meta and meta.get("url") == url:
                 for header, key in (("ETag", "etag"), ("Last-Modified", "last_modified")):
                     now, then = resp.headers.get(header), meta.get(key)
@@ -241,19 +238,18 @@ class _Transfer:
             hasher = _Hasher(hashlib.sha256(), self.part, offset)
         written = offset
         self.progress.start(self.dest.name, expected, offset)
-        fd = os.open(self.part, os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if offset == 0 else 0), 0o644)
+        fh = open_part(self.part, "r+" if offset else "w")  # a binary handle (os.open is text mode on Windows)
         try:
-            os.lseek(fd, offset, os.SEEK_SET)
             for chunk in resp.iter_content(CHUNK):
-                if written == 0 and chunk.lstrip()[:1] == b"<":
+                if written == 0 and looks_like_markup(chunk):
                     raise SourceFailed(
                         f"answered an HTML/XML page (HTTP {resp.status_code}), not the checkpoint", discard=True)
                 if expected is not None and written + len(chunk) > expected:
                     raise SourceFailed(f"sent more than the {expected} bytes expected", discard=True)
                 try:
-                    _write_all(fd, chunk)
+                    write_at(fh, chunk, written)
                 except OSError as err:
-                    os.ftruncate(fd, written)  # drop a half-written chunk so the partial stays resumable
+                    fh.truncate(written)  # drop a half-written chunk so the partial stays resumable
                     raise LocalWriteError(err, written) from None
                 written += len(chunk)
                 self.transferred += len(chunk)
@@ -263,7 +259,7 @@ class _Transfer:
             at = (written, expected) if expected else None
             raise request_failed(err, self.policy, progressed=written > offset, at=at) from None
         finally:
-            os.close(fd)
+            fh.close()
             self.progress.close()
             try:
                 self.hstate = (hasher.finish(), written)
