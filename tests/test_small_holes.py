@@ -94,6 +94,11 @@ def test_a_symlinked_save_dir_is_refused_before_the_download_and_the_advice_work
     res = c.dvc("repro", ok=False)
     assert "models/dinov2 is a link to" in res.stderr and "is outside of git repository" not in res.text, res.text
     c.select()
+    (big / "dinov3").mkdir()  # DINOv3's folder as a link too: refused before its signed link is asked for
+    (c.path / "models" / "dinov3").symlink_to(big / "dinov3", target_is_directory=True)
+    res = c.invoke("fetch", "--model", "dinov3_vits16", ok=False)
+    assert "models/dinov3 is a link to" in res.stderr and "signed" not in res.stderr, res.text
+    (c.path / "models" / "dinov3").unlink()
     assert server.hits(VITS_FILE) == hits and (c.path / "params.yaml").read_bytes() == params
     assert sorted(p.name for p in (big / "dinov2").iterdir()) == [".gitignore"]  # nothing left behind
     assert not (c.path / "metrics").exists() and not (c.path / "dvc.lock").exists()
