@@ -157,11 +157,12 @@ def run(args: argparse.Namespace) -> int:
             smoke, skip_reason = False, "smoke_test: false in params.yaml"
         for name in names:
             get_spec(name)
-        if args.save_dir and settings.dvc_root() is not None:  # a stage: DVC records what it writes
+        dvc_root = settings.dvc_root()
+        if args.save_dir and dvc_root is not None:  # a stage: DVC records what it writes
             from dinovault.exports.place import refuse_linked
 
             for name in names:
-                refuse_linked(settings.dvc_root(), Path(args.save_dir), get_spec(name),
+                refuse_linked(dvc_root, Path(args.save_dir), get_spec(name),
                               Path(args.metrics).parent if args.metrics else None)
         formats = None
         if args.formats is not None:

@@ -86,7 +86,7 @@ def _registry_disagrees(card: dict, want: sources.Expected, sha256: str | None, 
     return want.sha256 is None or (card.get("verified") is True and want.sha256 != sha256)
 
 
-def _registry_detail(model: str, want: sources.Expected, sha256: str) -> str:
+def _registry_detail(model: str, want: sources.Expected, sha256: str | None) -> str:
     file = CATALOG[model].upstream_file
     said = f"pins sha256:{want.sha256}" if want.sha256 else f"has no pin for {file}"
     return (f"sha256:{sha256} is what was verified when it was fetched (model card, dvc.lock), but "
@@ -196,7 +196,7 @@ def fetched_file(layout: Layout, model: str, pins: Pins) -> tuple[str, int, str,
     problems = [check.reason] if not check.ok else list(want.problems) if card.get("verified", True) else []
     if problems and _registry_disagrees(card, want, (check if check.sha256 else check_file(path, None)).sha256,
                                         check.size):
-        raise RegistryError(f"{layout.rel(path)}: {_registry_detail(model, want, str(card['sha256']))}",
+        raise RegistryError(f"{layout.rel(path)}: {_registry_detail(model, want, card['sha256'])}",
                             fix_hint(CATALOG[model].upstream_file))
     if problems:  # (a card saying verified: false says it itself)
         raise RepoError(f"{layout.rel(path)}: {'; '.join(problems)} / 文件与固定哈希不符 (damaged or replaced)",
