@@ -57,7 +57,8 @@ def stage_failed(err: BaseException, doing: str) -> RepoError:
         cause = cause.__cause__ or cause.__context__
     failed = next((c for c in chain if type(c).__name__ == "StageCmdFailedError"), None)
     if failed is not None:
-        return RepoError(f"{doing}: {err} (its command failed; its own message is above) / 阶段命令失败（见上方）",
+        return RepoError(f"{doing}: {err} (its command failed; its own message is above) / "
+                         "阶段运行失败（详见上方信息）",
                          "fix the cause and rerun; nothing half-written was recorded / 修正后重试；未记录任何半成品")
     cause = chain[0] if chain else None
     reason = re.sub(r"\x1b\[[0-9;]*m", "", str(cause)).strip() if cause is not None else ""
