@@ -6,14 +6,30 @@ Everything heavy (DVC, torch) is imported inside the operation that needs it, so
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
+from pathlib import Path
 
 from invoke import task
 
 from dinovault.cli import ops
 from dinovault.cli.ops import DOC, HELP
+from dinovault.cli.output import stdout_gone
 
 ops.use_prog("invoke")
+
+
+def _closed_pipe(kind, value, tb, default=sys.excepthook):
+    """`invoke --list | head -1`: invoke's own printing ends quietly too (the tasks print through cli/output.py)."""
+    frames = traceback.extract_tb(tb)
+    if issubclass(kind, BrokenPipeError) and frames and "invoke" in Path(frames[-1].filename).parts:
+        sys.stderr.flush()
+        os._exit(stdout_gone())  # uncaught, at the very end: the interpreter would exit 1 after this hook
+    default(kind, value, tb)
+
+
+sys.excepthook = _closed_pipe
 # The official reference implementation used by the parity tests. It pins torch 2.0, xformers and cuml,
 # which we do not want, so it is installed with --no-deps instead of being listed in pyproject.toml.
 REFERENCE = ("dinov2", "0.0.1.dev2")

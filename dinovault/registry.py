@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import RegistryError
+from .errors import DinovaultError, RegistryError
 from .files import decode_utf8
 from .settings import registry_file
 
@@ -133,3 +133,33 @@ def parse_registry(text: str, source: str = "<registry>") -> dict[str, Pin]:
 def load_registry(path: Path | None = None) -> dict[str, Pin]:
     """The official pins, keyed by upstream file name."""
     return load_pins(path).files
+
+
+def pinned_at(file: str, path: Path | None = None) -> str:
+    """``<registry>:<line>`` of the line pinning ``file`` (an official file name), or the registry's path alone when
+    no line does."""
+    path = path or registry_path()
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return str(path)
+    found = (n for n, raw in enumerate(lines, start=1) if raw.split("#", 1)[0].split()[:1] == [file])
+    return next((f"{path}:{n}" for n in found), str(path))
+
+
+def fix_hint(file: str) -> str:
+    """How to fix the registry in use when it, not the bytes, is wrong about ``file``: its line, or the shipped one."""
+    path = registry_path()
+    if registry_file() is None:
+        return (f"the shipped registry {path} is in use: if these bytes were fetched under another one, set "
+                "DINOVAULT_REGISTRY to it again; if the shipped file was edited, restore it (git checkout, or "
+                "reinstall dinovault) / 正在使用内置注册表：若文件是在另一个注册表下获取的，"
+                "请重新设置 DINOVAULT_REGISTRY；若内置注册表被改动，请恢复它")
+    try:
+        shipped = load_registry(DEFAULT_REGISTRY).get(file)
+    except DinovaultError:
+        shipped = None
+    says = f"it pins sha256:{shipped.sha256}" if shipped else "it has no pin for this file either"
+    return (f"fix or remove the line of {file} in {path}, or unset DINOVAULT_REGISTRY and DINOV2_REGISTRY to use the "
+            f"shipped registry {DEFAULT_REGISTRY} ({says}) / 请修正 {path} 中 {file} 的那一行，或取消 "
+            "DINOVAULT_REGISTRY 与 DINOV2_REGISTRY 以使用内置注册表")

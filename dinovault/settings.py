@@ -18,6 +18,7 @@ long-lived process or a test sees the environment as it is now.
 | ``DINOV3_URL`` | sources.signed | the signed link from Meta's e-mail (a credential: never written anywhere) |
 | ``DINOVAULT_MODELSCOPE_ENDPOINT`` | sources.modelscope | ModelScope's address, a full URL |
 | ``MODELSCOPE_DOMAIN`` | sources.modelscope | the ``modelscope`` client's own: a bare domain (https) |
+| ``DVC_ROOT`` | fetch script | set by DVC for every stage command: the repository whose outputs the stage writes |
 
 huggingface_hub reads ``HF_ENDPOINT``, ``HF_HOME``, ``HF_TOKEN`` and ``HF_HUB_OFFLINE`` itself, as it documents;
 dinovault only passes them through. ``DINOVAULT_REQUIRE_SERVERS`` is read by the tests only (tests/support/servers.py).
@@ -49,6 +50,12 @@ def base_urls_text(family: str = "dinov2") -> str:
 def registry_file() -> Path | None:
     value = os.environ.get("DINOVAULT_REGISTRY") or os.environ.get("DINOV2_REGISTRY")
     return Path(value).expanduser() if value else None
+
+
+def dvc_root() -> Path | None:
+    """The repository DVC is running this process as a stage of (DVC sets ``DVC_ROOT`` for every stage command)."""
+    value = os.environ.get("DVC_ROOT")
+    return Path(value) if value else None
 
 
 def number(name: str, default: float, kind=float):

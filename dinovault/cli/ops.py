@@ -11,6 +11,8 @@ import contextlib
 import sys
 from pathlib import Path
 
+from .output import say
+
 _PROG = {"name": "dinovault"}  # the front running: how hints spell a command ("invoke push", "dinovault push")
 
 MODEL_HELP = "a torch.hub model name, e.g. dinov2_vitb14; repeat for several / 模型名，可重复"
@@ -103,11 +105,6 @@ def use_prog(name: str) -> None:
 def cmd(rest: str) -> str:
     """``rest`` as the running front spells it: ``invoke push`` or ``dinovault push``."""
     return f"{_PROG['name']} {rest}"
-
-
-def say(*lines: str) -> None:
-    for line in lines:
-        print(line, flush=True)
 
 
 @contextlib.contextmanager
@@ -218,7 +215,7 @@ def status(cloud: bool = False, remote: str | None = None) -> None:
 def verify(repair: bool = False, remote: str | None = None) -> None:
     from ..repo import integrity
 
-    marks = {"ok": "ok  ", "bad": "FAIL", "missing": "FAIL", "unfetched": "-   "}
+    marks = {"ok": "ok  ", "bad": "FAIL", "missing": "FAIL", "registry": "FAIL", "unfetched": "-   "}
     with errors_exit():
         repaired, checked = integrity.verify(repair=repair, remote=remote)
         for done in repaired:
@@ -318,7 +315,7 @@ def extract(model="dinov2_vitb14", images="", out="", batch_size=32, weights=Non
         result = features.extract_folder(
             model, images, out, size, weights=weights, device=device, dtype=dtype, normalize=normalize
         )
-        print(features.summary(result))
+        say(features.summary(result))
 
 
 def _check_extract(model: str, images: str, out: str, batch_size) -> int:

@@ -85,7 +85,9 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> arg
 
 
 def _say(line: str) -> None:
-    print(line, flush=True)
+    from dinovault.cli.output import say
+
+    say(line)
 
 
 def _fail(message: str) -> None:
@@ -155,6 +157,13 @@ def run(args: argparse.Namespace) -> int:
             smoke, skip_reason = False, "smoke_test: false in params.yaml"
         for name in names:
             get_spec(name)
+        dvc_root = settings.dvc_root()
+        if args.save_dir and dvc_root is not None:  # a stage: DVC records what it writes
+            from dinovault.exports.place import refuse_linked
+
+            for name in names:
+                refuse_linked(dvc_root, Path(args.save_dir), get_spec(name),
+                              Path(args.metrics).parent if args.metrics else None)
         formats = None
         if args.formats is not None:
             formats = ("pth", *[f.strip() for f in args.formats.split(",") if f.strip()])

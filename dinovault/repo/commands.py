@@ -13,6 +13,7 @@ from .. import settings
 from ..catalog import CATALOG, MODEL_NAMES, family_of, get_spec
 from ..errors import DinovaultError, RepoError
 from ..exports.formats import export_dirs
+from ..exports.place import refuse_linked
 from ..files import hash_file, working_directory
 from ..params import add_models, undo_selection
 from ..registry import load_pins, load_registry
@@ -55,6 +56,9 @@ def fetch(models: list[str] | None = None, root: Path | None = None, allow_unver
     root = find_root(root)
     for name in models or []:
         get_spec(name)  # an unknown name fails before params.yaml is touched
+    layout = Layout.load(root)
+    for m in models or layout.params.models:  # outputs DVC could not record (reached through a link): before any change
+        refuse_linked(root, layout.save_dir_of(m), CATALOG[m], layout.metrics(m).parent)
     with fetch_lock(root):
         params = root / PARAMS_FILE
         before = params.read_bytes()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .. import settings
 from ..errors import DinovaultError, RemoteError, RepoError
-from .known_errors import LOCAL_SPACE, dvc_error
+from .known_errors import LOCAL_SPACE, dvc_error, stage_failed
 
 
 @contextlib.contextmanager
@@ -156,10 +156,7 @@ def explain(err: BaseException | None, doing: str, where: str = "", text: str = 
     if known is not None:
         return known
     if isinstance(err, ReproductionError):
-        return RepoError(
-            f"{doing}: {err} (its own message is above) / 阶段运行失败（详见上方信息）",
-            "fix the cause and rerun; nothing half-written was recorded / 修正后重试；未记录任何半成品",
-        )
+        return stage_failed(err, doing)
     full = " | ".join(t for t in (text, chain_text(err)) if t)
     prefix = f"{where}: {doing} failed" if where else f"{doing} failed"
     for cause, pattern, what, check in _RULES:

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .. import sources
 from ..cache import check_file, write_stamp
 from ..catalog import CATALOG
-from ..errors import DinovaultError, RepoError
+from ..errors import DinovaultError, RegistryError, RepoError
 from ..exports.card import read_card
 from ..files import Digests, hash_file, link_atomic, link_or_copy_atomic, temp_beside
 from ..progress import human_size
-from ..registry import Pin, Pins, load_pins
+from ..registry import Pin, Pins, fix_hint, load_pins, pinned_at
 from .dvc import describe, open_repo
 from .layout import Layout
 
@@ -32,6 +32,7 @@ class Checked:
     path: str  # relative to the repository (workspace) or absolute (DVC cache, torch.hub cache)
     state: str  # "ok", "bad", "missing" or "unfetched" (selected, never fetched: nothing recorded to contradict)
     detail: str  # "<size>  sha256:<hex>" when ok, what is wrong otherwise
+    file: str = ""  # state "registry" (the registry, not the bytes, is wrong): the upstream file it is wrong about
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class _Model:
     expected: sources.Expected  # what the workspace file must be: its source's pin (a conversion: its card)
     places: dict[str, Path]  # "workspace", "DVC cache", "torch.hub cache" → path
     source: sources.Source  # the source the card names
+    card: dict  # the model card: what was verified when the file was fetched
 
 
 
@@ -58,7 +60,7 @@ def _models(layout: Layout, repo) -> list[_Model]:
         places = {"workspace": layout.weights(name), "torch.hub cache": source.cache_copy(CATALOG[name])}
         if md5:
             places["DVC cache"] = Path(repo.cache.local.oid_to_path(md5))
-        out.append(_Model(name, md5, expected, places, source))
+        out.append(_Model(name, md5, expected, places, source, card))
     return out
 
 
@@ -73,6 +75,27 @@ def _problems(model: _Model, got: Digests, selected: bool) -> list[str]:
     if want.sha256 is not None and (got.sha256, got.size) != (want.sha256, want.size):
         bad.append(f"sha256 {got.sha256} ({got.size} B) != {want.against} {want.sha256} ({want.size} B)")
     return bad
+
+
+def _registry_disagrees(card: dict, want: sources.Expected, sha256: str | None, size: int) -> bool:
+    """Whether the registry, not the bytes, is the suspect: they are what the model card recorded when they were
+    fetched (its SHA-256 and size), and the registry has no pin for the file or, the card saying verified, another
+    one. Such bytes are not damaged: nothing is ever repaired over them."""
+    if want.against != "pinned" or (card.get("sha256"), card.get("size")) != (sha256, size):
+        return False
+    return want.sha256 is None or (card.get("verified") is True and want.sha256 != sha256)
+
+
+def _registry_detail(model: str, want: sources.Expected, sha256: str | None) -> str:
+    file = CATALOG[model].upstream_file
+    said = f"pins sha256:{want.sha256}" if want.sha256 else f"has no pin for {file}"
+    return (f"sha256:{sha256} is what was verified when it was fetched (model card, dvc.lock), but "
+            f"{pinned_at(file)} {said}: the registry is the suspect, not the file / 文件与获取时的校验一致，注册表可疑")
+
+
+def _registry_blamed(model: _Model, got: Digests) -> bool:
+    """The registry alone disagrees with these bytes: they match the card and what dvc.lock records."""
+    return model.md5 == got.md5 and _registry_disagrees(model.card, model.expected, got.sha256, got.size)
 
 
 class _Hasher:
@@ -115,6 +138,10 @@ def verify(root: Path | None = None, repair: bool = False, remote: str | None = 
             # dvc.lock speaks for this repository's files only: a shared torch.hub cache may hold a model this clone
             # never fetched, and is then checked against the pin alone
             bad = _problems(model, got, model.name in layout.params.models and place != "torch.hub cache")
+            if bad and _registry_blamed(model, got):
+                checked.append(Checked(shown, "registry", _registry_detail(model.name, model.expected, got.sha256),
+                                       CATALOG[model.name].upstream_file))
+                continue
             checked.append(Checked(shown, "bad" if bad else "ok",
                                    "; ".join(bad) or f"{human_size(got.size)}  sha256:{got.sha256}"
                                    + (f"  {model.expected.note}" if model.expected.note else "")))
@@ -167,19 +194,28 @@ def fetched_file(layout: Layout, model: str, pins: Pins) -> tuple[str, int, str,
     want = sources.for_card(card).expected(CATALOG[model], card, pins)
     check = check_file(path, Pin(path.name, want.size, want.sha256) if want.sha256 and want.size is not None else None)
     problems = [check.reason] if not check.ok else list(want.problems) if card.get("verified", True) else []
+    if problems and _registry_disagrees(card, want, (check if check.sha256 else check_file(path, None)).sha256,
+                                        check.size):
+        raise RegistryError(f"{layout.rel(path)}: {_registry_detail(model, want, card['sha256'])}",
+                            fix_hint(CATALOG[model].upstream_file))
     if problems:  # (a card saying verified: false says it itself)
         raise RepoError(f"{layout.rel(path)}: {'; '.join(problems)} / 文件与固定哈希不符 (damaged or replaced)",
                         "repair it / 修复: invoke verify --repair")
     return layout.rel(path), check.size, str(check.sha256), card.get("verified", True) if want.sha256 else False
 
 
-def verification_error(checked: list[Checked]) -> RepoError | None:
-    problems = [c for c in checked if c.state in ("bad", "missing")]
+def verification_error(checked: list[Checked]) -> RepoError | RegistryError | None:
+    problems = [c for c in checked if c.state in ("bad", "missing", "registry")]
     if not problems:
         return None
+    listed = "\n  ".join(f"{c.path}: {c.detail}" for c in problems)
+    if all(c.state == "registry" for c in problems):
+        return RegistryError(f"the pin registry disagrees with {len(problems)} file(s) that are as they were "
+                             "verified when fetched; nothing is damaged / 注册表与已校验的文件不符，文件未损坏:\n  "
+                             + listed,
+                             "; ".join(dict.fromkeys(fix_hint(c.file) for c in problems)))
     return RepoError(
-        f"verification failed for {len(problems)} file(s) / {len(problems)} 个文件校验失败:\n  "
-        + "\n  ".join(f"{c.path}: {c.detail}" for c in problems),
+        f"verification failed for {len(problems)} file(s) / {len(problems)} 个文件校验失败:\n  {listed}",
         f"repair them (good bytes from the DVC remote, else the pinned sources) / 修复: {REPAIR}",
     )
 
@@ -199,6 +235,10 @@ def _repair(repo, remote: str | None, models: list[_Model]) -> list[Repaired]:
     digest = _Hasher()
     done = []
     for model in models:
+        if model.md5 and any(p.is_file() and _registry_blamed(model, digest(p)) for p in model.places.values()):
+            # bytes as verified when fetched: the registry is wrong about them; only copies that differ from them are
+            # bad, and are repaired towards them (the card), never from the registry's pin
+            model = replace(model, expected=sources.Expected(model.card["size"], model.card["sha256"]))
         if not model.md5 or model.expected.sha256 is None:
             continue  # nothing recorded to repair towards (never fetched, or no pin to check against)
         bad = [p for p, path in model.places.items() if not path.is_file() or _problems(model, digest(path), True)]

@@ -1,5 +1,6 @@
 """DVC errors whose own message says what is wrong, shown as they are with what to do. DVC's CLI prints them; through
-its API nothing does, so a stage that failed on one used to end in "(its own message is above)" over nothing."""
+its API nothing does, so a stage that failed on one used to end in "(its own message is above)" over nothing; now only
+a stage whose command failed (and printed) says so (`stage_failed`)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,28 @@ def dvc_error(err: BaseException | None, doing: str) -> DinovaultError | None:
             return None
         err = err.__cause__ or err.__context__
     return None
+
+
+def stage_failed(err: BaseException, doing: str) -> RepoError:
+    """A stage that failed on something no rule knows. Only a failed command printed its own message (DVC ran it
+    in this terminal); any other cause (e.g. DVC refusing an output) is shown here, as DVC's CLI would."""
+    chain, cause = [], err.__cause__ or err.__context__
+    while cause is not None and cause not in chain:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    from dvc.stage.exceptions import StageCmdFailedError
+
+    failed = next((c for c in chain if isinstance(c, StageCmdFailedError)), None)
+    if failed is not None:
+        return RepoError(f"{doing}: {err} (its command failed; its own message is above) / "
+                         "阶段运行失败（详见上方信息）",
+                         "fix the cause and rerun; nothing half-written was recorded / 修正后重试；未记录任何半成品")
+    cause = chain[0] if chain else None
+    reason = re.sub(r"\x1b\[[0-9;]*m", "", str(cause)).strip() if cause is not None else ""
+    said = f": {reason} ({type(cause).__name__})" if reason else ""
+    return RepoError(f"{doing}: {err}{said} / 阶段运行失败，DVC 报错",
+                     "fix what DVC names and rerun (DVC_SHOW_TRACEBACK=1 shows where it failed); dvc.lock was not "
+                     "changed / 请修正 DVC 所指出的问题后重试；dvc.lock 未改变")
 
 
 def interrupted(err: BaseException | None) -> bool:
