@@ -142,7 +142,7 @@ def pinned(tmp_path, torch_home_dir, monkeypatch):
 
 def test_weights_are_found_in_order(pinned, tmp_path, monkeypatch):
     good, cache = pinned
-    project = tmp_path / "project"
+    project = _git_repo(tmp_path / "project")  # found upward as git finds its repository
     (project / "src").mkdir(parents=True)
     (project / "params.yaml").write_text("lr: 1\nsave_dir: nets\n", encoding="utf-8")
     monkeypatch.chdir(project / "src")

@@ -13,12 +13,14 @@ from pathlib import Path
 
 from .. import settings
 from ..errors import DinovaultError, RemoteError, RepoError
+from ..files import working_directory
 from .known_errors import LOCAL_SPACE, dvc_error
 
 
 @contextlib.contextmanager
 def open_repo(root: Path, remote: str | None = None, verify: bool = False) -> Iterator:
-    """The command's ``dvc.repo.Repo``, closed after it. ``verify`` makes downloads re-hash what arrives."""
+    """The command's ``dvc.repo.Repo``, closed after it, used from ``root`` (so from any subfolder). ``verify`` makes
+    downloads re-hash what arrives."""
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
@@ -35,7 +37,8 @@ def open_repo(root: Path, remote: str | None = None, verify: bool = False) -> It
     if verify and name in repo.config["remote"]:
         repo.config["remote"][name]["verify"] = True  # in memory only: this command re-hashes what it downloads
     try:
-        yield repo
+        with working_directory(root):  # DVC reads targets (fetch@<model>, paths) and prints paths relative to it
+            yield repo
     finally:
         quiet.removeFilter(unchosen_export)
         repo.close()

@@ -23,6 +23,7 @@ from ..catalog import FAMILIES
 from ..errors import RepoError
 from ..files import json_text, write_atomic
 from ..params import PACKAGE_FILE, load_params
+from ..project import project_root
 from .layout import PARAMS_FILE
 
 DVC_FILE = "dvc.yaml"
@@ -117,22 +118,19 @@ class Initialised:
     kept: list[str] = field(default_factory=list)  # what was already there and left as it was
 
 
-def project_root(start: Path) -> Path:
-    """The folder to initialise: the nearest one above ``start`` with .dvc/ (a DVC project, possibly a subdir
-    project), else the git repository's top folder."""
-    start = start.resolve()
-    for folder in (start, *start.parents):
-        if (folder / ".dvc").is_dir():
-            return folder
-        if (folder / ".git").exists():
-            return folder
-    raise RepoError(f"{start} is not inside a git repository / 当前目录不在 git 仓库中",
-                    "run `git init` first (or cd into your project), then `dinovault init` / 请先 git init")
+def project_folder(start: Path) -> Path:
+    """The folder to initialise: the project around ``start`` (a DVC project, possibly a subdir project, else the
+    git repository's top folder; ``project.project_root``)."""
+    root = project_root(start)
+    if root is None:
+        raise RepoError(f"{start.resolve()} is not inside a git repository / 当前目录不在 git 仓库中",
+                        "run `git init` first (or cd into your project), then `dinovault init` / 请先 git init")
+    return root
 
 
 def init(start: Path | None = None) -> Initialised:
     """Initialise the project around ``start`` (default: the current directory); see the module docstring."""
-    root = project_root(Path(start or Path.cwd()))
+    root = project_folder(Path(start or Path.cwd()))
     done = Initialised(root)
     _check(root)
     _dvc(root, done)
@@ -292,4 +290,5 @@ def has_stage(root: Path) -> bool:
     return FAMILIES[0].STAGE in (data.get("stages") or {}) if isinstance(data, dict) else False
 
 
-__all__ = ["PACKAGE_FILE", "Initialised", "has_stage", "init", "package_record", "project_root", "refresh_package_file"]
+__all__ = ["PACKAGE_FILE", "Initialised", "has_stage", "init", "package_record", "project_folder",
+           "refresh_package_file"]

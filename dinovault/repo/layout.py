@@ -12,6 +12,7 @@ from ..catalog import CATALOG, family_of, get_spec
 from ..errors import DinovaultError, RepoError
 from ..files import link_atomic
 from ..params import Params, load_params
+from ..project import project_root
 from .lockfile import read_lock
 
 PARAMS_FILE = "params.yaml"
@@ -23,14 +24,16 @@ def stage_name(model: str) -> str:
 
 
 def find_root(start: str | Path | None = None) -> Path:
-    """The dinovault repository holding ``start`` (default: the current directory), like git finds its root."""
+    """The dinovault repository holding ``start`` (default: the current directory): the project around it
+    (``project.project_root``, as git and DVC find theirs) when it has dvc.yaml, .dvc/ and params.yaml."""
     here = Path(start or os.getcwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "dvc.yaml").is_file() and (folder / ".dvc").is_dir() and (folder / PARAMS_FILE).is_file():
-            return folder
+    root = project_root(here)
+    if root is not None and all(p.is_file() for p in (root / "dvc.yaml", root / PARAMS_FILE)) \
+            and (root / ".dvc").is_dir():
+        return root
     raise RepoError(
-        f"{here} is not inside a dinovault repository (no dvc.yaml, .dvc/ and params.yaml above it) / "
-        "当前目录不在 dinovault 仓库中",
+        f"{here} is not inside a dinovault repository ({root or 'no git or DVC project'}"
+        f"{' has no' if root else ', so no'} dvc.yaml, .dvc/ and params.yaml) / 当前目录不在 dinovault 仓库中",
         "cd into your clone of dinovault or your project, or run `dinovault init` in your git repository first / "
         "请先 cd 到仓库目录，或在你的 git 仓库中运行 dinovault init",
     )
