@@ -9,7 +9,7 @@ The order, first that applies:
    ``models/dinov2``);
 4. the torch.hub cache file (``$TORCH_HOME/hub/checkpoints/<official file>``), only when it matches its pin (by the
    verified stamp, else by hashing it): an unverified file there is never used; else a checkpoint converted from the
-   pinned Hugging Face file (``$TORCH_HOME/hub/dinovault/converted/``), checked against its record.
+   pinned Hugging Face or ModelScope file (``$TORCH_HOME/hub/dinovault/converted/``), checked against its record.
 
 The error when none has it names each place looked at and the command that brings the file.
 """
@@ -29,6 +29,7 @@ from ..settings import models_dir
 
 PARAMS_FILE = "params.yaml"
 DEFAULT_SAVE_DIR = "models/dinov2"
+HUB_SOURCES = ("huggingface", "modelscope")  # the sources that convert a hub file into the official layout
 
 
 def save_dir_of(root: Path, name: str = "dinov2_vitb14") -> Path:
@@ -66,15 +67,18 @@ def _verified_cache(name: str) -> tuple[Path, str]:
 
 
 def _converted(name: str) -> Path | None:
-    """A checkpoint converted from the pinned Hugging Face file (the ``huggingface`` source), when intact."""
+    """A checkpoint converted from a pinned hub file (the ``huggingface`` or ``modelscope`` source), when intact."""
     from ..registry import load_pins
     from ..sources import Request, get
 
-    try:
-        got = get("huggingface").local(Request(get_spec(name), load_pins(), None))
-    except DinovaultError:
-        return None
-    return got.path if got is not None and got.verified else None
+    for hub in HUB_SOURCES:
+        try:
+            got = get(hub).local(Request(get_spec(name), load_pins(), None))
+        except DinovaultError:
+            continue
+        if got is not None and got.verified:
+            return got.path
+    return None
 
 
 def find_weights(name: str, weights: str | os.PathLike | None = None, repo: str | os.PathLike | None = None,
