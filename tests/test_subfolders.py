@@ -1,6 +1,6 @@
 """Issue 21 item 5: every command and API call works from any subfolder of a repository, as git's do.
 
-One clone of this repository (tests/support/clones.py) fetching dinovault_vits14 from the loopback server, then every
+One clone of this repository (tests/support/clones.py) fetching dinov2_vits14 from the loopback server, then every
 command run from its ``models/`` folder: `invoke fetch` and `dinovault fetch` as real processes (the process boundary
 is what a user crosses), the others in-process (``dinovault.cli.main.main`` with the clone's environment and the
 subfolder as working directory). Paths the user types stay relative to the user's folder.

@@ -3,7 +3,8 @@
 Each step only adds what is missing, so a second run changes nothing: `dvc init` when there is no .dvc/, the
 default remote and cache type in .dvc/config (a remote or cache type of the project's own is kept), dinovault's keys
 at the end of params.yaml and the ``fetch`` stage in dvc.yaml (the project's own keys, stages and comments kept), the
-.gitignore lines for the weights, and ``.dinovault/package.json``.
+.gitignore lines for the weights, cards and every export kind (exports/formats.py ``ignore_rules``), and
+``.dinovault/package.json``.
 
 The stage calls the installed package (``dinovault fetch --stage``) and depends on ``.dinovault/package.json``: the
 package's version and a hash of its fetch code, rewritten by `dinovault init` and `dinovault fetch` when they differ,
@@ -263,8 +264,10 @@ def _stage(root: Path, done: Initialised) -> None:
 
 
 def _gitignore(root: Path, done: Initialised) -> None:
+    from ..exports.formats import ignore_rules
+
     save_dirs = load_params(root / PARAMS_FILE, own_keys=True).save_dirs.values()
-    wanted = [line for d in dict.fromkeys(d.strip("/") for d in save_dirs) for line in (f"/{d}/*.pth", f"/{d}/*.json")]
+    wanted = list(dict.fromkeys(line for d in save_dirs for line in ignore_rules(d)))
     path = root / ".gitignore"
     text = path.read_text(encoding="utf-8") if path.is_file() else ""
     have = {line.strip() for line in text.splitlines()}
@@ -272,7 +275,7 @@ def _gitignore(root: Path, done: Initialised) -> None:
     if not missing:
         done.kept.append(f".gitignore: {', '.join(wanted)}")
         return
-    block = "# dinovault: the weights and cards are DVC outputs (DVC tracks them, git does not)\n"
+    block = "# dinovault: the weights, cards and exports are DVC outputs (DVC tracks them, git does not)\n"
     write_atomic(path, _ends_with_newline(text) + block + "".join(f"{line}\n" for line in missing))
     done.changed.append(f".gitignore: {', '.join(missing)}")
 
