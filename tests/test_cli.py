@@ -207,7 +207,7 @@ def test_api_fetch_verify_and_import_outside_any_repository(faulty_server, torch
     assert dinovault.verify(path=served).model == NAME  # the model is the one whose pin the file matches
     bad = tmp_path / "bad.pth"
     bad.write_bytes(served.read_bytes()[:-1] + b"\0")
-    with pytest.raises(VerificationError, match="matches no pinned DINOv2 file"):
+    with pytest.raises(VerificationError, match="matches no pinned DINOv2 or DINOv3 file"):
         dinovault.verify(path=bad)
     with pytest.raises(VerificationError, match="sha256 .* differs from the pinned"):
         dinovault.verify(NAME, path=bad)

@@ -19,8 +19,7 @@ from .known_errors import LOCAL_SPACE, dvc_error
 
 @contextlib.contextmanager
 def open_repo(root: Path, remote: str | None = None, verify: bool = False) -> Iterator:
-    """The command's ``dvc.repo.Repo``, closed after it, used from ``root`` (so from any subfolder). ``verify`` makes
-    downloads re-hash what arrives."""
+    """The command's ``dvc.repo.Repo``, closed after it. ``verify`` makes downloads re-hash what arrives."""
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..catalog import FAMILIES
 from ..errors import RepoError
+from ..exports.formats import ignore_rules
 from ..files import json_text, write_atomic
 from ..params import PACKAGE_FILE, load_params
 from ..project import project_root
@@ -119,19 +120,12 @@ class Initialised:
     kept: list[str] = field(default_factory=list)  # what was already there and left as it was
 
 
-def project_folder(start: Path) -> Path:
-    """The folder to initialise: the project around ``start`` (a DVC project, possibly a subdir project, else the
-    git repository's top folder; ``project.project_root``)."""
-    root = project_root(start)
-    if root is None:
-        raise RepoError(f"{start.resolve()} is not inside a git repository / 当前目录不在 git 仓库中",
-                        "run `git init` first (or cd into your project), then `dinovault init` / 请先 git init")
-    return root
-
-
 def init(start: Path | None = None) -> Initialised:
     """Initialise the project around ``start`` (default: the current directory); see the module docstring."""
-    root = project_folder(Path(start or Path.cwd()))
+    root = project_root(start)  # a DVC project (possibly a subdir project), else the git repository's top folder
+    if root is None:
+        raise RepoError(f"{Path(start or '.').resolve()} is not inside a git repository / 当前目录不在 git 仓库中",
+                        "run `git init` first (or cd into your project), then `dinovault init` / 请先 git init")
     done = Initialised(root)
     _check(root)
     _dvc(root, done)
@@ -264,8 +258,6 @@ def _stage(root: Path, done: Initialised) -> None:
 
 
 def _gitignore(root: Path, done: Initialised) -> None:
-    from ..exports.formats import ignore_rules
-
     save_dirs = load_params(root / PARAMS_FILE, own_keys=True).save_dirs.values()
     wanted = list(dict.fromkeys(line for d in save_dirs for line in ignore_rules(d)))
     path = root / ".gitignore"
@@ -293,5 +285,4 @@ def has_stage(root: Path) -> bool:
     return FAMILIES[0].STAGE in (data.get("stages") or {}) if isinstance(data, dict) else False
 
 
-__all__ = ["PACKAGE_FILE", "Initialised", "has_stage", "init", "package_record", "project_folder",
-           "refresh_package_file"]
+__all__ = ["PACKAGE_FILE", "Initialised", "has_stage", "init", "package_record", "refresh_package_file"]

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cache import cache_path
+from ..cache import cache_path, read_json
 from ..catalog import CATALOG, family_of, get_spec
 from ..errors import DinovaultError, RepoError
 from ..files import link_atomic
@@ -111,17 +111,23 @@ class Layout:
 def link_torch_copies(layout: Layout, models: list[str], notes: list[str] | None = None) -> list[Path]:
     """Hard-link recorded workspace weights (e.g. from `dvc pull`) into the torch.hub cache where it lacks them, so a
     stage that reruns verifies them there instead of downloading, and torch.hub finds them. Only files of the pinned
-    size (a DINOv3 file with only its name's hash prefix: the size of its card, whose SHA-256 fits the prefix); the
-    fetch script still checks their SHA-256. Never copies: a link refused (another file system, no
-    permission) is said in ``notes``."""
+    size (``official_size``: DINOv3 with only a prefix pin too); the fetch script still checks their SHA-256. Never
+    copies: a link refused (another file system, no permission) is said in ``notes``."""
     # a workspace file with 3 links is already in the DVC cache and the torch cache: skip the registry (fast no-op)
     models = [m for m in models if m in layout.recorded and _links(layout.weights(m)) in (1, 2)]
     if not models:
         return []
+    from ..registry import load_pins
+    from ..sources.prefix import official_size
+
+    try:
+        pins = load_pins()
+    except DinovaultError:
+        return []
     linked = []
     for model in models:
         src, dest = layout.weights(model), layout.torch_copy(model)
-        size = _pinned_size(layout, model)
+        size = official_size(CATALOG[model].upstream_file, pins, read_json(layout.card(model)))
         if size is None or dest.exists() or src.stat().st_size != size:
             continue
         try:
@@ -136,24 +142,6 @@ def link_torch_copies(layout: Layout, models: list[str], notes: list[str] | None
                     f"{layout.rel(src)} (DINOv2FeatureExtractor does) / 未能链接到 torch.hub 缓存（不同磁盘）"
                 )
     return linked
-
-
-def _pinned_size(layout: Layout, model: str) -> int | None:
-    """The size ``model``'s official file must have: its pin's, or, with only the SHA-256 prefix in its name (DINOv3),
-    the size its card records for a SHA-256 that fits that prefix. None: unknown, or the registry cannot be read."""
-    from ..cache import read_json
-    from ..registry import load_pins
-    from ..sources.prefix import PrefixPin, official_pin
-
-    try:
-        pin = official_pin(CATALOG[model].upstream_file, load_pins())
-    except DinovaultError:
-        return None
-    if not isinstance(pin, PrefixPin):
-        return pin.size if pin is not None else None
-    card = read_json(layout.card(model)) or {}
-    size, sha = card.get("size"), card.get("sha256")
-    return size if isinstance(size, int) and isinstance(sha, str) and pin.problem(sha) is None else None
 
 
 def _links(path: Path) -> int:
