@@ -94,8 +94,15 @@ def test_the_extractor_finds_dinov3_weights_fetched_through_modelscope_outside_a
     from safetensors.torch import save_file
 
     from dinovault import settings
+    from dinovault.errors import MissingWeightsError
     from dinovault.inference.weights import find_weights
 
+    outside = tmp_path / "not a repository"
+    outside.mkdir()
+    monkeypatch.chdir(outside)
+    monkeypatch.delenv("DINOVAULT_MODELS_DIR", raising=False)
+    with pytest.raises(MissingWeightsError, match=f"dvc pull models/dinov3/{MODEL}.pth"):  # its family's folder
+        find_weights(MODEL)
     hf_file = tmp_path / "served" / "model.safetensors"
     hf_file.parent.mkdir()
     state = torch.load(official, map_location="cpu", weights_only=True)
@@ -110,10 +117,6 @@ def test_the_extractor_finds_dinov3_weights_fetched_through_modelscope_outside_a
     finally:
         ms.close()
     assert fetched.verified is True
-    outside = tmp_path / "not a repository"
-    outside.mkdir()
-    monkeypatch.chdir(outside)
-    monkeypatch.delenv("DINOVAULT_MODELS_DIR", raising=False)
     assert find_weights(MODEL) == fetched.path
 
 

@@ -28,7 +28,6 @@ from ..registry import load_pins
 from ..settings import models_dir
 
 PARAMS_FILE = "params.yaml"
-DEFAULT_SAVE_DIR = "models/dinov2"
 HUB_SOURCES = ("huggingface", "modelscope")  # the sources that convert a hub file into the official layout
 
 
@@ -108,12 +107,13 @@ def find_weights(name: str, weights: str | os.PathLike | None = None, repo: str 
     converted = _converted(name)
     if converted is not None:
         return converted
-    folder = first_repo[1].parent.relative_to(first_repo[0]).as_posix() if first_repo else DEFAULT_SAVE_DIR
+    folder = first_repo[1].parent.relative_to(first_repo[0]).as_posix() if first_repo else None
     raise _missing(name, looked, folder)
 
 
-def _missing(name: str, looked: list[str], folder: str = DEFAULT_SAVE_DIR) -> MissingWeightsError:
+def _missing(name: str, looked: list[str], folder: str | None = None) -> MissingWeightsError:
     where = " nor ".join(looked)
+    folder = folder or family_of(name).DEFAULT_SAVE_DIR
     pull = f"dvc pull {folder}/{name}.pth"
     return MissingWeightsError(
         f"no weights for {name} at {where} / 找不到 {name} 的权重",
