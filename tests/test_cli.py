@@ -142,7 +142,7 @@ def pinned(tmp_path, torch_home_dir, monkeypatch):
 
 def test_weights_are_found_in_order(pinned, tmp_path, monkeypatch):
     good, cache = pinned
-    project = tmp_path / "project"
+    project = _git_repo(tmp_path / "project")  # found upward as git finds its repository
     (project / "src").mkdir(parents=True)
     (project / "params.yaml").write_text("lr: 1\nsave_dir: nets\n", encoding="utf-8")
     monkeypatch.chdir(project / "src")
@@ -207,7 +207,7 @@ def test_api_fetch_verify_and_import_outside_any_repository(faulty_server, torch
     assert dinovault.verify(path=served).model == NAME  # the model is the one whose pin the file matches
     bad = tmp_path / "bad.pth"
     bad.write_bytes(served.read_bytes()[:-1] + b"\0")
-    with pytest.raises(VerificationError, match="matches no pinned DINOv2 file"):
+    with pytest.raises(VerificationError, match="matches no pinned DINOv2 or DINOv3 file"):
         dinovault.verify(path=bad)
     with pytest.raises(VerificationError, match="sha256 .* differs from the pinned"):
         dinovault.verify(NAME, path=bad)

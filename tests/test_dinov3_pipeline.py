@@ -89,7 +89,10 @@ def test_fetch_with_the_signed_link_then_pull_and_load_offline(machine, site):
     b = machine.clone("b", source=a.path)  # a teammate: no link, no request to the server
     before = len(site.log)
     b.invoke("pull")
-    assert (b.path / "models" / "dinov3" / f"{MODEL}.pth").read_bytes() == site.data and len(site.log) == before
+    pulled = b.path / "models" / "dinov3" / f"{MODEL}.pth"
+    assert pulled.read_bytes() == site.data and len(site.log) == before
+    # linked into the torch.hub cache as DINOv2 weights are (issue 21 item 6): torch.hub finds it, no second copy
+    assert (b.torch_cache / site.file).stat().st_ino == pulled.stat().st_ino
     b.invoke("verify")
     code = (f"import torch; m = torch.hub.load({str(b.path)!r}, {MODEL!r}, source='local'); "
             "print(tuple(m(torch.zeros(1, 3, 224, 224)).shape))")

@@ -2,8 +2,8 @@
 
 Layers, lowest first (a module may import its own layer and the ones below, never one above):
 
-1. kernel      errors, settings, files, progress (one error shape, every environment variable, the one atomic
-               write / hash / link, progress bars)
+1. kernel      errors, settings, files, progress, project (one error shape, every environment variable, the one
+               atomic write / hash / link, progress bars, where the project around a folder is)
 2. catalog/    model families as data, one row per model
 3. registry    pins: official files and hub files; params (params.yaml: which models, where, which formats)
 4. cache       the torch.hub cache, verified stamps, checking a file against a pin, placing verified bytes
@@ -30,7 +30,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dinovault"
 LAYERS = [
-    {"errors", "settings", "files", "progress"},
+    {"errors", "settings", "files", "progress", "project"},
     {"catalog"},
     {"registry", "params"},
     {"cache"},

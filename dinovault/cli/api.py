@@ -43,35 +43,50 @@ class Verified:
     path: Path
     size: int
     sha256: str
+    level: str = "sha256"  # "sha256": its full pin; "prefix": only the SHA-256 prefix in its name (DINOv3, no pin)
 
 
 def verify(model: str | None = None, path: str | os.PathLike | None = None, *, rehash: bool = False) -> Verified:
-    """Check a model's weights against their pinned size and SHA-256: ``path``, else the file ``load_backbone``
-    would load. With only ``path``, the model is the one whose pin it matches. VerificationError when it does not."""
+    """Check a model's weights against their pinned size and SHA-256 (a DINOv3 file with no full pin: the SHA-256
+    prefix in its official name): ``path``, else the file ``load_backbone`` would load. With only ``path``, the model
+    is the one whose pin it matches. VerificationError when it does not."""
     from ..cache import check_file
     from ..catalog import CATALOG, get_spec
     from ..errors import UsageError, VerificationError
-    from ..files import hash_file
     from ..inference.weights import find_weights
-    from ..registry import load_registry
+    from ..registry import load_pins
+    from ..sources.prefix import PrefixPin, official_pin
 
-    pins = load_registry()
+    pins = load_pins()
     if model is None:
         if path is None:
             raise UsageError("verify needs a model name or a path / 需要模型名或路径", "verify('dinov2_vitb14')")
         path = Path(path).expanduser()
-        got = hash_file(path)
-        model = next((s.name for s in CATALOG.values() if (p := pins.get(s.upstream_file))
+        got = check_file(path, None, rehash=rehash)
+        if got.sha256 is None:
+            raise VerificationError(f"{path}: no such file / 文件不存在", "check the path / 请检查路径")
+        model = next((s.name for s in CATALOG.values() if (p := official_pin(s.upstream_file, pins))
                       and (p.size, p.sha256) == (got.size, got.sha256)), None)
+        model = model or next((s.name for s in CATALOG.values() if isinstance(p := official_pin(s.upstream_file, pins),
+                                                                              PrefixPin) and not p.problem(got.sha256)),
+                              None)
         if model is None:
-            raise VerificationError(f"{path}: sha256 {got.sha256} matches no pinned DINOv2 file / 与任何固定哈希都不符",
+            raise VerificationError(f"{path}: sha256 {got.sha256} matches no pinned DINOv2 or DINOv3 file / "
+                                    "与任何固定哈希都不符",
                                     "a damaged, re-saved or fine-tuned file? fetch it again / 请重新获取")
     spec = get_spec(model)
     path = Path(path).expanduser() if path is not None else find_weights(model)
-    pin = pins.get(spec.upstream_file)
+    pin = official_pin(spec.upstream_file, pins)
     if pin is None:
         raise VerificationError(f"{spec.upstream_file} has no pin: it cannot be verified / 无固定哈希，无法校验",
-                                "add one to the registry (DINOV2_REGISTRY) / 请在注册表中添加")
+                                "add one to the registry (DINOVAULT_REGISTRY) / 请在注册表中添加")
+    if isinstance(pin, PrefixPin):
+        check = check_file(path, None, rehash=rehash)
+        why = "no such file" if check.sha256 is None else pin.problem(check.sha256)
+        if why:
+            raise VerificationError(f"{path}: {why} / 与文件名中的哈希前缀不符",
+                                    f"fetch it again: dinovault fetch --model {model} / 请重新获取")
+        return Verified(model, path, check.size, str(check.sha256), "prefix")
     check = check_file(path, pin, rehash=rehash)
     if not check.ok:
         raise VerificationError(f"{path}: {check.reason} / 与固定哈希不符",

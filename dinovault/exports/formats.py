@@ -30,6 +30,16 @@ def export_dirs(save_dir: Path, spec: ModelSpec) -> dict[str, Path]:
     return {fmt: Path(save_dir) / fmt / spec.name for fmt in EXTRA_FORMATS}
 
 
+def ignore_rules(save_dir: str) -> list[str]:
+    """The .gitignore lines (from the repository's root) that keep a family's folder out of git: the weights and
+    cards, and every export kind's folder, whichever ``formats`` params.yaml chooses now (a later choice is covered
+    too). All are DVC outputs: `dvc checkout` brings them back but not the per-folder .gitignore files DVC wrote, so
+    these root rules are what protects them. `dinovault init` writes them; this repository's .gitignore holds the
+    same for its save_dirs (a test checks)."""
+    folder = str(save_dir).replace("\\", "/").strip("/")
+    return [f"/{folder}/*.pth", f"/{folder}/*.json", *(f"/{folder}/{fmt}/" for fmt in EXTRA_FORMATS)]
+
+
 def _place(tmp: Path, target: Path) -> None:
     """Rename ``tmp`` onto ``target`` unless ``target`` already holds the same bytes (then drop ``tmp``)."""
     if target.is_file() and filecmp.cmp(tmp, target, shallow=False):
@@ -87,6 +97,10 @@ def write_exports(pth: Path, spec: ModelSpec, save_dir: Path, formats) -> dict[s
             written["safetensors"] = dirs["safetensors"]
         if "hf" in chosen:
             convert = conversion(spec)
+            if convert is None:
+                raise ExportError(f"no Hugging Face layout for {spec.family} models: no hf export of {spec.name} / "
+                                  "该系列无 Hugging Face 格式",
+                                  "remove hf from formats in params.yaml / 请从 params.yaml 的 formats 中删除 hf")
             _write_safetensors(convert.official_to_hf(state_dict, spec), dirs["hf"] / "model.safetensors", meta)
             _write_text(json_text(convert.hf_config(spec)), dirs["hf"] / "config.json")
             written["hf"] = dirs["hf"]
@@ -98,4 +112,4 @@ def write_exports(pth: Path, spec: ModelSpec, save_dir: Path, formats) -> dict[s
     return written
 
 
-__all__ = ["EXTRA_FORMATS", "FORMATS", "export_dirs", "write_exports"]
+__all__ = ["EXTRA_FORMATS", "FORMATS", "export_dirs", "ignore_rules", "write_exports"]

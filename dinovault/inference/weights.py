@@ -4,11 +4,12 @@ The order, first that applies:
 
 1. ``weights=`` (a file, or a folder holding ``<model>.pth``): the only place looked at when given;
 2. ``$DINOVAULT_MODELS_DIR``: the only place looked at when set;
-3. the ``save_dir`` of a repository: the one given (hubconf.py's own clone), then the one around the current
-   directory, found upward by its ``params.yaml`` (default ``models/dinov2``);
+3. the ``save_dir`` of a repository: the one given (hubconf.py's own clone), then the project around the current
+   directory (``project.project_root``, the one rule of every command), as its ``params.yaml`` says (default
+   ``models/dinov2``);
 4. the torch.hub cache file (``$TORCH_HOME/hub/checkpoints/<official file>``), only when it matches its pin (by the
    verified stamp, else by hashing it): an unverified file there is never used; else a checkpoint converted from the
-   pinned Hugging Face file (``$TORCH_HOME/hub/dinovault/converted/``), checked against its record.
+   pinned Hugging Face or ModelScope file (``$TORCH_HOME/hub/dinovault/converted/``), checked against its record.
 
 The error when none has it names each place looked at and the command that brings the file.
 """
@@ -22,17 +23,12 @@ from ..cache import cache_path, check_file
 from ..catalog import family_of, get_spec
 from ..errors import DinovaultError, MissingWeightsError
 from ..params import load_params
+from ..project import project_root
 from ..registry import load_pins
 from ..settings import models_dir
 
 PARAMS_FILE = "params.yaml"
-DEFAULT_SAVE_DIR = "models/dinov2"
-
-
-def repository_around(start: str | os.PathLike | None = None) -> Path | None:
-    """The nearest folder at or above ``start`` (default: the current directory) holding a params.yaml."""
-    here = Path(start or os.getcwd()).resolve()
-    return next((d for d in (here, *here.parents) if (d / PARAMS_FILE).is_file()), None)
+HUB_SOURCES = ("huggingface", "modelscope")  # the sources that convert a hub file into the official layout
 
 
 def save_dir_of(root: Path, name: str = "dinov2_vitb14") -> Path:
@@ -70,15 +66,18 @@ def _verified_cache(name: str) -> tuple[Path, str]:
 
 
 def _converted(name: str) -> Path | None:
-    """A checkpoint converted from the pinned Hugging Face file (the ``huggingface`` source), when intact."""
+    """A checkpoint converted from a pinned hub file (the ``huggingface`` or ``modelscope`` source), when intact."""
     from ..registry import load_pins
     from ..sources import Request, get
 
-    try:
-        got = get("huggingface").local(Request(get_spec(name), load_pins(), None))
-    except DinovaultError:
-        return None
-    return got.path if got is not None and got.verified else None
+    for hub in HUB_SOURCES:
+        try:
+            got = get(hub).local(Request(get_spec(name), load_pins(), None))
+        except DinovaultError:
+            continue
+        if got is not None and got.verified:
+            return got.path
+    return None
 
 
 def find_weights(name: str, weights: str | os.PathLike | None = None, repo: str | os.PathLike | None = None,
@@ -94,7 +93,7 @@ def find_weights(name: str, weights: str | os.PathLike | None = None, repo: str 
             return path
         raise _missing(name, [str(path)])
     looked, first_repo = [], None
-    repos = (repo and Path(repo).resolve(), repository_around(start), last_repo and Path(last_repo).resolve())
+    repos = (repo and Path(repo).resolve(), project_root(start), last_repo and Path(last_repo).resolve())
     for root in dict.fromkeys(r for r in repos if r):
         path = save_dir_of(root, name) / f"{name}.pth"
         first_repo = first_repo or (root, path)
@@ -108,12 +107,13 @@ def find_weights(name: str, weights: str | os.PathLike | None = None, repo: str 
     converted = _converted(name)
     if converted is not None:
         return converted
-    folder = first_repo[1].parent.relative_to(first_repo[0]).as_posix() if first_repo else DEFAULT_SAVE_DIR
+    folder = first_repo[1].parent.relative_to(first_repo[0]).as_posix() if first_repo else None
     raise _missing(name, looked, folder)
 
 
-def _missing(name: str, looked: list[str], folder: str = DEFAULT_SAVE_DIR) -> MissingWeightsError:
+def _missing(name: str, looked: list[str], folder: str | None = None) -> MissingWeightsError:
     where = " nor ".join(looked)
+    folder = folder or family_of(name).DEFAULT_SAVE_DIR
     pull = f"dvc pull {folder}/{name}.pth"
     return MissingWeightsError(
         f"no weights for {name} at {where} / 找不到 {name} 的权重",
@@ -134,4 +134,4 @@ def load_backbone(name: str, weights=None, device=None, repo: str | os.PathLike 
     return load(source, spec, device=device)
 
 
-__all__ = ["find_weights", "load_backbone", "repository_around", "save_dir_of"]
+__all__ = ["find_weights", "load_backbone", "save_dir_of"]

@@ -127,13 +127,19 @@ def hf_config(spec: ModelSpec) -> dict:
 def identify(shapes: Mapping[str, tuple[int, ...]]) -> tuple[ModelSpec, str] | None:
     """Which catalog model and which layout (``"official"`` or ``"hf"``) a set of tensor shapes is, if exactly one
     is (the same network trained on other data, e.g. DINOv3's LVD and SAT weights, has the same shapes: None)."""
-    from .families import conversion
-
     shapes = {k: tuple(v) for k, v in shapes.items()}
     found = [(spec, layout) for spec in CATALOG.values()
-             for layout, theirs in (("official", spec.state_dict_shapes()), ("hf", conversion(spec).hf_shapes(spec)))
+             for layout, theirs in (("official", spec.state_dict_shapes()), ("hf", _hf_shapes(spec)))
              if shapes == theirs]
     return found[0] if len(found) == 1 else None
+
+
+def _hf_shapes(spec: ModelSpec) -> dict | None:
+    """The tensors of ``spec`` in the Hugging Face layout; None when its family has no converter."""
+    from .families import conversion
+
+    convert = conversion(spec)
+    return convert.hf_shapes(spec) if convert is not None else None
 
 
 def tensor_digest(state_dict: Mapping, spec: ModelSpec) -> str:

@@ -8,7 +8,7 @@ from types import ModuleType
 
 from ..catalog import ModelSpec
 
-# a plug-in family adds its builder and its conversion module here
+# a plug-in family adds its builder here, and its conversion module if it has a Hugging Face layout
 NETWORKS = {"dinov2_vit": ("dinovault.model.backbone", "build_backbone"),
             "dinov3_vit": ("dinovault.model.dinov3_vit", "build"),
             "dinov3_convnext": ("dinovault.model.convnext", "build")}
@@ -21,10 +21,12 @@ def build(spec: ModelSpec, device=None):
     return getattr(import_module(module), function)(spec, device=device)
 
 
-def conversion(spec: ModelSpec) -> ModuleType:
+def conversion(spec: ModelSpec) -> ModuleType | None:
     """The module with ``hf_shapes``, ``hf_to_official``, ``official_to_hf`` and ``hf_config`` for ``spec``'s
-    family (pure key maps: importing it imports no torch)."""
-    return import_module(CONVERSIONS[spec.family])
+    family (pure key maps: importing it imports no torch); None for a family that has none (a converter is
+    optional: such a family is fetched and imported as official files only)."""
+    module = CONVERSIONS.get(spec.family)
+    return import_module(module) if module else None
 
 
 __all__ = ["build", "conversion"]

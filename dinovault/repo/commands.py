@@ -14,7 +14,7 @@ from ..catalog import CATALOG, MODEL_NAMES, family_of, get_spec
 from ..errors import DinovaultError, RepoError
 from ..exports.formats import export_dirs
 from ..exports.place import refuse_linked
-from ..files import hash_file, working_directory
+from ..files import hash_file
 from ..params import add_models, undo_selection
 from ..registry import load_pins, load_registry
 from .dvc import describe, explain, open_repo, recorded_logs, remote_has, unverified_allowed
@@ -152,8 +152,7 @@ def status(root: Path | None = None, cloud: bool = False, remote: str | None = N
     from dvc.exceptions import DvcException
 
     layout = Layout.load(root)  # a broken params.yaml is reported with its line, before DVC's own parse error
-    # DVC names files relative to the working directory: from the root, a subfolder does not print ../dvc.yaml
-    with working_directory(layout.root), open_repo(layout.root, remote=remote) as repo:
+    with open_repo(layout.root, remote=remote) as repo:  # from the root: a subfolder does not print ../dvc.yaml
         where = describe(repo, remote) if cloud else "the pipeline"
         try:
             changes = repo.status(cloud=cloud, remote=remote)

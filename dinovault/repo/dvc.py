@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .. import settings
 from ..errors import DinovaultError, RemoteError, RepoError
+from ..files import working_directory
 from .known_errors import LOCAL_SPACE, dvc_error, stage_failed
 
 
@@ -35,7 +36,8 @@ def open_repo(root: Path, remote: str | None = None, verify: bool = False) -> It
     if verify and name in repo.config["remote"]:
         repo.config["remote"][name]["verify"] = True  # in memory only: this command re-hashes what it downloads
     try:
-        yield repo
+        with working_directory(root):  # DVC reads targets (fetch@<model>, paths) and prints paths relative to it
+            yield repo
     finally:
         quiet.removeFilter(unchosen_export)
         repo.close()

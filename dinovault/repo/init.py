@@ -3,7 +3,8 @@
 Each step only adds what is missing, so a second run changes nothing: `dvc init` when there is no .dvc/, the
 default remote and cache type in .dvc/config (a remote or cache type of the project's own is kept), dinovault's keys
 at the end of params.yaml and the ``fetch`` stage in dvc.yaml (the project's own keys, stages and comments kept), the
-.gitignore lines for the weights, and ``.dinovault/package.json``.
+.gitignore lines for the weights, cards and every export kind (exports/formats.py ``ignore_rules``), and
+``.dinovault/package.json``.
 
 The stage calls the installed package (``dinovault fetch --stage``) and depends on ``.dinovault/package.json``: the
 package's version and a hash of its fetch code, rewritten by `dinovault init` and `dinovault fetch` when they differ,
@@ -21,8 +22,10 @@ from pathlib import Path
 
 from ..catalog import FAMILIES
 from ..errors import RepoError
+from ..exports.formats import ignore_rules
 from ..files import json_text, write_atomic
 from ..params import PACKAGE_FILE, load_params
+from ..project import project_root
 from .layout import PARAMS_FILE
 
 DVC_FILE = "dvc.yaml"
@@ -117,22 +120,12 @@ class Initialised:
     kept: list[str] = field(default_factory=list)  # what was already there and left as it was
 
 
-def project_root(start: Path) -> Path:
-    """The folder to initialise: the nearest one above ``start`` with .dvc/ (a DVC project, possibly a subdir
-    project), else the git repository's top folder."""
-    start = start.resolve()
-    for folder in (start, *start.parents):
-        if (folder / ".dvc").is_dir():
-            return folder
-        if (folder / ".git").exists():
-            return folder
-    raise RepoError(f"{start} is not inside a git repository / 当前目录不在 git 仓库中",
-                    "run `git init` first (or cd into your project), then `dinovault init` / 请先 git init")
-
-
 def init(start: Path | None = None) -> Initialised:
     """Initialise the project around ``start`` (default: the current directory); see the module docstring."""
-    root = project_root(Path(start or Path.cwd()))
+    root = project_root(start)  # a DVC project (possibly a subdir project), else the git repository's top folder
+    if root is None:
+        raise RepoError(f"{Path(start or '.').resolve()} is not inside a git repository / 当前目录不在 git 仓库中",
+                        "run `git init` first (or cd into your project), then `dinovault init` / 请先 git init")
     done = Initialised(root)
     _check(root)
     _dvc(root, done)
@@ -266,7 +259,7 @@ def _stage(root: Path, done: Initialised) -> None:
 
 def _gitignore(root: Path, done: Initialised) -> None:
     save_dirs = load_params(root / PARAMS_FILE, own_keys=True).save_dirs.values()
-    wanted = [line for d in dict.fromkeys(d.strip("/") for d in save_dirs) for line in (f"/{d}/*.pth", f"/{d}/*.json")]
+    wanted = list(dict.fromkeys(line for d in save_dirs for line in ignore_rules(d)))
     path = root / ".gitignore"
     text = path.read_text(encoding="utf-8") if path.is_file() else ""
     have = {line.strip() for line in text.splitlines()}
@@ -274,7 +267,7 @@ def _gitignore(root: Path, done: Initialised) -> None:
     if not missing:
         done.kept.append(f".gitignore: {', '.join(wanted)}")
         return
-    block = "# dinovault: the weights and cards are DVC outputs (DVC tracks them, git does not)\n"
+    block = "# dinovault: the weights, cards and exports are DVC outputs (DVC tracks them, git does not)\n"
     write_atomic(path, _ends_with_newline(text) + block + "".join(f"{line}\n" for line in missing))
     done.changed.append(f".gitignore: {', '.join(missing)}")
 
@@ -292,4 +285,4 @@ def has_stage(root: Path) -> bool:
     return FAMILIES[0].STAGE in (data.get("stages") or {}) if isinstance(data, dict) else False
 
 
-__all__ = ["PACKAGE_FILE", "Initialised", "has_stage", "init", "package_record", "project_root", "refresh_package_file"]
+__all__ = ["PACKAGE_FILE", "Initialised", "has_stage", "init", "package_record", "refresh_package_file"]

@@ -7,11 +7,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cache import cache_path
+from ..cache import cache_path, read_json
 from ..catalog import CATALOG, family_of, get_spec
 from ..errors import DinovaultError, RepoError
 from ..files import link_atomic
 from ..params import Params, load_params
+from ..project import project_root
 from .lockfile import read_lock
 
 PARAMS_FILE = "params.yaml"
@@ -23,14 +24,16 @@ def stage_name(model: str) -> str:
 
 
 def find_root(start: str | Path | None = None) -> Path:
-    """The dinovault repository holding ``start`` (default: the current directory), like git finds its root."""
+    """The dinovault repository holding ``start`` (default: the current directory): the project around it
+    (``project.project_root``, as git and DVC find theirs) when it has dvc.yaml, .dvc/ and params.yaml."""
     here = Path(start or os.getcwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "dvc.yaml").is_file() and (folder / ".dvc").is_dir() and (folder / PARAMS_FILE).is_file():
-            return folder
+    root = project_root(here)
+    if root is not None and all(p.is_file() for p in (root / "dvc.yaml", root / PARAMS_FILE)) \
+            and (root / ".dvc").is_dir():
+        return root
     raise RepoError(
-        f"{here} is not inside a dinovault repository (no dvc.yaml, .dvc/ and params.yaml above it) / "
-        "当前目录不在 dinovault 仓库中",
+        f"{here} is not inside a dinovault repository ({root or 'no git or DVC project'}"
+        f"{' has no' if root else ', so no'} dvc.yaml, .dvc/ and params.yaml) / 当前目录不在 dinovault 仓库中",
         "cd into your clone of dinovault or your project, or run `dinovault init` in your git repository first / "
         "请先 cd 到仓库目录，或在你的 git 仓库中运行 dinovault init",
     )
@@ -108,22 +111,24 @@ class Layout:
 def link_torch_copies(layout: Layout, models: list[str], notes: list[str] | None = None) -> list[Path]:
     """Hard-link recorded workspace weights (e.g. from `dvc pull`) into the torch.hub cache where it lacks them, so a
     stage that reruns verifies them there instead of downloading, and torch.hub finds them. Only files of the pinned
-    size; the fetch script still checks their SHA-256. Never copies: a link refused (another file system, no
-    permission) is said in ``notes``."""
+    size (``official_size``: DINOv3 with only a prefix pin too); the fetch script still checks their SHA-256. Never
+    copies: a link refused (another file system, no permission) is said in ``notes``."""
     # a workspace file with 3 links is already in the DVC cache and the torch cache: skip the registry (fast no-op)
     models = [m for m in models if m in layout.recorded and _links(layout.weights(m)) in (1, 2)]
     if not models:
         return []
-    from ..registry import load_registry
+    from ..registry import load_pins
+    from ..sources.prefix import official_size
 
     try:
-        pins = load_registry()
+        pins = load_pins()
     except DinovaultError:
         return []
     linked = []
     for model in models:
-        pin, src, dest = pins.get(CATALOG[model].upstream_file), layout.weights(model), layout.torch_copy(model)
-        if pin is None or dest.exists() or src.stat().st_size != pin.size:
+        src, dest = layout.weights(model), layout.torch_copy(model)
+        size = official_size(CATALOG[model].upstream_file, pins, read_json(layout.card(model)))
+        if size is None or dest.exists() or src.stat().st_size != size:
             continue
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)

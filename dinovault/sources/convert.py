@@ -22,12 +22,12 @@ def converter(spec: ModelSpec):
     """The converter module of ``spec``'s family; CheckpointError when there is none."""
     from ..model.families import conversion
 
-    try:
-        return conversion(spec)
-    except (KeyError, ModuleNotFoundError):
+    found = conversion(spec)
+    if found is None:
         raise CheckpointError(
             f"no conversion from the Hugging Face layout for {spec.family} models / 无此系列的格式转换",
-            "fetch the official file instead (e.g. with a signed link) / 请改用官方文件") from None
+            "fetch the official file instead (e.g. with a signed link) / 请改用官方文件")
+    return found
 
 
 def convert_to_pth(src: Path, spec: ModelSpec, dest: Path) -> tuple[int, str, str]:

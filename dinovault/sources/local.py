@@ -101,10 +101,11 @@ def import_file(path: Path, allow_unverified: bool = False) -> tuple[str, str]:
         raise ImportFileError(f"{path}: {spec.name} in the official layout as safetensors (a dinovault export?)",
                               "import the original .pth instead / 请导入原始 .pth 文件")
     if pinned is not None or not allow_unverified:
-        why = f"sha256 {sha} is not the pinned {pinned.sha256}" if pinned else "there is no pin to verify it"
+        why = ("there is no pin to verify it" if pinned is None else pinned.problem(sha)
+               if isinstance(pinned, PrefixPin) else f"sha256 {sha} is not the pinned {pinned.sha256}")
         raise ImportFileError(
             f"{path}: looks like {spec.name} ({'Hugging Face' if layout == 'hf' else 'official'} layout), but {why}"
-            " / 看起来是该模型，但与固定哈希不符",
+            " / 看起来是该模型，但与固定哈希（或文件名中的哈希前缀）不符",
             "a re-saved, fine-tuned or damaged file? " + ("" if pinned else "--allow-unverified accepts it; ") + _HINT,
         )
     return spec.name, f"! {path}: {spec.name}, UNVERIFIED → {source.take_file(path, spec, size, sha, None)}"

@@ -53,6 +53,16 @@ def official_pin(file: str, pins: Pins) -> Pin | PrefixPin | None:
     return pins.files.get(file) or (PrefixPin(file, p) if (p := name_prefix(file)) else None)
 
 
+def official_size(file: str, pins: Pins, card: dict | None) -> int | None:
+    """The size the official file ``file`` must have: its full pin's; with only its name's hash prefix, the size its
+    model ``card`` records for a SHA-256 that fits the prefix; None when neither says."""
+    pin = official_pin(file, pins)
+    if not isinstance(pin, PrefixPin):
+        return pin.size if pin is not None else None
+    size, sha = (card or {}).get("size"), (card or {}).get("sha256")
+    return size if isinstance(size, int) and isinstance(sha, str) and pin.problem(sha) is None else None
+
+
 def prefix_problem(file: str, sha256: str | None) -> str | None:
     """Why ``sha256`` cannot be the file named ``file`` (None: it can, or the name carries no prefix)."""
     p = name_prefix(file)
@@ -101,4 +111,5 @@ def fetch_checked(urls: list[str], dest: Path, problem: Callable[[str], str | No
         return DownloadResult(dest, got.size, got.sha256, got.url, got.transferred, True, True)
 
 
-__all__ = ["PREFIX", "PrefixPin", "fetch_checked", "name_prefix", "official_pin", "prefix_problem", "verified_level"]
+__all__ = ["PREFIX", "PrefixPin", "fetch_checked", "name_prefix", "official_pin", "official_size", "prefix_problem",
+           "verified_level"]

@@ -15,6 +15,7 @@ from pathlib import Path
 import requests
 
 from .. import settings
+from ..catalog import CATALOG
 from ..errors import (  # the transport's signals live with every other error class; imported from here by transport/
     DiskSpaceError,
     DownloadError,
@@ -161,29 +162,31 @@ def all_failed(dest: Path, failures: list[tuple[str, str]]) -> DownloadError:
     fits the reasons."""
     n = len(failures)
     reasons = [reason for _, reason in failures]
-    hint = "check the network, or set DINOV2_BASE_URL to a mirror, then rerun / 请检查网络或设置 DINOV2_BASE_URL 后重试"
+    family = next((s.family for s in CATALOG.values() if dest.name.startswith(s.upstream_file)), "dinov2")
+    mirrors = settings.base_url_env(family)  # the family's mirrors variable (DINOv3 files: DINOV3_…)
+    hint = f"check the network, or set {mirrors} to a mirror, then rerun / 请检查网络或设置 {mirrors} 后重试"
     missing = [url for url, reason in failures if reason.startswith(("HTTP 404", "HTTP 410"))
-               and settings.base_urls_text()]  # a 404 is a mirror's only where mirrors are set
+               and settings.base_urls_text(family)]  # a 404 is a mirror's only where mirrors are set
     network = True
     if any("pin" in reason for reason in reasons):
-        hint = ("the served bytes differ from the pinned SHA-256: check the mirror or DINOV2_REGISTRY / "
+        hint = ("the served bytes differ from the pinned SHA-256: check the mirror or DINOVAULT_REGISTRY / "
                 "文件与固定哈希不符")
         network = False
     elif all("unknown host" in reason for reason in reasons):
-        hint = ("the host name does not resolve: check its spelling in DINOV2_BASE_URL, or the DNS / "
-                "主机名无法解析，请检查 DINOV2_BASE_URL 或 DNS")
+        hint = (f"the host name does not resolve: check its spelling in {mirrors}, or the DNS / "
+                f"主机名无法解析，请检查 {mirrors} 或 DNS")
     elif missing:
-        hint = (f"the mirror does not have this file ({', '.join(missing)}): check DINOV2_BASE_URL, whose folders "
-                f"must be laid out like the official ones / 镜像上没有该文件，请检查 DINOV2_BASE_URL")
+        hint = (f"the mirror does not have this file ({', '.join(missing)}): check {mirrors}, whose folders "
+                f"must be laid out like the official ones / 镜像上没有该文件，请检查 {mirrors}")
         network = False
     elif any("timed out" in reason for reason in reasons):
         hint = ("no data came within DINOV2_TIMEOUT seconds, DINOV2_RETRIES times in a row: check the network, or "
-                "raise DINOV2_TIMEOUT / DINOV2_RETRIES for a slow link, or set DINOV2_BASE_URL to a mirror / "
-                "连接超时：请检查网络，或为慢速链路调大 DINOV2_TIMEOUT / DINOV2_RETRIES，或设置镜像 DINOV2_BASE_URL")
+                f"raise DINOV2_TIMEOUT / DINOV2_RETRIES for a slow link, or set {mirrors} to a mirror / "
+                f"连接超时：请检查网络，或为慢速链路调大 DINOV2_TIMEOUT / DINOV2_RETRIES，或设置镜像 {mirrors}")
     elif any(" at bytes " in reason for reason in reasons):
-        hint = ("the server keeps ending its answers before those bytes: use another mirror (DINOV2_BASE_URL) or "
+        hint = (f"the server keeps ending its answers before those bytes: use another mirror ({mirrors}) or "
                 "rerun later, the download resumes; DINOV2_RETRIES sets how long to insist / "
-                "服务器多次在传完这些字节前断开：请换用其他镜像 (DINOV2_BASE_URL) 或稍后重试（下载会续传）")
+                f"服务器多次在传完这些字节前断开：请换用其他镜像 ({mirrors}) 或稍后重试（下载会续传）")
     via = {url: p for url, _ in failures if network and (p := settings.proxy_for(url))}
     listing = "; ".join(f"{url}{f' (via {via[url][0]}={via[url][1]})' if url in via else ''}: {reason}"
                         for url, reason in failures)
