@@ -106,7 +106,7 @@ def identity_error(name: str, path: Path, shown: str | None = None, pins=None, h
         what = f"is not what its name says: its model card contradicts the pin ({'; '.join(problems)})"
     else:
         sha = check.sha256 or file_sha256(path)  # the size alone disagreed: hash it to say what it is
-        official = "the official" if want.against == "pinned" else "the"
+        official = "the official" if card.get("source", "official") in ("official", "signed") else "the"
         what = (f"is not {official} {name} (sha256 {sha[:12]}…, {check.size} B; {want.against} {want.sha256[:12]}…, "
                 f"{want.size} B): a damaged, fine-tuned or other file under an official name")
     return VerificationError(

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..cache import carry_stamp
 from ..errors import DamagedObjectError, DinovaultError, RemoteError
 from ..files import hash_file
 from ..repo.dvc import captured_logs, describe, explain, open_repo, remote_has, remote_name
@@ -93,7 +94,10 @@ def pull(root: Path, models: list[str] | None = None, remote: str | None = None,
     pulled = [m for m in layout.params.models if not models or m in models]
     result = _run("pull", layout, remote, jobs, retries, on_retry, targets,
                   lambda repo, done: refuse_contradicted(layout, repo, remote, pulled, done.fetched))
+    checked = {path: path.stat() for path in map(layout.weights, pulled) if path.is_file()}
     link_torch_copies(layout, pulled, result.warnings)
+    for path, before in checked.items():  # the check's stamps outlive the links (a link moves the inode's ctime)
+        carry_stamp(path, before)
     return result
 
 
