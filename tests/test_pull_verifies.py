@@ -224,6 +224,8 @@ def test_a_corrupt_object_dvc_deletes_from_the_remote_is_called_damage(origin, m
     The pull says damage (not "the remote lacks some files"), and the push it recommends puts good bytes back."""
     obj = remote_object(origin, VITS)
     with damaged([obj], writable=True):
+        assert "dinov2_vits14" in origin.invoke("list").stdout
+        assert obj.exists()  # `invoke list` asks the remote what it holds without DVC's re-hash that deletes
         b = machine.clone("deleted", source=origin.path)
         res = b.invoke("pull", ok=False)
         assert f"{RELPATH[VITS]} corrupted on the remote" in res.stderr, res.text

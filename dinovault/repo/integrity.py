@@ -178,8 +178,9 @@ def refuse_contradicted(layout: Layout, repo, remote: str | None, models: list[s
     """After a pull: each of ``models``' workspace file against its pin or card (stamp-aware: a file stamped as its
     pin is not read again; a new one is hashed once). The pull fails naming each one that contradicts them:
     bytes that do not hash to dvc.lock's md5 are damaged: ``fetched`` (objects this pull brought) arrived so, past
-    DVC's check (a remote without ``verify``), and are unlinked from the workspace, the DVC cache and the torch.hub
-    cache where it is the same file; others were damaged here (`invoke verify --repair`). Bytes that do hash to it
+    DVC's re-hash (which trusts a read-only file in its cache unread), and are unlinked from the workspace, the DVC
+    cache and the torch.hub cache where it is the same file; others were damaged here, or placed by a plain `dvc pull`
+    from a remote without ``verify`` (`invoke verify --repair`). Bytes that do hash to it
     are another file recorded under the official name (a fine-tuned one, `dvc commit` + `dvc push`): unlinked from the
     workspace and the same torch.hub file, kept in the DVC cache (intact as DVC's object)."""
     from ..inference.weights import identity_error
@@ -204,8 +205,8 @@ def refuse_contradicted(layout: Layout, repo, remote: str | None, models: list[s
         else:
             here.append(shown)
             continue
-        for place in [layout.torch_copy(model)] if _same(layout.torch_copy(model), path) else []:
-            _remove(place)
+        if _same(layout.torch_copy(model), path):  # linked by an earlier pull; another file there is not ours
+            doomed.append(layout.torch_copy(model))
         for place in doomed:
             _remove(place)
     if arrived:
