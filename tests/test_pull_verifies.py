@@ -194,6 +194,16 @@ def test_a_remote_made_by_plain_dvc_remote_add_still_verifies(origin, machine, i
             find_weights(VITS)
 
 
+def test_a_pull_from_a_remote_without_verify_says_so(origin, machine):
+    c = machine.clone("plain-ok", source=origin.path)
+    c.dvc("remote", "add", "-f", "-d", "plain", str(origin.folder))
+    res = c.invoke("pull")
+    assert "WARNING: remote 'plain' has no `verify = true`" in res.stdout, res.text
+    assert "dvc remote modify plain verify true" in res.stdout
+    c.dvc("remote", "modify", "plain", "verify", "true")
+    assert "verify" not in c.invoke("pull").stdout
+
+
 def test_damage_found_after_the_pull_is_removed_everywhere(origin, machine, in_clone):
     """Past DVC's check (a pull that did not re-hash): the workspace file, its DVC cache object and the torch.hub
     cache link are unlinked, and the pull is refused as damage on the remote."""

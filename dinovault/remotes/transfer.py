@@ -98,7 +98,23 @@ def pull(root: Path, models: list[str] | None = None, remote: str | None = None,
     link_torch_copies(layout, pulled, result.warnings)
     for path, before in checked.items():  # the check's stamps outlive the links (a link moves the inode's ctime)
         carry_stamp(path, before)
+    result.warnings += _unverified(layout.root, remote)
     return result
+
+
+def _unverified(root: Path, name: str | None) -> list[str]:
+    """A note when the remote's own config lacks ``verify = true``: this pull re-hashed anyway, a plain `dvc pull`
+    from it would not (e.g. a remote added with `dvc remote add`)."""
+    from dvc.config import Config
+
+    with contextlib.suppress(Exception):  # the pull succeeded: a config that cannot be read again only loses a note
+        config = Config(str(root / ".dvc"))
+        name = name or config["core"].get("remote")
+        if name and not config["remote"][name.lower()].get("verify"):
+            return [f"remote '{name}' has no `verify = true`: invoke pull re-hashed what arrived, a plain `dvc pull` "
+                    f"from it would not → dvc remote modify {name} verify true / 该远端未设置 verify = true，"
+                    "直接 dvc pull 不会校验"]
+    return []
 
 
 def _run(direction, layout: Layout, name, jobs, retries, on_retry, targets, placed=None) -> Transfer:
