@@ -93,6 +93,14 @@ def write_stamp(path: Path, sha256: str, st: os.stat_result | None = None) -> No
         log.debug("could not write the verified stamp for %s: %s", path, err)
 
 
+def carry_stamp(path: Path, before: os.stat_result) -> None:
+    """Renew ``path``'s stamp after a change of ours that left its bytes alone (a new hard link moves the inode's
+    ctime), if the stamp was valid as of ``before``; else there is nothing to carry and the next check hashes it."""
+    sha = read_stamp(path, before)
+    if sha is not None:
+        write_stamp(path, sha)
+
+
 def clear_stamp(path: Path) -> None:
     try:
         _stamp_file(os.stat(path)).unlink(missing_ok=True)

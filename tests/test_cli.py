@@ -13,7 +13,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from dinovault.cli.main import build_parser, main
-from dinovault.errors import MissingWeightsError, ParamsError, RepoError
+from dinovault.errors import MissingWeightsError, ParamsError, RepoError, VerificationError
 from dinovault.inference.weights import find_weights
 from dinovault.params import load_params
 from dinovault.repo.init import PACKAGE_FILE, init, package_record, refresh_package_file
@@ -150,6 +150,10 @@ def test_weights_are_found_in_order(pinned, tmp_path, monkeypatch):
     assert find_weights(NAME) == cache  # the verified cache file, last
     (project / "nets").mkdir()
     (project / "nets" / f"{NAME}.pth").write_bytes(b"x")
+    with pytest.raises(VerificationError, match=f"nets/{NAME}.pth is not the official {NAME} .*: a damaged, "):
+        find_weights(NAME)  # other bytes under an official name in the save_dir are refused, not skipped
+    (project / "nets" / f"{NAME}.pth").unlink()
+    (project / "nets" / f"{NAME}.pth").write_bytes(good.read_bytes())
     assert find_weights(NAME) == project / "nets" / f"{NAME}.pth"  # the repository's save_dir, found upward
     env_dir = tmp_path / "env"
     env_dir.mkdir()

@@ -6,7 +6,9 @@ The order, first that applies:
 2. ``$DINOVAULT_MODELS_DIR``: the only place looked at when set;
 3. the ``save_dir`` of a repository: the one given (hubconf.py's own clone), then the project around the current
    directory (``project.project_root``, the one rule of every command), as its ``params.yaml`` says (default
-   ``models/dinov2``);
+   ``models/dinov2``); a file there must be what its name and model card say (`identity_error`: the pin, or the
+   card of a conversion; a stamp spares the re-hash), so a fine-tuned file committed under an official name is
+   refused, never loaded as the official model;
 4. the torch.hub cache file (``$TORCH_HOME/hub/checkpoints/<official file>``), only when it matches its pin (by the
    verified stamp, else by hashing it): an unverified file there is never used; else a checkpoint converted from the
    pinned Hugging Face or ModelScope file (``$TORCH_HOME/hub/dinovault/converted/``), checked against its record.
@@ -21,10 +23,11 @@ from pathlib import Path
 
 from ..cache import cache_path, check_file
 from ..catalog import family_of, get_spec
-from ..errors import DinovaultError, MissingWeightsError
+from ..errors import DinovaultError, MissingWeightsError, VerificationError
+from ..files import file_sha256
 from ..params import load_params
 from ..project import project_root
-from ..registry import load_pins
+from ..registry import Pin, load_pins
 from ..settings import models_dir
 
 PARAMS_FILE = "params.yaml"
@@ -80,6 +83,41 @@ def _converted(name: str) -> Path | None:
     return None
 
 
+def identity_error(name: str, path: Path, shown: str | None = None, pins=None, hint: str | None = None):
+    """None when ``path`` is the ``name`` its model card beside it says: the pin of the card's source (Meta's for an
+    official file; its name's SHA-256 prefix and the card for DINOv3 without a full pin), or for a conversion its
+    card. A valid stamp vouches, else it is hashed once and stamped. None too when nothing pins it
+    (``--allow-unverified``: its card says so). Else the VerificationError naming the file and what it is instead;
+    ``shown``: the path as the message names it, ``hint``: what to do instead of the default."""
+    from .. import sources
+    from ..exports.card import read_card
+
+    card = read_card(path.with_suffix(".json"))
+    want = sources.for_card(card).expected(get_spec(name), card, load_pins() if pins is None else pins)
+    if want.sha256 is None or want.size is None:
+        return None
+    check = check_file(path, Pin(path.name, want.size, want.sha256))
+    problems = want.problems if card.get("verified", True) else ()  # a card saying verified: false says it itself
+    if check.ok and not problems:
+        return None
+    shown = shown or str(path)
+    if check.ok:  # the bytes are what the card says, but the card contradicts the pin (e.g. its name's prefix)
+        what = f"is not what its name says: its model card contradicts the pin ({'; '.join(problems)})"
+    else:
+        sha = check.sha256 or file_sha256(path)  # the size alone disagreed: hash it to say what it is
+        official = "the official" if card.get("source", "official") in ("official", "signed") else "the"
+        what = (f"is not {official} {name} (sha256 {sha[:12]}…, {check.size} B; {want.against} {want.sha256[:12]}…, "
+                f"{want.size} B): a damaged, fine-tuned or other file under an official name")
+    return VerificationError(
+        f"{shown} {what} / {shown} 不是官方的 {name}（SHA-256 与固定值或模型卡不符）：官方名称下的微调或其他文件",
+        hint or "restore the official file: dinovault verify --repair (damaged bytes), or git checkout dvc.lock && "
+        "dinovault pull (another file recorded under its name: an older commit's dvc.lock, see git log -p dvc.lock; "
+        "invoke … in a dinovault clone); load a fine-tuned file under its own name with weights=<file> / "
+        "恢复官方文件：dinovault verify --repair，或 git checkout dvc.lock && dinovault pull；"
+        "微调的文件请另起名字，用 weights=<文件> 加载",
+    )
+
+
 def find_weights(name: str, weights: str | os.PathLike | None = None, repo: str | os.PathLike | None = None,
                  start: str | os.PathLike | None = None, last_repo: str | os.PathLike | None = None) -> Path:
     """The checkpoint file for ``name`` in the order of this module's docstring; MissingWeightsError otherwise.
@@ -98,6 +136,9 @@ def find_weights(name: str, weights: str | os.PathLike | None = None, repo: str 
         path = save_dir_of(root, name) / f"{name}.pth"
         first_repo = first_repo or (root, path)
         if path.is_file():
+            error = identity_error(name, path, shown=str(path.relative_to(root)))
+            if error is not None:
+                raise error
             return path
         looked.append(str(path))
     path, problem = _verified_cache(name)
@@ -134,4 +175,4 @@ def load_backbone(name: str, weights=None, device=None, repo: str | os.PathLike 
     return load(source, spec, device=device)
 
 
-__all__ = ["find_weights", "load_backbone", "save_dir_of"]
+__all__ = ["find_weights", "identity_error", "load_backbone", "save_dir_of"]

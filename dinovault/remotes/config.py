@@ -1,9 +1,9 @@
 """`invoke remote`: S3 (and S3-compatible stores), SSH/SFTP, WebDAV and local folders (a NAS, a USB disk) as DVC
 remotes, in one command each.
 
-The URL and team-wide settings go to the tracked ``.dvc/config``, every secret or per-person setting to
-``.dvc/config.local`` (git-ignored by DVC); the bucket or folder is created and probed. On any failure both files
-are left as they were.
+The URL and team-wide settings (``verify = true`` among them: every pull re-hashes what it downloads, a plain `dvc
+pull` too) go to the tracked ``.dvc/config``, every secret or per-person setting to ``.dvc/config.local`` (git-ignored
+by DVC); the bucket or folder is created and probed. On any failure both files are left as they were.
 """
 
 from __future__ import annotations
@@ -204,7 +204,8 @@ def configure(root: Path, url: str, name: str = DEFAULT_NAME, *, default: bool =
             with repo.config.edit("local") as conf:
                 conf["remote"].pop(name, None)
             with repo.config.edit("repo") as conf:
-                conf["remote"][name] = {"url": remote.url, **opts.shared}
+                # verify: every `dvc pull` re-hashes what arrives, a plain one by a teammate too
+                conf["remote"][name] = {"url": remote.url, "verify": "true", **opts.shared}
                 if default:
                     conf["core"]["remote"] = name
             if opts.local:

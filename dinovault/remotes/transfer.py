@@ -3,7 +3,9 @@ has answered, every failure explained by the one table (repo/dvc.py), and one su
 
 Push sends only what the remote lacks, and re-sends objects a cut-short WebDAV upload left truncated under their
 final name; every object sent is re-hashed first (S3: while it is read for the upload, by remotes/s3.py). Pull
-re-hashes what it downloads (``verify``), skips selected models that were never fetched, and links the weights into
+re-hashes what it downloads (``verify``, whatever the remote's config says), calls a corrupt remote object damage
+even where DVC deleted it (repo/objects.py), skips selected models that were never fetched, checks every model file
+against its pin or card (repo/integrity.py: what contradicts them is removed and named), and links the weights into
 the torch.hub cache. S3 objects move by boto3's transfer manager (remotes/s3.py), ``jobs`` connections (default 16)
 in parts fitted to the objects, and are checked on the way; DVC then only places them.
 """
@@ -19,9 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..cache import carry_stamp
 from ..errors import DamagedObjectError, DinovaultError, RemoteError
 from ..files import hash_file
-from ..repo.dvc import captured_logs, describe, explain, open_repo, remote_name
+from ..repo.dvc import captured_logs, describe, explain, open_repo, remote_has, remote_name
+from ..repo.integrity import refuse_contradicted
 from ..repo.layout import Layout, link_torch_copies
 from ..repo.objects import corrupted_error, drop_corrupt, drop_pull_temps
 from . import s3
@@ -52,6 +56,7 @@ class Transfer:
     temps: int = 0  # temporary files of an interrupted upload removed from the remote
     seconds: float = 0.0
     attempts: int = 0
+    fetched: set[str] = field(default_factory=set)  # the objects a pull lacked locally and asked the remote for
     skipped: list[str] = field(default_factory=list)  # stages never fetched: nothing to pull
     warnings: list[str] = field(default_factory=list)  # DVC's warnings of a transfer that succeeded
 
@@ -81,18 +86,44 @@ def push(root: Path, remote: str | None = None, *, jobs: int | None = None, retr
 def pull(root: Path, models: list[str] | None = None, remote: str | None = None, *, jobs: int | None = None,
          retries: int = 2, on_retry: Retried | None = None) -> Transfer:
     """`invoke pull`: DVC's pull (only ``models`` when given), re-hashing what arrives so a tampered object is
-    refused; then the weights are linked into the torch.hub cache."""
+    refused; then every pulled model file is checked against dvc.lock and its pin or card (repo/integrity.py: bytes
+    that contradict them are removed, and the pull fails naming them), and the weights are linked into the torch.hub
+    cache."""
     layout = Layout.load(root)
     targets = layout.pull_targets(models)
-    result = _run("pull", layout, remote, jobs, retries, on_retry, targets)
-    link_torch_copies(layout, [m for m in layout.params.models if not models or m in models], result.warnings)
+    pulled = [m for m in layout.params.models if not models or m in models]
+    result = _run("pull", layout, remote, jobs, retries, on_retry, targets,
+                  lambda repo, done: refuse_contradicted(layout, repo, remote, pulled, done.fetched))
+    checked = {path: path.stat() for path in map(layout.weights, pulled) if path.is_file()}
+    link_torch_copies(layout, pulled, result.warnings)
+    for path, before in checked.items():  # the check's stamps outlive the links (a link moves the inode's ctime)
+        carry_stamp(path, before)
+    result.warnings += _unverified(layout.root, remote)
     return result
 
 
-def _run(direction, layout: Layout, name, jobs, retries, on_retry, targets) -> Transfer:
+def _unverified(root: Path, name: str | None) -> list[str]:
+    """A note when the remote's own config lacks ``verify = true``: this pull re-hashed anyway, a plain `dvc pull`
+    from it would not (e.g. a remote added with `dvc remote add`)."""
+    from dvc.config import Config
+
+    with contextlib.suppress(Exception):  # the pull succeeded: a config that cannot be read again only loses a note
+        config = Config(str(root / ".dvc"))
+        name = name or config["core"].get("remote")
+        if name and not config["remote"][name.lower()].get("verify"):
+            return [f"remote '{name}' has no `verify = true`: invoke pull re-hashed what arrived, a plain `dvc pull` "
+                    f"from it would not → dvc remote modify {name} verify true / 该远端未设置 verify = true，"
+                    "直接 dvc pull 不会校验"]
+    return []
+
+
+def _run(direction, layout: Layout, name, jobs, retries, on_retry, targets, placed=None) -> Transfer:
+    """One push or pull; ``placed(repo, result)`` runs after a pull has succeeded, before the repository is
+    closed."""
     delays = RETRY_DELAYS[: max(0, retries)]
     result = Transfer(direction)
     contacted = False  # failures before the server ever answered are not retried: nothing is running there
+    present_before: set[str] = set()  # objects a pull lacks locally that the remote held before it (corrupted_error)
     t0 = time.monotonic()
     with open_repo(layout.root, remote=name, verify=direction == "pull") as repo:
         result.remote = describe(repo, name)
@@ -120,11 +151,11 @@ def _run(direction, layout: Layout, name, jobs, retries, on_retry, targets) -> T
                             if not contacted:
                                 check_answers(repo, name, result.remote)
                                 contacted = True
-                            _pull_once(repo, name, jobs, targets, result, on_s3)
+                            _pull_once(repo, name, jobs, targets, result, on_s3, present_before)
                     except DinovaultError:
                         raise
                     except Exception as err:  # noqa: BLE001 - explained below
-                        raise _explain(repo, name, direction, err, logs.texts) from None
+                        raise _explain(repo, name, direction, err, logs.texts, present_before) from None
                 result.warnings = logs.warnings
             except RemoteError as err:
                 # before the server ever answered, only a timeout is worth another try (it may be overloaded)
@@ -137,10 +168,12 @@ def _run(direction, layout: Layout, name, jobs, retries, on_retry, targets) -> T
                     continue
                 raise
             result.seconds = time.monotonic() - t0
+            if placed is not None:
+                placed(repo, result)
             return result
 
 
-def _explain(repo, name, direction: str, err: BaseException, logs: list[str]) -> Exception:
+def _explain(repo, name, direction: str, err: BaseException, logs: list[str], present_before: set[str]) -> Exception:
     text = " | ".join(logs)
     with contextlib.suppress(Exception):
         remote = repo.cloud.get_remote(name)
@@ -148,7 +181,7 @@ def _explain(repo, name, direction: str, err: BaseException, logs: list[str]) ->
     _forget_connections(repo, name)
     explained = explain(err, direction, describe(repo, name), text)
     if direction == "pull" and getattr(explained, "cause", None) == "missing":
-        return corrupted_error(repo, name) or explained
+        return corrupted_error(repo, name, present_before) or explained
     return explained
 
 
@@ -260,11 +293,14 @@ def _drop_truncated(repo, remote, present: set) -> set:
     return dropped
 
 
-def _pull_once(repo, name, jobs, targets, result: Transfer, on_s3: bool) -> None:
+def _pull_once(repo, name, jobs, targets, result: Transfer, on_s3: bool, present_before: set[str]) -> None:
     if targets == []:
         return
     missing = _missing_outs(repo, targets)
+    result.fetched |= set(missing)
     result.temps += drop_pull_temps(repo, missing)
+    if not on_s3:  # DVC may delete a corrupt object from the remote during its pull: what was there before tells
+        present_before |= remote_has(repo, set(missing) - present_before, name)[0] or set()
     if on_s3:  # every object lands in the cache by boto3's transfer manager: DVC only places them
         result.objects = _pull_s3(repo, name, jobs, missing)
         repo.checkout(targets=targets)

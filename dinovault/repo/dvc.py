@@ -19,12 +19,20 @@ from .known_errors import LOCAL_SPACE, dvc_error, stage_failed
 
 @contextlib.contextmanager
 def open_repo(root: Path, remote: str | None = None, verify: bool = False) -> Iterator:
-    """The command's ``dvc.repo.Repo``, closed after it. ``verify`` makes downloads re-hash what arrives."""
+    """The command's ``dvc.repo.Repo``, closed after it. ``verify`` makes downloads from ``remote`` (default: the
+    default remote) re-hash what arrives, whatever its config says."""
+    from dvc.config import Config
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
     try:
-        repo = Repo(str(root), remote=remote)
+        # DVC reloads its config from the files during a pull (Repo._reset), so a setting made in repo.config is
+        # lost; ``remote_config`` is merged into every reload. It needs a remote's name, read from the files first.
+        name = (remote or Config(str(Path(root) / ".dvc"))["core"].get("remote")) if verify else None
+        repo = Repo(str(root), remote=remote, remote_config={"verify": True} if name else None)
+        if name and name.lower() not in repo.config["remote"]:  # no such remote: DVC's own error, not a KeyError
+            repo.close()
+            repo = Repo(str(root), remote=remote)
     except DvcException as err:
         raise RepoError(f"DVC cannot open {root}: {err} / DVC 无法打开仓库", "run `dvc doctor` / 请检查 DVC") from None
     repo.scm_context.quiet = True  # the tasks print one git hint of their own
@@ -32,9 +40,6 @@ def open_repo(root: Path, remote: str | None = None, verify: bool = False) -> It
 
     quiet = logging.getLogger("dvc.output")
     quiet.addFilter(unchosen_export)
-    name = remote_name(repo, remote)
-    if verify and name in repo.config["remote"]:
-        repo.config["remote"][name]["verify"] = True  # in memory only: this command re-hashes what it downloads
     try:
         with working_directory(root):  # DVC reads targets (fetch@<model>, paths) and prints paths relative to it
             yield repo
@@ -57,17 +62,19 @@ def describe(repo, name: str | None = None) -> str:
     return f"remote '{name}' ({where})"
 
 
-def remote_has(repo, md5s: set[str]) -> tuple[set[str] | None, str]:
-    """Which of ``md5s`` the default remote holds; None (and a note) when there is none or it does not answer."""
-    if not remote_name(repo):
+def remote_has(repo, md5s: set[str], name: str | None = None) -> tuple[set[str] | None, str]:
+    """Which of ``md5s`` remote ``name`` (default: the default one) holds; None (and a note) when there is none or it
+    does not answer. Asked by existence: DVC's ``oids_exist`` re-hashes a folder remote's objects and deletes a
+    corrupt one there, unseen (repo/objects.py tells damage from absence by reading back)."""
+    if not remote_name(repo, name):
         return None, "remote: none configured / 未配置远端 (dvc remote add -d NAME URL)"
     if not md5s:
         return set(), ""
     try:
-        odb = repo.cloud.get_remote_odb()
-        return set(odb.oids_exist(sorted(md5s))), ""
+        odb = repo.cloud.get_remote_odb(name)
+        return {oid for oid in md5s if odb.fs.exists(odb.oid_to_path(oid))}, ""
     except Exception as err:  # noqa: BLE001 - any remote failure only blanks one column of a listing
-        return None, f"{describe(repo)} did not answer / 远端无响应: {err}"
+        return None, f"{describe(repo, name)} did not answer / 远端无响应: {err}"
 
 
 # ------------------------------------------------------------------------------------------------ explaining

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .. import sources
 from ..cache import check_file, write_stamp
 from ..catalog import CATALOG
-from ..errors import DinovaultError, RegistryError, RepoError
+from ..errors import DinovaultError, RegistryError, RepoError, VerificationError
 from ..exports.card import read_card
 from ..files import Digests, hash_file, link_atomic, link_or_copy_atomic, temp_beside
 from ..progress import human_size
@@ -202,6 +203,78 @@ def fetched_file(layout: Layout, model: str, pins: Pins) -> tuple[str, int, str,
         raise RepoError(f"{layout.rel(path)}: {'; '.join(problems)} / 文件与固定哈希不符 (damaged or replaced)",
                         "repair it / 修复: invoke verify --repair")
     return layout.rel(path), check.size, str(check.sha256), card.get("verified", True) if want.sha256 else False
+
+
+def refuse_contradicted(layout: Layout, repo, remote: str | None, models: list[str], fetched: set[str]) -> None:
+    """After a pull: each of ``models``' workspace file against its pin or card (stamp-aware: a file stamped as its
+    pin is not read again; a new one is hashed once). The pull fails naming each one that contradicts them:
+    bytes that do not hash to dvc.lock's md5 are damaged: ``fetched`` (objects this pull brought) arrived so, past
+    DVC's re-hash (which trusts a read-only file in its cache unread), and are unlinked from the workspace, the DVC
+    cache and the torch.hub cache where it is the same file; others were damaged here, or placed by a plain `dvc pull`
+    from a remote without ``verify`` (`invoke verify --repair`). Bytes that do hash to it
+    are another file recorded under the official name (a fine-tuned one, `dvc commit` + `dvc push`): unlinked from the
+    workspace and the same torch.hub file, kept in the DVC cache (intact as DVC's object)."""
+    from ..inference.weights import identity_error
+    from .objects import add_suspects, damage_error
+
+    pins = load_pins()
+    arrived, here, foreign = [], [], []
+    for model in models:
+        md5, path = layout.recorded.get(model), layout.weights(model)
+        if not md5 or not path.is_file():
+            continue
+        shown = layout.rel(path)
+        error = identity_error(model, path, shown, pins, hint=_FOREIGN_HINT)
+        if error is None:
+            continue
+        if hash_file(path, md5=True, sha256=False).md5 == md5:
+            foreign.append(error)
+            doomed = [path]
+        elif md5 in fetched:
+            arrived.append((md5, shown))
+            doomed = [path, Path(repo.cache.local.oid_to_path(md5))]  # DVC's copy: the object's bytes it placed
+        else:
+            here.append(shown)
+            continue
+        if _same(layout.torch_copy(model), path):  # linked by an earlier pull; another file there is not ours
+            doomed.append(layout.torch_copy(model))
+        for place in doomed:
+            _remove(place)
+    if arrived:
+        add_suspects(repo, remote, [md5 for md5, _ in arrived])
+        raise damage_error(repo, remote, [shown for _, shown in arrived], "; it arrived so, past DVC's check")
+    if foreign:
+        raise VerificationError("\n".join(f"{e.message}; removed from the workspace / 已从工作区移除" for e in foreign),
+                                foreign[0].hint)
+    if here:
+        raise RepoError(f"{', '.join(here)}: does not match dvc.lock (damaged here, or placed by a `dvc pull` that "
+                        "did not re-hash) / 文件与 dvc.lock 不符（已损坏）",
+                        f"repair it / 修复: {REPAIR}")
+
+
+_FOREIGN_HINT = (
+    "dvc.lock records another file under this official name (see who: git log -p dvc.lock); restore the official "
+    "record: git checkout <commit> dvc.lock && invoke pull; a fine-tuned model needs its own file name (load it with "
+    "weights=<file>) / dvc.lock 记录了官方名称下的其他文件：请用 git checkout <提交> dvc.lock && invoke pull "
+    "恢复官方记录；微调模型请另起文件名"
+)
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _remove(path: Path) -> None:
+    """Unlink ``path`` (never written into: other names of its inode keep their bytes); Windows refuses to unlink a
+    read-only file (DVC keeps its files so), so the attribute is cleared first there."""
+    try:
+        path.unlink(missing_ok=True)
+    except PermissionError:
+        os.chmod(path, stat.S_IREAD | stat.S_IWRITE)
+        path.unlink(missing_ok=True)
 
 
 def verification_error(checked: list[Checked]) -> RepoError | RegistryError | None:

@@ -159,23 +159,35 @@ def drop_corrupt(repo, name: str, present: set) -> set:
     return dropped
 
 
-def corrupted_error(repo, name) -> RemoteError | None:
+def corrupted_error(repo, name, present_before: set[str] | frozenset = frozenset()) -> RemoteError | None:
     """After a pull that found objects "missing": those the remote does hold, but corrupted (DVC re-hashed them and
-    refused to place them), read back and named; None when they really are missing."""
+    refused to place them), read back and named; and those ``present_before`` the pull (remote_has) that the remote
+    lacks now: DVC re-hashes the objects of a folder remote when it lists them (``HashFileDB.check``, for files not
+    read-only) and deletes a corrupt one there, so an object gone during the pull was found corrupt. None when they
+    really are missing."""
     wanted = {oid: label for oid, label in recorded_objects(repo).items()
               if not os.path.exists(repo.cache.local.oid_to_path(oid))}
     with contextlib.suppress(Exception):  # unreadable now: DVC's own diagnosis stands
-        bad = [o for o in remote_states(repo, name, wanted) if o.state == "corrupted"]
-        if bad:
-            add_suspects(repo, name, [o.oid for o in bad])
-            return RemoteError(
-                f"pull: {describe(repo, name)}: {', '.join(o.label for o in bad)} corrupted on the remote (its bytes "
-                "do not hash to its name); not placed in the workspace / 远端对象已损坏（哈希不符），未放入工作区",
-                f"on a machine with intact files: invoke verify --remote {remote_name(repo, name)}, then invoke push "
-                "(it replaces the corrupt copy) / 请在文件完好的机器上运行 invoke verify --remote 后 invoke push",
-                cause="corrupt",
-            )
+        states = remote_states(repo, name, wanted)
+        bad = [o for o in states if o.state == "corrupted"]
+        gone = [o for o in states if o.state == "missing" and o.oid in present_before]
+        add_suspects(repo, name, [o.oid for o in bad])
+        if bad or gone:
+            return damage_error(repo, name, [o.label for o in bad + gone],
+                                "; DVC found it so and deleted it from the remote" if gone and not bad else "")
     return None
+
+
+def damage_error(repo, name, labels: list[str], how: str = "") -> RemoteError:
+    """The refusal of a pull for remote objects whose bytes do not hash to their names (``labels``: the workspace
+    paths they stand for; ``how``: what else is known), and what to do."""
+    return RemoteError(
+        f"pull: {describe(repo, name)}: {', '.join(labels)} corrupted on the remote (its bytes do not hash to its "
+        f"name{how}); not placed in the workspace / 远端对象已损坏（哈希不符），未放入工作区",
+        f"on a machine with intact files: invoke verify --remote {remote_name(repo, name)}, then invoke push "
+        "(it replaces the corrupt copy) / 请在文件完好的机器上运行 invoke verify --remote 后 invoke push",
+        cause="corrupt",
+    )
 
 
 def drop_pull_temps(repo, missing: dict[str, int]) -> int:
