@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import inspect
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+from dinovault.catalog import MODEL_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -89,3 +92,12 @@ def test_one_set_of_short_flags_r_is_remote_everywhere():
         out = subprocess.run([str(BIN / "invoke"), "--help", name], cwd=ROOT, capture_output=True, text=True,
                              timeout=60).stdout
         assert re.search(r"-r STRING, --remote=STRING", out), (name, out)
+
+
+def test_readme_counts_the_torch_hub_entries_of_hubconf():
+    """The README's torch.hub paragraph names as many entries as hubconf.py defines, in both languages (it said 8
+    after DINOv3 added 13)."""
+    entries = re.findall(r"^(\w+) = _entry\(", (ROOT / "hubconf.py").read_text(encoding="utf-8"), re.M)
+    assert sorted(entries) == sorted(MODEL_NAMES)
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())  # lines joined as one paragraph
+    assert f"with the {len(entries)} official entry names" in readme and f"全部 {len(entries)} 个官方入口名" in readme
