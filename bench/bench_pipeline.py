@@ -97,6 +97,10 @@ def main() -> None:
         server = start_server(www)
         registry = write_registry(work / "registry.txt", files)
         machine = Machine(work, {"DINOV2_BASE_URL": server.base_url, "DINOV2_REGISTRY": str(registry)})
+        # as on a user's machine: the clone's package is bytecode-cached after its first run, as DVC's modules were
+        # when pip installed them (PYTHONDONTWRITEBYTECODE=1 in the caller's environment would make every
+        # `invoke` compile dinovault from source while `dvc` does not)
+        machine.env.pop("PYTHONDONTWRITEBYTECODE", None)
         env = dict(machine.env, TORCH_HOME=str(work / "torch"))
         a = snapshot_worktree(work / "a", env)
         select_models(a / "params.yaml", *MODELS)  # the shipped params.yaml selects one
