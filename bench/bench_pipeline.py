@@ -109,8 +109,9 @@ def main() -> None:
         print(f"first `invoke fetch` of both models (download, verify, export, smoke test): {t:.1f} s")
         subprocess.run(["git", "add", "-A"], cwd=a, check=True, env=env)
         subprocess.run(["git", "commit", "-q", "-m", "models"], cwd=a, check=True, env=env)
-        t = run([BIN / "invoke", "push"], a, env)
-        print(f"`invoke push` to the default remote: {t:.1f} s")
+        if not opts.noop_only:
+            t = run([BIN / "invoke", "push"], a, env)
+            print(f"`invoke push` to the default remote: {t:.1f} s")
 
         # 1. no-op fetch vs dvc status
         run([BIN / "dvc", "status"], a, env)  # warm
