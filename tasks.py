@@ -13,9 +13,13 @@ from pathlib import Path
 
 from invoke import task
 
-from dinovault.cli import ops
-from dinovault.cli.ops import DOC, HELP
-from dinovault.cli.output import stdout_gone
+# invoke turns off bytecode caching for what a tasks file imports (its --write-pyc flag): the package would then be
+# compiled from source on every `invoke` command (a third of a no-op `invoke fetch`); it is cached as Python would
+sys.dont_write_bytecode = bool(sys.flags.dont_write_bytecode)
+
+from dinovault.cli import ops  # noqa: E402
+from dinovault.cli.ops import DOC, HELP  # noqa: E402
+from dinovault.cli.output import stdout_gone  # noqa: E402
 
 ops.use_prog("invoke")
 

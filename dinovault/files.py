@@ -40,7 +40,8 @@ def temp_beside(path: Path, suffix: str = "tmp") -> Path:
 
 
 def replace(tmp: Path, target: Path) -> None:
-    """Rename ``tmp`` over ``target``: the one rename of dinovault (atomic on every platform)."""
+    """Rename ``tmp`` over ``target`` (atomic on every platform), also where ``target`` is read-only (a DVC cache
+    object, or a file hard-linked to one) or held open for a moment on Windows; a bare ``os.replace`` fails there."""
     for attempt in range(5):
         try:
             os.replace(tmp, target)

@@ -325,18 +325,32 @@ def test_kill_9_at_half_then_rerun_transfers_only_the_rest(served, tmp_path):
 
 
 def test_two_processes_one_transfer_both_succeed(served, tmp_path):
-    served.fault(FILE, throttle=2_000_000)  # ~1.5 s: the second process starts while the first downloads
-    env = cli_env(served, tmp_path / "th")
-    procs = [
-        subprocess.Popen([sys.executable, str(SCRIPT), "--model", "dinov2_vits14", "--skip-test",
-                          "--save_dir", tmp_path / f"out{i}"], env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-        for i in range(2)
-    ]
-    results = [p.communicate(timeout=120) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], results
+    """The second process starts while the first is mid-download, for sure: the server holds the first response
+    half-way until the second says it is waiting for the first (no race against a throttle)."""
+    release = threading.Event()
+    served.fault(FILE, stall=120, stall_after=SMALL_SIZE // 2, release=release, times=1)
+    env = {**cli_env(served, tmp_path / "th"), "DINOV2_TIMEOUT": "120"}  # the held response is not a stall
+
+    def start(i: int) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, str(SCRIPT), "--model", "dinov2_vits14", "--skip-test",
+                                 "--save_dir", tmp_path / f"out{i}"], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    first = start(0)
+    try:
+        assert _wait_for(lambda: served.log and served.log[0].sent >= SMALL_SIZE // 2)  # held half-way
+        second = start(1)
+        heard = []
+        for line in second.stderr:  # until it waits for the first one's lock (or ends: then the check below fails)
+            heard.append(line)
+            if "another process is downloading" in line:
+                break
+    finally:
+        release.set()
+    results = [first.communicate(timeout=120), second.communicate(timeout=120)]
+    assert [first.returncode, second.returncode] == [0, 0], results
+    assert "another process is downloading" in "".join(heard) and "another process" not in results[0][1]
     assert served.hits(FILE) == 1 and served.sent(FILE) == SMALL_SIZE
-    assert sum("another process is downloading" in err for _, err in results) == 1
     a, b = (tmp_path / f"out{i}" / "dinov2_vits14.pth" for i in range(2))
     assert a.read_bytes() == b.read_bytes() == served.files[FILE].read_bytes()
 

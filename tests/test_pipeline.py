@@ -417,6 +417,21 @@ def test_unknown_model_suggests_names_and_leaves_params_untouched(plain):
     assert "did you mean" in res.stderr
 
 
+def test_a_dvc_yaml_without_a_familys_stage_says_so_and_undoes_the_selection(plain):
+    """A dvc.yaml from before DINOv3 (no fetch_dinov3 group): fetching a DINOv3 model says which stage is missing
+    and what to do, and params.yaml is put back (the DINOv2 stages would still be checked: one reproduce each group)."""
+    dvc_yaml, params = plain.path / "dvc.yaml", plain.path / "params.yaml"
+    before, selection = dvc_yaml.read_bytes(), params.read_bytes()
+    dvc_yaml.write_bytes(before[:before.index(b"  # The same for DINOv3")])
+    try:
+        res = plain.invoke("fetch", "--model", "dinov3_vits16", ok=False)
+    finally:
+        dvc_yaml.write_bytes(before)
+    assert "fetch dinov3_vits16: dvc.yaml has no stage fetch_dinov3@dinov3_vits16 / dvc.yaml 中没有该阶段" in res.stderr
+    assert "dinovault init" in res.stderr and "Traceback" not in res.text
+    assert params.read_bytes() == selection and not (plain.path / "dvc.lock").exists()
+
+
 @pytest.mark.parametrize(
     "text, where, problem",
     [

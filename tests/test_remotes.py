@@ -26,6 +26,7 @@ import pytest
 
 from tests.support.clones import BIN, Clone, Machine, snapshot_worktree
 from tests.support.servers import S3_OTHER_KEYS, S3Server, ServerUnavailable, SSHServer, _boot, free_port
+from tests.support.wan import WanProxy
 
 VITS = "dinov2_vits14"
 EXTRA = [f"part-{i}.bin" for i in range(8)]
@@ -422,26 +423,26 @@ def test_a_server_that_cannot_start_skips_or_fails_by_the_environment():
 
 def test_a_killed_push_leaves_no_temporary_files_after_the_next_push(ssh_server, clone_a, restore_config):
     """SFTP uploads go to '.<random>.tmp' beside the object and are renamed when complete; a push killed mid-upload
-    leaves that file behind, and the next push removes it (issue 9)."""
+    leaves that file behind, and the next push removes it (issue 9). The push goes through a WAN emulator at
+    1 MB/s, so the model's upload lasts seconds: it is killed while that temporary file exists, not by luck."""
     target, a = Target("ssh", ssh_server), clone_a
     wanted = a.cache_objects()
-    for _ in range(3):
-        place = _place(target, "temp")
-        a.invoke("remote", "--url", target.url(place), "--name", "flaky", "--no-default", *target.options())
-        base = ssh_server.data / place / "files" / "md5"
+    model = a.lock_md5(VITS)
+    place = _place(target, "temp")
+    base = ssh_server.data / place / "files" / "md5"
+    with WanProxy(("127.0.0.1", ssh_server.port), conn_rate=1e6) as slow:
+        url = target.url(place).replace(f":{ssh_server.port}/", f":{slow.port}/")
+        a.invoke("remote", "--url", url, "--name", "flaky", "--no-default", *target.options())
         proc = a.popen_invoke("push", "--remote", "flaky", "--jobs", "2")
         temps: list[Path] = []
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None and not temps:
-            temps = list(base.glob("*/.*.tmp"))
-            time.sleep(0.002)
-        if temps:
-            os.killpg(proc.pid, signal.SIGKILL)
+            temps = list((base / model[:2]).glob(".*.tmp"))  # the model's upload: ~90 s at that rate
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=120)
-        if any(p.exists() for p in temps):
-            break
-    else:
-        pytest.fail("three pushes ended before one could be killed mid-upload; use bigger data")
+    assert temps and all(p.exists() for p in temps), "the push ended before its model upload was seen under way"
+    a.dvc("remote", "modify", "flaky", "url", target.url(place))  # straight to the server: the proxy is gone
     res = a.invoke("push", "--remote", "flaky", "--retries", "0")
     assert "leftover temporary file(s) removed" in res.text, res.text
     assert not list(base.glob("*/*.tmp"))

@@ -1,6 +1,7 @@
 """The segmented, multi-mirror fetch (dinovault/segments.py) against real loopback servers, some of them behind
-the WAN emulator (tests/support/wan.py). Files of a few MB and small segments keep each test to a few seconds;
-nothing here asserts on speed."""
+the WAN emulator (tests/support/wan.py). Files of a few MB and small segments keep each test to a few seconds.
+Nothing here asserts on how long a fetch took: what a timing would stand for is read from the server's log (which
+ranges were asked, by how many requests, and when the server answered each)."""
 
 from __future__ import annotations
 
@@ -226,15 +227,18 @@ def test_a_slow_connection_is_split_and_the_split_costs_little(tmp_path, torch_h
         for k, v in {**server.env, "DINOV2_CONNECTIONS": "4"}.items():
             monkeypatch.setenv(k, v)
         server.fault(FILE, throttle=2e6, times=1)
-        t0 = time.monotonic()
         res = fetch()
-        seconds = time.monotonic() - t0
         assert res.cache_path.read_bytes() == data
         slow = [rec for rec in server.log[:4] if rec.sent < CUT_SIZE // 4]
         assert len(slow) == 1 and len(server.log) > 4  # the slow range was split, and only it
-        assert seconds < CUT_SIZE / 4 / 2e6  # sooner than the slow connection alone would have taken
+        # ... and the other connections finished it: requests after the first four asked for parts of the slow
+        # range, which the slow connection itself never served to its end
+        start, stop = ranges_asked(server)[server.log.index(slow[0])]
+        taken = [(a, b) for a, b in ranges_asked(server)[4:] if start < a < stop]
+        assert taken and slow[0].sent < stop - start and min(a for a, _ in taken) <= start + slow[0].sent
         ratio = server.sent(FILE) / CUT_SIZE
-        print(f"one slow connection: {len(server.log)} requests, {seconds:.2f}s, the origin sent {ratio:.4f}x")
+        print(f"one slow connection: {len(server.log)} requests, {len(taken)} of them for its range, "
+              f"the origin sent {ratio:.4f}x")
         assert ratio <= 1.02, ratio
     finally:
         server.close()
@@ -270,11 +274,13 @@ def test_busy_answers_on_every_connection_count_as_one_attempt(origin, data):
     # all three first requests, with DINOV2_RETRIES=2; answered after 0.3 s, so that all three are in flight
     # when the first answer comes even if a worker thread starts late on a busy machine
     origin.fault(FILE, status=503, retry_after="1", times=3, delay=0.3)
-    t0 = time.monotonic()
     res = fetch()
-    assert time.monotonic() - t0 >= 1.0  # Retry-After honoured
     assert res.cache_path.read_bytes() == data
     assert [rec.status for rec in origin.log[:3]] == [503] * 3 and origin.log[-1].status == 206
+    # Retry-After honoured, as the server saw it: no connection asked again sooner than 1 s after the first 503 was
+    # answered (without it the tests' backoff, DINOV2_BACKOFF=0.05, would retry at once)
+    first_503 = min(rec.at for rec in origin.log[:3])
+    assert min(rec.at for rec in origin.log[3:]) - first_503 >= 1.0
 
 
 # ------------------------------------------------------------------ sources that lie or change
@@ -356,10 +362,10 @@ def test_a_server_ignoring_range_falls_back_to_one_stream(origin, data, caplog):
 @pytest.mark.parametrize("base", ["file:///srv/dinov2", "http:///dinov2", "ftp://mirror.lan/dinov2"])
 def test_a_base_url_that_cannot_work_fails_at_once(base, tmp_path):
     env = dict(os.environ, DINOV2_BASE_URL=base, TORCH_HOME=str(tmp_path / "th"))
-    t0 = time.monotonic()
     r = subprocess.run([sys.executable, str(SCRIPT), "--model", "dinov2_vits14", "--skip-test"], env=env,
                        capture_output=True, text=True, timeout=60)
-    assert time.monotonic() - t0 < 3, "a configuration error must not be retried"
+    # a configuration error is not retried (each retry logs a "retrying in" line) and nothing is downloaded
+    assert "retrying" not in r.stderr + r.stdout and "downloading" not in r.stderr + r.stdout, r.stderr
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert f"DINOV2_BASE_URL has '{base}'" in r.stderr and "/ " in r.stderr
 

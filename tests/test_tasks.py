@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import inspect
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+from dinovault.catalog import MODEL_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -89,3 +93,25 @@ def test_one_set_of_short_flags_r_is_remote_everywhere():
         out = subprocess.run([str(BIN / "invoke"), "--help", name], cwd=ROOT, capture_output=True, text=True,
                              timeout=60).stdout
         assert re.search(r"-r STRING, --remote=STRING", out), (name, out)
+
+
+def test_readme_counts_the_torch_hub_entries_of_hubconf():
+    """The README's torch.hub paragraph names as many entries as hubconf.py defines, in both languages (it said 8
+    after DINOv3 added 13)."""
+    entries = re.findall(r"^(\w+) = _entry\(", (ROOT / "hubconf.py").read_text(encoding="utf-8"), re.M)
+    assert sorted(entries) == sorted(MODEL_NAMES)
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())  # lines joined as one paragraph
+    assert f"with the {len(entries)} official entry names" in readme and f"全部 {len(entries)} 个官方入口名" in readme
+
+
+def test_invoke_caches_the_package_bytecode(tmp_path):
+    """invoke turns bytecode caching off for what tasks.py imports; tasks.py turns it back on for the package, or every
+    `invoke` command compiled dinovault from source (a third of a no-op `invoke fetch`, bench/bench_pipeline.py)."""
+    from tests.support.clones import copy_worktree
+
+    clone = copy_worktree(tmp_path / "clone")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH")}
+    res = subprocess.run([str(BIN / "invoke"), "--list"], cwd=clone, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert list((clone / "dinovault" / "cli" / "__pycache__").glob("ops.*.pyc"))
+    assert not list(clone.glob("__pycache__/tasks.*.pyc"))  # tasks.py itself stays as invoke wants it

@@ -17,6 +17,7 @@ before the fetch; installed packages can also name one under the entry-point gro
 from __future__ import annotations
 
 import re
+from importlib import import_module
 
 from .. import settings
 from ..errors import SourceError
@@ -26,25 +27,34 @@ ENTRY_POINTS = "dinovault.sources"
 DEFAULT_ORDER = ("official", "huggingface")
 
 
-_plugins_loaded = False
+# each module of that name registers its source on first import; their order is the order of ``known()``
+BUILT_IN = ("huggingface", "modelscope", "official", "signed")
+_plugins: list[Source] | None = None  # the installed ones (entry points), loaded once
 
 
-def _known() -> dict[str, Source]:
-    global _plugins_loaded
-    from . import huggingface, modelscope, official, signed  # noqa: F401 - each registers itself on first import
-
-    if not _plugins_loaded:
+def _load(names=BUILT_IN) -> dict[str, Source]:
+    """The registered sources once the built-in ones ``names`` are imported and the plug-ins registered after them,
+    so that a plug-in of a built-in's name replaces it, whichever built-in is imported first."""
+    global _plugins
+    for name in names:
+        import_module(f"{__name__}.{name}")
+    if _plugins is None:
         from importlib.metadata import entry_points
 
-        _plugins_loaded = True
-        for ep in entry_points(group=ENTRY_POINTS):
-            register(ep.load()())
+        _plugins = [ep.load()() for ep in entry_points(group=ENTRY_POINTS)]
+    for plugin in _plugins:
+        register(plugin)
     return _SOURCES
 
 
+def _known() -> dict[str, Source]:
+    return _load()
+
+
 def known() -> tuple[Source, ...]:
-    """Every registered source, built-in ones first."""
-    return tuple(_known().values())
+    """Every registered source: the built-in ones first, in ``BUILT_IN`` order whichever was imported first."""
+    rank = {name: i for i, name in enumerate(BUILT_IN)}
+    return tuple(sorted(_known().values(), key=lambda source: rank.get(source.name, len(rank))))
 
 
 def get(name: str) -> Source:
@@ -73,8 +83,11 @@ def configured(value: str | None = None, link: bool = False) -> tuple[Source, ..
 
 
 def for_card(card: dict) -> Source:
-    """The source that produced a model card (cards without one are the official files')."""
-    return _known().get(str(card.get("source") or "official")) or _known()["official"]
+    """The source that produced a model card (cards without one are the official files'). A built-in name imports
+    only its own module: every fetch asks this of each model, and the others import HTTP and hub clients."""
+    name = str(card.get("source") or "official")
+    known = _load((name,) if name in BUILT_IN else BUILT_IN)
+    return known.get(name) or _known()["official"]
 
 
 __all__ = [

@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from urllib.parse import parse_qs, urlsplit
 
-import requests
-
 from .. import settings
 from ..catalog import ModelSpec
 from ..errors import ConfigError, DownloadError, SignedLinkError
@@ -95,8 +93,10 @@ class SignedLink:
                                   f"/ 签名链接已于 {self.expiry()} 过期，请重新申请", _NEW_LINK)
 
 
-class SignedQuery(requests.auth.AuthBase):
-    """Adds the link's query to each request as it is sent; nothing else ever holds the whole URL."""
+class SignedQuery:
+    """Adds the link's query to each request as it is sent; nothing else ever holds the whole URL. A requests auth:
+    requests calls any callable given as ``auth`` (its ``AuthBase`` adds nothing), so importing this module, as
+    every fetch does to know the sources, does not import requests."""
 
     def __init__(self, query: str):
         self.query = query

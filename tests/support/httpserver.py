@@ -41,6 +41,7 @@ class Fault:
     # file: a Content-Length larger than the body for every range that reaches the tail
     wrong_byte_at: int | None = None  # flip one byte at this file offset
     stall: float | None = None  # sleep this long after `stall_after` body bytes (longer than the client timeout)
+    release: threading.Event | None = None  # with stall: end the stall as soon as the test sets this event
     stall_after: int = 0
     ignore_range: bool = False  # answer 200 with the whole file to a Range request
     throttle: float | None = None  # bytes per second
@@ -54,6 +55,7 @@ class RequestRecord:
     range: str | None
     status: int
     sent: int = 0
+    at: float = field(default_factory=time.monotonic)  # when the server answered it (began its response)
 
 
 @dataclass
@@ -268,7 +270,7 @@ class _Handler(BaseHTTPRequestHandler):
                     n = min(n, fault.cut_after - sent)
                 if fault and fault.stall and not stalled and sent >= fault.stall_after:
                     stalled = True
-                    ts.stop_event.wait(fault.stall)
+                    (fault.release or ts.stop_event).wait(fault.stall)
                 if fault and fault.stall and not stalled:
                     n = min(n, fault.stall_after - sent)
                 if n <= 0:
