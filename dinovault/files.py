@@ -56,6 +56,18 @@ def replace(tmp: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
+def remove(path: Path) -> None:
+    """Unlink ``path`` if it is there (never written into: other names of its inode keep their bytes), also where it
+    is read-only (DVC keeps its files so): Windows refuses to unlink such a file, so the attribute is cleared first."""
+    try:
+        path.unlink(missing_ok=True)
+    except PermissionError:
+        if not _read_only(path):
+            raise
+        os.chmod(path, stat.S_IREAD | stat.S_IWRITE)
+        path.unlink(missing_ok=True)
+
+
 def _read_only(path: Path) -> bool:
     try:
         return not os.stat(path).st_mode & stat.S_IWRITE

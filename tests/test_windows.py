@@ -129,14 +129,14 @@ def test_fetch_with_the_torch_cache_on_c_and_the_models_on_d(dinov2_server, volu
 
 
 def test_the_simulation_takes_the_posix_only_calls_away(volumes, monkeypatch, tmp_path):
+    import dinovault.cache
     import dinovault.files
-    import dinovault.transport.segments
 
     assert {"pwrite", "pread", "posix_fallocate", "getuid", "fchmod", "O_NOFOLLOW"} <= POSIX_ONLY
     assert not POSIX_ONLY & {"replace", "link", "stat", "open", "ftruncate", "truncate", "fsync", "O_BINARY"}
     (tmp_path / "f").write_bytes(b"x")
     with windows_rules(monkeypatch, list(volumes)):
-        for module in (dinovault.files, dinovault.transport.segments):
+        for module in (dinovault.files, dinovault.cache):
             assert not hasattr(module.os, "pwrite") and module.os.replace is os.replace
         from dinovault.transport import stream  # noqa: F401 - imported anew: still Windows' os
 
@@ -251,3 +251,16 @@ def test_a_resume_on_a_nearly_full_disk_counts_the_bytes_kept(faulty_server, tor
     with windows_rules(monkeypatch, [disk]):
         res = _fetch()
     assert res.verified and res.cache_path.read_bytes() == data and res.transferred == SMALL_SIZE - kept
+
+
+def test_a_read_only_damaged_cache_file_is_downloaded_again_under_windows(segmented, volumes, monkeypatch):
+    """The torch.hub cache file may be a hard link of a read-only DVC object: a damaged one (same size, one byte
+    flipped) is replaced by the new download, which NTFS allows only once the read-only attribute is cleared."""
+    good = segmented.files[VITS_FILE].read_bytes()
+    cached = volumes[0] / "torch" / "hub" / "checkpoints" / VITS_FILE
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(good[:100] + bytes([good[100] ^ 1]) + good[101:])
+    os.chmod(cached, stat.S_IREAD)
+    with windows_rules(monkeypatch, list(volumes)):
+        res = _fetch()
+    assert res.verified and res.cache_path == cached and cached.read_bytes() == good

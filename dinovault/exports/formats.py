@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..catalog import ModelSpec
 from ..errors import ExportError
-from ..files import json_text, replace, temp_beside
+from ..files import json_text, remove, replace, temp_beside
 from ..params import FORMATS
 
 EXTRA_FORMATS = FORMATS[1:]
@@ -71,7 +71,7 @@ def _write_text(text: str, target: Path) -> None:
 def _empty(folder: Path) -> None:
     for child in folder.iterdir():
         if child.is_file() or child.is_symlink():
-            child.unlink()
+            remove(child)
 
 
 def write_exports(pth: Path, spec: ModelSpec, save_dir: Path, formats) -> dict[str, Path]:

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..errors import DamagedObjectError
-from ..files import hash_file, temp_beside
+from ..files import hash_file, replace, temp_beside
 
 MIN_PART = 8 << 20  # S3's minimum part is 5 MiB; boto3's default is 8 MiB
 MAX_PART = 32 << 20  # bounds memory: the transfer manager holds up to ``jobs`` parts in memory
@@ -118,7 +118,7 @@ def download_verified(client, objects: list[tuple[str, str, str, str]], *, jobs:
                 damaged.append(key)
                 continue
             os.chmod(temps[dest], 0o444)
-            os.replace(temps[dest], dest)
+            replace(Path(temps[dest]), Path(dest))
     finally:
         for tmp in temps.values():
             tmp.unlink(missing_ok=True)

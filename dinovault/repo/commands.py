@@ -14,7 +14,7 @@ from ..catalog import CATALOG, MODEL_NAMES, family_of, get_spec
 from ..errors import DinovaultError, RepoError
 from ..exports.formats import export_dirs
 from ..exports.place import refuse_linked
-from ..files import hash_file
+from ..files import hash_file, remove
 from ..params import add_models, undo_selection
 from ..registry import load_pins, load_registry
 from .dvc import describe, explain, open_repo, recorded_logs, remote_has, unverified_allowed
@@ -251,7 +251,7 @@ def clean(root: Path | None = None, yes: bool = False, confirm: Callable[[str], 
                 out.kept.append(layout.rel(weights))
                 continue
         for path in (weights, layout.card(model), layout.metrics(model)):
-            path.unlink(missing_ok=True)
+            remove(path)
         for folder in export_dirs(layout.save_dir_of(model), CATALOG[model]).values():  # derived from the weights
             shutil.rmtree(folder, ignore_errors=True)
         out.removed.append(model)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from ..cache import check_file, write_stamp
 from ..catalog import CATALOG
 from ..errors import DinovaultError, RegistryError, RepoError, VerificationError
 from ..exports.card import read_card
-from ..files import Digests, hash_file, link_atomic, link_or_copy_atomic, temp_beside
+from ..files import Digests, hash_file, link_atomic, link_or_copy_atomic, remove, temp_beside
 from ..progress import human_size
 from ..registry import Pin, Pins, fix_hint, load_pins, pinned_at
 from .dvc import describe, open_repo
@@ -239,7 +238,7 @@ def refuse_contradicted(layout: Layout, repo, remote: str | None, models: list[s
         if _same(layout.torch_copy(model), path):  # linked by an earlier pull; another file there is not ours
             doomed.append(layout.torch_copy(model))
         for place in doomed:
-            _remove(place)
+            remove(place)
     if arrived:
         add_suspects(repo, remote, [md5 for md5, _ in arrived])
         raise damage_error(repo, remote, [shown for _, shown in arrived], "; it arrived so, past DVC's check")
@@ -265,16 +264,6 @@ def _same(a: Path, b: Path) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return False
-
-
-def _remove(path: Path) -> None:
-    """Unlink ``path`` (never written into: other names of its inode keep their bytes); Windows refuses to unlink a
-    read-only file (DVC keeps its files so), so the attribute is cleared first there."""
-    try:
-        path.unlink(missing_ok=True)
-    except PermissionError:
-        os.chmod(path, stat.S_IREAD | stat.S_IWRITE)
-        path.unlink(missing_ok=True)
 
 
 def verification_error(checked: list[Checked]) -> RepoError | RegistryError | None:

@@ -20,6 +20,7 @@ from filelock import FileLock
 
 from ..cache import check_file, clear_stamp, write_stamp
 from ..errors import VerificationError
+from ..files import remove
 from ..registry import Pin, Pins
 
 log = logging.getLogger("dinovault")
@@ -99,7 +100,7 @@ def fetch_checked(urls: list[str], dest: Path, problem: Callable[[str], str | No
                 return DownloadResult(dest, check.size, check.sha256, None, 0, check.hashed, True)
             log.warning("cached %s fails verification (%s); fetching it again", dest, why)
             clear_stamp(dest)
-            dest.unlink()
+            remove(dest)
         staging = dest.with_name(dest.name + ".unchecked")
         got = ensure_file(urls, staging, None, progress=progress, rehash=True, auth=auth)
         if (why := problem(got.sha256)) is not None:

@@ -22,6 +22,7 @@ from filelock import FileLock, Timeout
 from .. import settings
 from ..cache import check_file, read_json, read_stamp
 from ..errors import DinovaultError, DiskSpaceError, DownloadError, LocalWriteError, NoRanges, SourceFailed
+from ..files import remove
 from ..progress import human_size, make_progress
 from ..registry import Pin
 from .ranges import Ranges, ranges_on_disk
@@ -142,7 +143,7 @@ def ensure_file(
                 return DownloadResult(dest, check.size, check.sha256, None, 0, check.hashed, pin is not None)
             log.warning("cached %s fails verification (%s); fetching it again / 缓存文件校验失败，重新下载", dest,
                         check.reason)
-            dest.unlink()
+            remove(dest)  # may be a read-only hard link of a DVC object
         for other in local if pin is not None else ():
             found = check_file(other, pin, rehash=rehash) if other.exists() else None
             if found and found.ok and pin is not None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -32,6 +31,7 @@ import requests
 
 from ..cache import read_json, write_json_atomic, write_stamp
 from ..errors import LocalWriteError, NoRanges, Restart, Retryable, SourceFailed
+from ..files import replace
 from ..registry import Pin
 from .crosscheck import cross_check
 from .rangeget import Source, open_range
@@ -372,7 +372,7 @@ class Segmented:
             self.discard()
             raise all_failed(self.dest, [(s.url, f"bytes do not match the pin (sha256 {sha}, pinned {self.pin.sha256})")
                                          for s in self.sources if s.dead is None])
-        os.replace(self.part, self.dest)
+        replace(self.part, self.dest)
         self.meta_path.unlink(missing_ok=True)
         write_stamp(self.dest, sha)
         best = max(self.sources, key=lambda s: s.bytes)

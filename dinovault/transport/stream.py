@@ -25,6 +25,7 @@ import requests
 
 from ..cache import CHUNK, read_json, write_json_atomic, write_stamp
 from ..errors import LocalWriteError, Restart, Retryable, SourceFailed
+from ..files import replace
 from ..registry import Pin
 from .ranges import open_part, write_at
 from .retry import RetryPolicy, log_retry, looks_like_markup, request_failed, status_error
@@ -281,7 +282,7 @@ class _Transfer:
                 raise Restart(f"the resumed file does not match its pin ({what})")
             self.discard()
             raise SourceFailed(f"bytes do not match the pin ({what})")
-        os.replace(self.part, self.dest)
+        replace(self.part, self.dest)
         self.meta_path.unlink(missing_ok=True)
         self.hstate = None
         write_stamp(self.dest, sha)
