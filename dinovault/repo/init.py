@@ -28,7 +28,8 @@ from .layout import PARAMS_FILE
 DVC_FILE = "dvc.yaml"
 REMOTE_NAME, REMOTE_URL = "home", "~/.cache/dinovault/dvc-remote"
 CACHE_TYPE = "hardlink,symlink"  # one physical copy: workspace, DVC cache and torch.hub cache share the inode
-NOT_FETCH = {"inference", "repo", "remotes", "cli", "__pycache__"}  # what does not decide the bytes (see .dvcignore)
+# what does not decide the bytes (see .dvcignore)
+NOT_FETCH = {"inference", "features", "repo", "remotes", "cli", "__pycache__"}
 OURS = ("dinovault fetch", "python -m dinovault", "download_dinov2.py")  # commands of a fetch stage of ours
 
 PARAMS_BLOCK = {
