@@ -19,6 +19,7 @@ DEFAULT_MODELS = ("dinov2_vits14", "dinov2_vitb14")
 # named feature sets (dinovault/features/sets.py validates them), one mapping per family as the model lists: the
 # stage of a set depends on its model's .pth, in its family's folder
 FEATURE_KEYS = {"dinov2": "features", "dinov3": "dinov3_features"}
+FEATURE_STAGES = {"dinov2": "features", "dinov3": "features_dinov3"}  # dvc.yaml: <stage>@<set>
 KNOWN_KEYS = {"smoke_test": bool, "formats": list,
               **{k: v for f in FAMILIES for k, v in ((f.SELECT_KEY, list), (f.SAVE_DIR_KEY, str))},
               **{key: dict for key in FEATURE_KEYS.values()}}

@@ -32,6 +32,7 @@ features:
   pooled: {{images: data/mixed, model: {VITS}, size: 56, tokens: cls+mean_patch, dtype: float16}}
   inc: {{images: data/inc, model: {VITS}, size: 56, batch_size: 2, shard_size: 2}}
   big: {{images: data/big, model: {VITS}, batch_size: 2, shard_size: 2}}
+  viaray: {{images: data/mixed, model: {VITS}, batch_size: 4}}
   missing: {{images: data/nothing, model: {VITS}}}
   empty: {{images: data/empty, model: {VITS}}}
 """
@@ -194,6 +195,20 @@ def test_the_shipped_params_have_no_set_and_validate():
     assert sets == {} and params.models
 
 
+def test_the_ray_engine_gives_the_local_engines_vectors(project, mixed):
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    try:
+        done = run_set(project, "viaray", engine="ray", workers=2)
+    finally:
+        ray.shutdown()
+    assert done.computed == len(GOOD) and sorted(p for p, _, _ in done.skipped) == sorted(BAD)
+    local, remote = load_features("mixed", root=project), load_features("viaray", root=project)
+    assert local.paths == remote.paths and local.sha256 == remote.sha256
+    assert np.array_equal(local.vectors, remote.vectors)  # other batches, one thread per actor: the same bits
+
+
 # ---------------------------------------------------------------------------------------------- in a clone
 
 
@@ -206,7 +221,7 @@ def clone(tmp_path_factory, dinov2_server):
     c.skip_smoke_test()
     params = c.path / "params.yaml"
     params.write_text(params.read_text(encoding="utf-8").replace(
-        "features: {}", f"features:\n  faces: {{images: data/faces, model: {VITS}, size: 28}}"), encoding="utf-8")
+        "\nfeatures: {}", f"\nfeatures:\n  faces: {{images: data/faces, model: {VITS}, size: 28}}"), encoding="utf-8")
     make_many(c.path / "data" / "faces", 3)
     c.commit("a feature set")
     return c
@@ -223,3 +238,21 @@ def test_invoke_features_in_a_clone_chains_fetch_then_features(clone):
     assert "1 computed, 3 reused" in res.text, res.text
     assert "faces: up to date" in clone.invoke("features").text
     assert "features@faces" not in clone.dvc("status").stdout
+
+
+def test_init_writes_the_feature_stages_for_a_project_of_its_own(tmp_path):
+    from ruamel.yaml import YAML
+
+    from dinovault.repo.init import init
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    done = init(tmp_path)
+    assert any("features@<set>" in line for line in done.changed)
+    stages = YAML(typ="safe").load((tmp_path / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    assert stages["features"]["do"]["cmd"] == "dinovault features --stage --set ${key}"
+    assert stages["features_dinov3"]["do"]["deps"] == ["${item.images}", "${dinov3_save_dir}/${item.model}.pth"]
+    assert load_sets(tmp_path / "params.yaml", own_keys=True)[1] == {}
+    listed = subprocess.run([str(Path(sys.executable).parent / "dvc"), "stage", "list"], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert listed.returncode == 0, listed.stderr  # foreach over the empty sets: no stage, no error
+    assert init(tmp_path).changed == []

@@ -14,10 +14,9 @@ from pathlib import Path
 
 from ..catalog import get_spec
 from ..errors import ParamsError, UnknownModelError
-from ..params import FEATURE_KEYS, Params, read_document, windows_path_problem
+from ..params import FEATURE_KEYS, FEATURE_STAGES, Params, read_document, windows_path_problem
 
 FEATURES_DIR = "features"  # features/<set>/ beside params.yaml: the stage's output
-STAGES = {"dinov2": "features", "dinov3": "features_dinov3"}  # dvc.yaml: <stage>@<set>, one per family's key
 TOKENS = ("cls", "cls+mean_patch", "patch")
 DTYPES = ("float32", "float16")  # .npy has no bfloat16
 OPTIONS = {"images": str, "model": str, "size": int, "tokens": str, "dtype": str, "batch_size": int,
@@ -37,7 +36,7 @@ class FeatureSet:
 
     @property
     def stage(self) -> str:
-        return f"{STAGES[get_spec(self.model).family]}@{self.name}"
+        return f"{FEATURE_STAGES[get_spec(self.model).family]}@{self.name}"
 
     def weights(self, root: Path, params: Params) -> Path:
         return root / params.save_dir_of(self.model) / f"{self.model}.pth"
