@@ -33,8 +33,11 @@ features:
   inc: {{images: data/inc, model: {VITS}, size: 56, batch_size: 2, shard_size: 2}}
   big: {{images: data/big, model: {VITS}, batch_size: 2, shard_size: 2}}
   viaray: {{images: data/mixed, model: {VITS}, batch_size: 4}}
+  few: {{images: data/few, model: {VITS}}}
   missing: {{images: data/nothing, model: {VITS}}}
   empty: {{images: data/empty, model: {VITS}}}
+dinov3_features:
+  v3: {{images: data/few, model: dinov3_vits16}}
 """
 
 
@@ -47,6 +50,7 @@ def project(tmp_path_factory) -> Path:
     (root / "params.yaml").write_text(SETS, encoding="utf-8")
     save_checkpoint(get_spec(VITS), root / "models" / "dinov2" / f"{VITS}.pth", seed=11)
     make_mixed(root / "data" / "mixed")
+    make_many(root / "data" / "few", 3)
     (root / "data" / "empty").mkdir(parents=True)
     (root / "data" / "empty" / "readme.txt").write_text("no images yet\n", encoding="utf-8")
     return root
@@ -91,6 +95,26 @@ def test_cls_and_mean_patch_at_another_size_in_float16(project, extractor):
         # at 56 px (17 tokens) the batched matmuls block differently from one image's: within 1e-5, then fp16's
         # rounding (2^-11 relative)
         np.testing.assert_allclose(vector.astype(np.float32), expected, rtol=1e-3, atol=1e-5, err_msg=path)
+
+
+def test_a_dinov3_set_takes_its_weights_from_dinov3_save_dir(project):
+    import torch
+
+    from dinovault import DINOv2FeatureExtractor
+    from tests.support.dinov3_checkpoints import DINOV3, make_state_dict
+
+    weights = project / "models" / "dinov3" / "dinov3_vits16.pth"
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(make_state_dict(DINOV3["dinov3_vits16"], seed=5), weights)
+    run_set(project, "v3", workers=1)
+    features = load_features("v3", root=project)
+    assert features.meta["model"] == "dinov3_vits16" and features.vectors.shape == (3, 384)
+    fx = DINOv2FeatureExtractor("dinov3_vits16", weights=weights, device="cpu")
+    for path, vector in zip(features.paths, features.vectors, strict=True):
+        alone = fx.extract([project / "data" / "few" / path]).numpy()[0]
+        np.testing.assert_allclose(vector, alone, rtol=0, atol=1e-5, err_msg=path)
+    _, sets = load_sets(project / "params.yaml")
+    assert sets["v3"].stage == "features_dinov3@v3" and sets["few"].stage == "features@few"
 
 
 def test_bad_files_are_listed_as_skipped_with_their_reason(project, mixed):
