@@ -166,7 +166,7 @@ def test_a_rerun_computes_only_new_content_and_renames_cost_nothing(project):
 
 
 def test_a_kill_mid_run_loses_at_most_the_shard_in_flight(project):
-    make_many(project / "data" / "big", 40)
+    make_many(project / "data" / "big", 24)
     shards = project / "features" / "big" / "shards"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "dinovault", "features", "--stage", "--set", "big", "--workers",
@@ -184,8 +184,8 @@ def test_a_kill_mid_run_loses_at_most_the_shard_in_flight(project):
     kept = sum(1 for _ in shards.glob("*.json"))
     assert kept >= 1
     rerun = run_set(project, "big", workers=0)
-    assert rerun.reused == 2 * kept and rerun.computed == 40 - 2 * kept
-    assert load_features("big", root=project).vectors.shape == (40, 384)
+    assert rerun.reused == 2 * kept and rerun.computed == 24 - 2 * kept
+    assert load_features("big", root=project).vectors.shape == (24, 384)
     assert not [p for p in Store(shards.parent, "").folder.rglob(".*")], "temporary files left behind"
 
 
@@ -260,7 +260,7 @@ def test_invoke_features_in_a_clone_chains_fetch_then_features(clone):
     make_many(clone.path / "data" / "faces", 1, start=50)
     res = clone.invoke("features", "--set", "faces")
     assert "1 computed, 3 reused" in res.text, res.text
-    assert "faces: up to date" in clone.invoke("features").text
+    assert "faces: computed" in res.text and "faces: up to date" in clone.invoke("features").text
     assert "features@faces" not in clone.dvc("status").stdout
 
 

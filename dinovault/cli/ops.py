@@ -389,10 +389,10 @@ def features(name=None, engine=None, address=None, workers=None, stage=False) ->
             for set_name in [name] if name else list(load_sets(found / PARAMS_FILE)[1]):
                 say(*run_set(found, set_name, engine, address, workers, progress=sys.stderr.isatty()).lines(found))
             return
-        from ..features.stages import reproduce
+        from ..features.stages import STATES, reproduce
 
         with settings.path_first(Path(sys.executable).parent):
             done = reproduce(root(), [name] if name else None, engine, address, workers)
-    say(*(f"{set_name}: {FETCH_STATES[state]}" for set_name, state in done))
+    say(*(f"{set_name}: {STATES[state]}" for set_name, state in done))
     say("to record and share / 记录并共享: git add params.yaml dvc.lock && git commit -m 'features' && "
         f"{cmd('push')}")

@@ -14,6 +14,7 @@ from ..repo.layout import PARAMS_FILE
 from .sets import find_set, load_sets
 
 ENGINES = ("local", "ray")
+STATES = {"ran": "computed / 已计算", "up to date": "up to date / 已是最新"}
 
 
 def check_engine(engine: str) -> str:
