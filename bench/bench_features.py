@@ -97,21 +97,23 @@ def stage_process(root: Path, name: str, workers: int) -> subprocess.Popen:
                              str(workers)], cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+# Linux keeps ru_maxrss across fork + exec (a child starts at its parent's peak): VmHWM of /proc/self/status is the
+# high-water mark of this process's own memory; the workers' ru_maxrss starts at this process's RSS when they fork
 PEAK = """
 import resource, sys
 from pathlib import Path
 from dinovault.features.engine import run_set
 run_set(Path(sys.argv[1]), sys.argv[2], workers=1)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(hwm, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 """
 
 
 def peak_rss_mib(root: Path, name: str) -> tuple[float, float]:
-    """(this run's process, its largest decoding worker) peak RSS in MiB, from a fresh process (Linux/macOS)."""
+    """(this run's process, its largest decoding worker) peak RSS in MiB, from a fresh process (Linux)."""
     out = subprocess.run([sys.executable, "-c", PEAK, str(root), name], cwd=root, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True).stdout.split()
-    scale = 1 if sys.platform == "darwin" else 1024
-    return int(out[-2]) * scale / 2**20, int(out[-1]) * scale / 2**20
+    return int(out[-2]) / 1024, int(out[-1]) / 1024
 
 
 def main() -> None:
