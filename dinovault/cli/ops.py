@@ -394,5 +394,5 @@ def features(name=None, engine=None, address=None, workers=None, stage=False) ->
         with settings.path_first(Path(sys.executable).parent):
             done = reproduce(root(), [name] if name else None, engine, address, workers)
     say(*(f"{set_name}: {STATES[state]}" for set_name, state in done))
-    say("to record and share / 记录并共享: git add params.yaml dvc.lock && git commit -m 'features' && "
-        f"{cmd('push')}")
+    say("to record and share / 记录并共享: git add params.yaml dvc.lock features/.gitignore && "
+        f"git commit -m 'features' && {cmd('push')}")
