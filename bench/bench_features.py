@@ -98,22 +98,21 @@ def stage_process(root: Path, name: str, workers: int) -> subprocess.Popen:
 
 
 # Linux keeps ru_maxrss across fork + exec (a child starts at its parent's peak): VmHWM of /proc/self/status is the
-# high-water mark of this process's own memory; the workers' ru_maxrss starts at this process's RSS when they fork
+# high-water mark of this process's own memory (a forked decoding worker's would start at this process's RSS)
 PEAK = """
-import resource, sys
+import sys
 from pathlib import Path
 from dinovault.features.engine import run_set
 run_set(Path(sys.argv[1]), sys.argv[2], workers=1)
-hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-print(hwm, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+print(next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")))
 """
 
 
-def peak_rss_mib(root: Path, name: str) -> tuple[float, float]:
-    """(this run's process, its largest decoding worker) peak RSS in MiB, from a fresh process (Linux)."""
+def peak_rss_mib(root: Path, name: str) -> float:
+    """The run's process's peak RSS in MiB, from a fresh process (Linux)."""
     out = subprocess.run([sys.executable, "-c", PEAK, str(root), name], cwd=root, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True).stdout.split()
-    return int(out[-2]) / 1024, int(out[-1]) / 1024
+    return int(out[-1]) / 1024
 
 
 def main() -> None:
@@ -174,9 +173,9 @@ def main() -> None:
           f"{again.computed} (= the {count - kept} not in a complete shard: at most one shard of {shard} had been "
           "computed and lost)", flush=True)
 
-    (one_main, one_worker), (ten_main, ten_worker) = peak_rss_mib(root, "rss1"), peak_rss_mib(root, "rss10")
-    print(f"peak RSS at {big // 10} images: {one_main:.0f} MiB (worker {one_worker:.0f}); at {big}: "
-          f"{ten_main:.0f} MiB (worker {ten_worker:.0f}): {ten_main / one_main:.2f}x (56 px sets)", flush=True)
+    one, ten = peak_rss_mib(root, "rss1"), peak_rss_mib(root, "rss10")
+    print(f"peak RSS at {big // 10} images: {one:.0f} MiB; at {big}: {ten:.0f} MiB: {ten / one:.2f}x (56 px sets)",
+          flush=True)
     if not args.keep:
         shutil.rmtree(base, ignore_errors=True)
 
