@@ -110,6 +110,12 @@ def extract(c, model="dinov2_vitb14", images="", out="", batch_size=32, weights=
     ops.extract(model, images, out, batch_size, weights, device, dtype, normalize)
 
 
+@task(name="features", help={k: v for k, v in HELP["features"].items() if k != "stage"})
+@_doc("features")
+def features(c, set=None, engine=None, address=None, workers=None):
+    ops.features(set, engine, address, workers)
+
+
 @task(help={"args": "extra pytest arguments, e.g. '-k pipeline -x' / 额外的 pytest 参数"})
 def test(c, args=""):
     """Run the whole test suite. / 运行全部测试。"""

@@ -1,6 +1,6 @@
 """dinovault: pinned, verified, reproducible DINOv2 and DINOv3 weights, loaded offline with official behaviour.
 
-    from dinovault import fetch, load_backbone, verify, import_file, DINOv2FeatureExtractor
+    from dinovault import fetch, load_backbone, verify, import_file, DINOv2FeatureExtractor, load_features
 
 Importing the package imports neither torch nor DVC: each name below is loaded on first use.
 """
@@ -18,6 +18,7 @@ _LAZY = {
     "DINOv2FeatureExtractor": "dinovault.inference.extractor",
     "DINOv3FeatureExtractor": "dinovault.inference.extractor",
     "fetch_model": "dinovault.fetch",
+    "load_features": "dinovault.features.loader",
 }
 __all__ = [*_LAZY, "__version__"]
 

@@ -16,8 +16,13 @@ from .files import decode_utf8, write_atomic
 
 DEFAULT_MODELS = ("dinov2_vits14", "dinov2_vitb14")
 # each family has its own list and folder (e.g. models/save_dir for DINOv2, dinov3_models/dinov3_save_dir)
+# named feature sets (dinovault/features/sets.py validates them), one mapping per family as the model lists: the
+# stage of a set depends on its model's .pth, in its family's folder
+FEATURE_KEYS = {"dinov2": "features", "dinov3": "dinov3_features"}
+FEATURE_STAGES = {"dinov2": "features", "dinov3": "features_dinov3"}  # dvc.yaml: <stage>@<set>
 KNOWN_KEYS = {"smoke_test": bool, "formats": list,
-              **{k: v for f in FAMILIES for k, v in ((f.SELECT_KEY, list), (f.SAVE_DIR_KEY, str))}}
+              **{k: v for f in FAMILIES for k, v in ((f.SELECT_KEY, list), (f.SAVE_DIR_KEY, str))},
+              **{key: dict for key in FEATURE_KEYS.values()}}
 FORMATS = ("pth", "safetensors", "hf")  # every export format (exports/formats.py writes them)
 # written by `dinovault init` (repo/init.py) into a project of its own: its params.yaml may hold keys of the project's,
 # which are kept and ignored (a key that looks like a misspelt one of ours is still an error)
@@ -183,6 +188,13 @@ def windows_path_problem(value: str) -> str:
 def load_params(path: str | Path = "params.yaml", own_keys: bool | None = None) -> Params:
     path = Path(path)
     return _validate(path, _read(path), own_keys)
+
+
+def read_document(path: str | Path = "params.yaml", own_keys: bool | None = None):
+    """(the validated Params, the file's round-trip mapping with line numbers) for checks of a section of its own."""
+    path = Path(path)
+    data = _read(path)
+    return _validate(path, data, own_keys), data
 
 
 def add_models(path: str | Path, names: list[str]) -> list[str]:

@@ -202,3 +202,16 @@ def modelscope_endpoint() -> str:
         return value.rstrip("/")
     domain = os.environ.get("MODELSCOPE_DOMAIN", "").strip().rstrip("/")
     return f"https://{domain}" if domain else MODELSCOPE_DEFAULT
+
+
+FEATURES_ENGINE = "DINOVAULT_FEATURES_ENGINE"  # how a features@<set> stage computes: local (default) or ray; Ray
+FEATURES_WORKERS = "DINOVAULT_FEATURES_WORKERS"  # itself reads RAY_ADDRESS (`invoke features --address`)
+
+
+def features_engine() -> str:
+    return os.environ.get(FEATURES_ENGINE, "").strip() or "local"
+
+
+def features_workers() -> int | None:
+    value = os.environ.get(FEATURES_WORKERS, "").strip()
+    return int(value) if value.isdigit() else None

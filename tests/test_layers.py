@@ -14,8 +14,9 @@ Layers, lowest first (a module may import its own layer and the ones below, neve
 9. fetch       the one pipeline: pins → sources → cache → smoke test → exports
 10. inference/ extractors, folder features, torch.hub entries
 11. repo/      the repository: params.yaml, dvc.lock, the DVC adapter, the commands
-12. remotes/   configuring, probing, the one push and pull
-13. cli/       the fronts (and __main__): the `dinovault` command, the operations tasks.py shares, the fetch stage's
+12. features/  named feature sets: content-addressed shards and index, the local and Ray engines, the loader
+13. remotes/   configuring, probing, the one push and pull
+14. cli/       the fronts (and __main__): the `dinovault` command, the operations tasks.py shares, the fetch stage's
                command, the public API
 
 Every import counts, also those inside functions (they are how torch and DVC stay lazy, and a lazy import still
@@ -41,6 +42,7 @@ LAYERS = [
     {"fetch"},
     {"inference"},
     {"repo"},
+    {"features"},
     {"remotes"},
     {"cli", "__main__"},
 ]

@@ -88,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
             _flag(extract, name, text, type=int if name == "batch_size" else str,
                   default={"model": "dinov2_vitb14", "batch_size": 32}.get(name))
 
+    feats = _command(subs, "features")
+    for name, text in h["features"].items():
+        if name == "stage":
+            _flag(feats, name, text, action="store_true")
+        else:
+            _flag(feats, name, text, type=int if name == "workers" else str,
+                  choices=("local", "ray") if name == "engine" else None)
+
     _command(subs, "init")
     return parser
 
@@ -127,6 +135,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         ops.clean(yes=args.yes)
     elif name == "extract":
         ops.extract(**{k: getattr(args, k) for k in ops.HELP["extract"]})
+    elif name == "features":
+        ops.features(args.set, args.engine, args.address, args.workers, args.stage)
     elif name == "init":
         ops.init()
 

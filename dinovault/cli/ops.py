@@ -76,6 +76,14 @@ HELP = {
         "dtype": "bfloat16 or float16 to run under autocast (default: float32) / 精度",
         "normalize": "scale every feature vector to unit L2 norm / L2 归一化",
     },
+    "features": {
+        "set": "the feature set (a name under features: in params.yaml; default: every set) / 特征集名（默认全部）",
+        "engine": "local (decoding workers beside the model) or ray (Ray Data actors on a cluster) / 计算引擎",
+        "address": "the Ray cluster: auto (the one `ray start` made), ray://host:10001 (default: a local one) / "
+        "Ray 集群地址",
+        "workers": "decoding processes (local) or model actors (ray) (default: CPUs − 1) / 解码进程或 Ray actor 数",
+        "stage": "what the features@<set> stage runs: compute now, no DVC of its own / DVC 阶段所运行的命令",
+    },
 }
 DOC = {
     "fetch": "Download, verify and record models (`dvc repro`). / 下载、校验并记录模型。",
@@ -91,6 +99,8 @@ DOC = {
     "pull": "Get recorded models from the DVC remote (`dvc pull`), hash-checked and retried. / 拉取（逐个校验）。",
     "clean": "Remove unselected models from the workspace (asks first). / 清理未选中的模型。",
     "extract": "Extract features for every image in a folder into one .npz. / 提取文件夹中图片的特征。",
+    "features": "Compute a feature set of params.yaml incrementally (`dvc repro features@<set>`). / "
+                "增量计算特征集。",
     "init": "Make this git repository a dinovault project: fetch stages, params, DVC remote, .gitignore. / "
             "初始化项目。",
 }
@@ -357,3 +367,29 @@ def init() -> None:
         return
     say(f"{done.root}: ready for dinovault / 已初始化",
         "next / 下一步: dinovault fetch --model dinov2_vitb14   (then / 然后: git add -A && git commit -m 'dinovault')")
+
+
+def features(name=None, engine=None, address=None, workers=None, stage=False) -> None:
+    """`features`: `dvc repro` of the sets' stages, or (``stage``) the computation itself, as the stage runs it."""
+    from .. import settings
+    from ..features.stages import check_engine
+
+    with errors_exit():
+        engine = check_engine(engine or settings.features_engine())
+        workers = int(workers) if workers not in (None, "") else settings.features_workers()
+        if stage:
+            from ..features.engine import run_set
+            from ..features.sets import load_sets
+            from ..repo.layout import PARAMS_FILE
+
+            found = root()
+            for set_name in [name] if name else list(load_sets(found / PARAMS_FILE)[1]):
+                say(*run_set(found, set_name, engine, address, workers, progress=sys.stderr.isatty()).lines(found))
+            return
+        from ..features.stages import STATES, reproduce
+
+        with settings.path_first(Path(sys.executable).parent):
+            done = reproduce(root(), [name] if name else None, engine, address, workers)
+    say(*(f"{set_name}: {STATES[state]}" for set_name, state in done))
+    say("to record and share / 记录并共享: git add params.yaml dvc.lock features/.gitignore && "
+        f"git commit -m 'features' && {cmd('push')}")

@@ -49,28 +49,33 @@ def resolve_weights(
                         last_repo=clone if (clone / "params.yaml").is_file() else None)
 
 
-def _geometry(spec: ModelSpec) -> list:
+def _geometry(spec: ModelSpec, size: int | None = None) -> list:
     family = family_of(spec)
     if family.EVAL_ON_TENSOR:  # torchvision's v2 kernels, as the official transform (v2 resizes uint8 on its own path)
         from torchvision.transforms import v2 as api
     else:
         api = transforms
     mode = transforms.InterpolationMode(family.EVAL_INTERPOLATION)
-    steps = [api.Resize(family.EVAL_RESIZE, interpolation=mode, antialias=True)]
-    return steps + ([api.CenterCrop(family.EVAL_CROP)] if family.EVAL_CROP else [])
+    resize, crop = family.EVAL_RESIZE, family.EVAL_CROP
+    if size:  # another side, the official ratio kept: DINOv2 Resize(size × 256/224) + CenterCrop(size); DINOv3 square
+        resize, crop = ((size, size), None) if not crop else (round(size * resize / crop), size)
+    steps = [api.Resize(resize, interpolation=mode, antialias=True)]
+    return steps + ([api.CenterCrop(crop)] if crop else [])
 
 
-def build_transform(spec: ModelSpec | None = None):
+def build_transform(spec: ModelSpec | None = None, size: int | None = None):
     """The official evaluation preprocessing of ``spec``'s family, step for step (default DINOv2's: Resize 256
     bicubic, CenterCrop 224 on the PIL image, ImageNet mean/std; DINOv3's README: to a uint8 tensor, a square Resize
-    to 256x256, to float, the row's mean/std, SAT-493M's own)."""
+    to 256x256, to float, the row's mean/std, SAT-493M's own). ``size``: the side the model sees, when not the
+    family's (a multiple of the patch size)."""
     spec = spec or get_spec("dinov2_vitb14")
     if family_of(spec).EVAL_ON_TENSOR:
         from torchvision.transforms import v2
 
-        return v2.Compose([v2.ToImage(), *_geometry(spec), v2.ToDtype(torch.float32, scale=True),
+        return v2.Compose([v2.ToImage(), *_geometry(spec, size), v2.ToDtype(torch.float32, scale=True),
                            v2.Normalize(mean=spec.mean, std=spec.std)])
-    return transforms.Compose([*_geometry(spec), transforms.ToTensor(), transforms.Normalize(spec.mean, spec.std)])
+    return transforms.Compose([*_geometry(spec, size), transforms.ToTensor(),
+                               transforms.Normalize(spec.mean, spec.std)])
 
 
 def _problem(err: Exception) -> str:

@@ -24,15 +24,16 @@ from ..catalog import FAMILIES
 from ..errors import RepoError
 from ..exports.formats import ignore_rules
 from ..files import json_text, write_atomic
-from ..params import PACKAGE_FILE, load_params
+from ..params import FEATURE_KEYS, FEATURE_STAGES, PACKAGE_FILE, load_params
 from ..project import project_root
 from .layout import PARAMS_FILE
 
 DVC_FILE = "dvc.yaml"
 REMOTE_NAME, REMOTE_URL = "home", "~/.cache/dinovault/dvc-remote"
 CACHE_TYPE = "hardlink,symlink"  # one physical copy: workspace, DVC cache and torch.hub cache share the inode
-NOT_FETCH = {"inference", "repo", "remotes", "cli", "__pycache__"}  # what does not decide the bytes (see .dvcignore)
-OURS = ("dinovault fetch", "python -m dinovault", "download_dinov2.py")  # commands of a fetch stage of ours
+# what does not decide the bytes (see .dvcignore)
+NOT_FETCH = {"inference", "features", "repo", "remotes", "cli", "__pycache__"}
+OURS = ("dinovault fetch", "dinovault features", "python -m dinovault", "download_dinov2.py")  # commands of ours
 
 PARAMS_BLOCK = {
     "models": "# dinovault: the DINOv2 models `dvc repro` keeps in save_dir (torch.hub names); `dinovault fetch --model"
@@ -45,6 +46,9 @@ PARAMS_BLOCK = {
                      "dinov3_models: []\n",
     "dinov3_save_dir": "# dinovault: where the DINOv3 weights go / DINOv3 模型导出目录\n"
                        "dinov3_save_dir: models/dinov3\n",
+    "features": "# dinovault: feature sets, e.g. faces: {images: data/faces, model: dinov2_vitb14} (`dinovault "
+                "features`) / 特征集\nfeatures: {}\n",
+    "dinov3_features": "# dinovault: feature sets of DINOv3 models / DINOv3 模型的特征集\ndinov3_features: {}\n",
 }
 
 
@@ -75,6 +79,34 @@ def stage_block(family) -> str:
         - metrics/${{item}}.json:
             cache: false
 """
+
+
+def features_block(family) -> str:
+    """The feature-set stage of one model family (params.yaml ``features``/``dinov3_features``), as dvc.yaml text;
+    its output persists between runs, which compute only the images not yet embedded (dinovault/features/)."""
+    key, stage, save_dir = FEATURE_KEYS[family.FAMILY], FEATURE_STAGES[family.FAMILY], family.SAVE_DIR_KEY
+    return f"""\
+  # dinovault: one stage per feature set of {family.FAMILY} models in params.yaml ({stage}@<set>): the vectors of
+  # every image below its folder, computed incrementally into features/<set>/.
+  {stage}:
+    foreach: ${{{key}}}
+    do:
+      cmd: dinovault features --stage --set ${{key}}
+      deps:
+        - ${{item.images}}
+        - ${{{save_dir}}}/${{item.model}}.pth
+      params:
+        - {key}.${{key}}
+      outs:
+        - features/${{key}}:
+            persist: true
+"""
+
+
+def _blocks() -> dict[str, str]:
+    """Every stage `dinovault init` writes, by name: the fetch stages, then the feature-set stages."""
+    return {**{f.STAGE: stage_block(f) for f in FAMILIES},
+            **{FEATURE_STAGES[f.FAMILY]: features_block(f) for f in FAMILIES}}
 
 
 # ---------------------------------------------------------------------------------------------- the package record
@@ -153,7 +185,7 @@ def _check(root: Path) -> None:
         data = YAML(typ="safe").load(path.read_text(encoding="utf-8")) if path.is_file() else None
     except YAMLError as err:
         raise RepoError(f"{path}: not valid YAML ({err}) / 不是有效的 YAML", "fix it first / 请先修正") from None
-    for name in (f.STAGE for f in FAMILIES):
+    for name in _blocks():
         stage = ((data or {}).get("stages") or {}).get(name) if isinstance(data, dict) else None
         if stage is None:
             continue
@@ -228,13 +260,13 @@ def _stage(root: Path, done: Initialised) -> None:
     text = path.read_text(encoding="utf-8") if path.is_file() else ""
     data = YAML().load(text) if text.strip() else None
     stages = data.get("stages") if data else None
-    have = [f.STAGE for f in FAMILIES if stages and f.STAGE in stages]  # dinovault's (_check refused any other)
+    have = [name for name in _blocks() if stages and name in stages]  # dinovault's (_check refused any other)
     if have:
         done.kept.append(f"{DVC_FILE}: stage {', '.join(have)}")
-    missing = [f for f in FAMILIES if f.STAGE not in have]
+    missing = [name for name in _blocks() if name not in have]
     if not missing:
         return
-    blocks = "".join(stage_block(f) for f in missing)
+    blocks = "".join(_blocks()[name] for name in missing)
     if data is None or "stages" not in data:
         new = _ends_with_newline(text) + "stages:\n" + blocks
     elif list(data)[-1] == "stages" and (stages is None or (stages and not stages.fa.flow_style())):
@@ -253,7 +285,10 @@ def _stage(root: Path, done: Initialised) -> None:
         yaml.dump(data, out)
         new = out.getvalue()
     write_atomic(path, new)
-    names = ", ".join(f"{f.STAGE} ({f.STAGE}@<model> for each model in {f.SELECT_KEY})" for f in missing)
+    each = {**{f.STAGE: f"{f.STAGE}@<model> for each model in {f.SELECT_KEY}" for f in FAMILIES},
+            **{FEATURE_STAGES[f.FAMILY]: f"{FEATURE_STAGES[f.FAMILY]}@<set> for each set in {FEATURE_KEYS[f.FAMILY]}"
+               for f in FAMILIES}}
+    names = ", ".join(f"{name} ({each[name]})" for name in missing)
     done.changed.append(f"{DVC_FILE}: stage {names}")
 
 
