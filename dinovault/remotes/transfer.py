@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import settings
 from ..cache import carry_stamp
 from ..errors import DamagedObjectError, DinovaultError, RemoteError
 from ..files import hash_file
@@ -35,7 +36,6 @@ from .probe import check_answers, get_remote, reach, why_forbidden
 # Uploads to these go straight to the final object name, so an interrupted push can leave a truncated object that
 # DVC would later count as present (seen with WebDAV: a 1.6 MB file standing for a 20 MB object).
 NON_ATOMIC_UPLOADS = ("webdav", "webdavs", "http", "https")
-RETRY_DELAYS = (1.0, 3.0, 8.0)  # seconds before retry 1, 2, 3 of a push or pull
 # Uploads to these go to a temporary name beside the object (dvc-objects/dvc-ssh: ".<22 url-safe chars>.tmp"),
 # renamed when complete: a push killed mid-upload leaves the temporary file behind.
 TEMP_UPLOADS = ("local", "ssh")
@@ -120,7 +120,7 @@ def _unverified(root: Path, name: str | None) -> list[str]:
 def _run(direction, layout: Layout, name, jobs, retries, on_retry, targets, placed=None) -> Transfer:
     """One push or pull; ``placed(repo, result)`` runs after a pull has succeeded, before the repository is
     closed."""
-    delays = RETRY_DELAYS[: max(0, retries)]
+    delays = settings.retry_delays()[: max(0, retries)]
     result = Transfer(direction)
     contacted = False  # failures before the server ever answered are not retried: nothing is running there
     present_before: set[str] = set()  # objects a pull lacks locally that the remote held before it (corrupted_error)
@@ -155,7 +155,7 @@ def _run(direction, layout: Layout, name, jobs, retries, on_retry, targets, plac
                     except DinovaultError:
                         raise
                     except Exception as err:  # noqa: BLE001 - explained below
-                        raise _explain(repo, name, direction, err, logs.texts, present_before) from None
+                        raise _explain(repo, name, direction, err, logs, present_before) from None
                 result.warnings = logs.warnings
             except RemoteError as err:
                 # before the server ever answered, only a timeout is worth another try (it may be overloaded)
@@ -173,13 +173,14 @@ def _run(direction, layout: Layout, name, jobs, retries, on_retry, targets, plac
             return result
 
 
-def _explain(repo, name, direction: str, err: BaseException, logs: list[str], present_before: set[str]) -> Exception:
-    text = " | ".join(logs)
+def _explain(repo, name, direction: str, err: BaseException, logs, present_before: set[str]) -> Exception:
+    errors = [*logs.errors, err]
     with contextlib.suppress(Exception):
         remote = repo.cloud.get_remote(name)
-        text = why_forbidden(remote.fs, remote.path, text + " | " + str(err))
+        errors = why_forbidden(remote.fs, remote.path, errors)
     _forget_connections(repo, name)
-    explained = explain(err, direction, describe(repo, name), text)
+    explained = explain(err, direction, describe(repo, name), [e for e in errors if e is not err],
+                        " | ".join(logs.texts))
     if direction == "pull" and getattr(explained, "cause", None) == "missing":
         return corrupted_error(repo, name, present_before) or explained
     return explained
