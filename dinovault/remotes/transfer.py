@@ -173,7 +173,8 @@ def _run(direction, layout: Layout, name, jobs, retries, on_retry, targets, plac
         # the push's and pull's one retry policy: settings.retry_delays() between tries, transient failures only
         tenacity.Retrying(retry=tenacity.retry_if_exception(worth_retrying),
                           stop=tenacity.stop_after_attempt(len(delays) + 1),
-                          wait=lambda state: delays[state.attempt_number - 1],
+                          wait=lambda state: (delays[state.attempt_number - 1]  # asked even when it stops
+                                              if state.attempt_number <= len(delays) else 0.0),
                           before_sleep=retrying, reraise=True)(attempt)
         result.seconds = time.monotonic() - t0
         if placed is not None:

@@ -1,6 +1,10 @@
 """How a failed request is classified and retried, and the error a user sees when every source failed.
 
-Shared by the single-stream transfer (download.py) and the segmented one (segments.py).
+Shared by the single-stream transfer (download.py) and the segmented one (segments.py). The HTTP download's one retry
+policy (``RetryPolicy``) is its own rather than urllib3's ``Retry``: urllib3 retries a request inside its pool until
+the response starts, while most failures here come later, mid-body, and are resumed with a Range from the bytes kept,
+their count starting again after any progress. Failures are told apart by the classes requests, urllib3 and the
+socket raise (``errors.causes`` finds them under requests' wrappers), never by their messages.
 """
 
 from __future__ import annotations
@@ -165,7 +169,7 @@ def looks_like_markup(head: bytes) -> bool:
 
 
 def local_write_error(err: LocalWriteError, dest: Path, part: Path) -> DownloadError:
-    code = errno.errorcode.get(err.err.errno or 0, "")
+    code = errno.errorcode.get(err.err.errno or 0, "")  # by name: Windows' errno has no EDQUOT
     full = code in ("ENOSPC", "EDQUOT", "EFBIG")
     what = "disk full" if full else "cannot write"
     return (DiskSpaceError if full else DownloadError)(
