@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 
 class DinovaultError(Exception):
     """Base class: ``str(err)`` is one or two lines fit to print before exiting non-zero."""
@@ -127,3 +129,22 @@ class LocalWriteError(Exception):
 
 class SignedLinkError(DownloadError):
     """A signed download link that cannot work: expired, for another file, or refused by the server (HTTP 403)."""
+
+
+def causes(err: BaseException | None) -> Iterator[BaseException]:
+    """``err`` and every exception it carries, outermost first, each once: what it was raised from (``__cause__``,
+    else ``__context__``) and what a library wraps by value (requests puts urllib3's error in ``args``, urllib3's
+    MaxRetryError its cause in ``reason``, urllib3's ProtocolError the socket's error in ``args``). Foreign errors are
+    told apart by ``isinstance`` over this, never by their names or messages."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [err]
+    while todo:
+        current = todo.pop(0)
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        todo += [a for a in current.args if isinstance(a, BaseException)]
+        reason = getattr(current, "reason", None)
+        todo += [reason] if isinstance(reason, BaseException) else []
+        todo.append(current.__cause__ or current.__context__)

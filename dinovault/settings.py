@@ -6,6 +6,7 @@ long-lived process or a test sees the environment as it is now.
 | ``DINOV2_BASE_URL`` | sources | base URL(s) of the official layout, comma or space separated, tried in order |
 | ``DINOVAULT_REGISTRY`` (old name ``DINOV2_REGISTRY``) | registry | a pin file replacing ``dinovault/registry.txt`` |
 | ``DINOV2_RETRIES``, ``DINOV2_BACKOFF``, ``DINOV2_MAX_WAIT``, ``DINOV2_TIMEOUT`` | download | retry policy |
+| ``DINOVAULT_RETRY_DELAYS`` | remotes.transfer | seconds before each retry of a push or pull (default ``1 3 8``) |
 | ``TORCH_HOME``, ``XDG_CACHE_HOME`` | cache | the torch.hub cache root, defaulting exactly as torch does |
 | ``DINOVAULT_MODELS_DIR`` | inference.weights | the one folder the extractor, hubconf.py, load_backbone read when set |
 | ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY`` (either case) | remotes.probe | a proxy is used: no direct TCP check |
@@ -122,6 +123,26 @@ def _positive_int(name: str, default: int, high: int) -> int:
         raise ConfigError(f"{name}={value!r} is not a whole number from 1 to {high} / {name} 的值无效",
                           f"unset {name} or set it to a number such as {default} / 请取消设置或改为如 {default} 的数字")
     return number
+
+
+RETRY_DELAYS = "DINOVAULT_RETRY_DELAYS"
+DEFAULT_RETRY_DELAYS = (1.0, 3.0, 8.0)
+
+
+def retry_delays() -> tuple[float, ...]:
+    """Seconds before retry 1, 2, 3… of a push or pull after a transient failure (``DINOVAULT_RETRY_DELAYS``, comma
+    or space separated); ``--retries N`` uses the first N."""
+    text = os.environ.get(RETRY_DELAYS, "")
+    if not text.strip():
+        return DEFAULT_RETRY_DELAYS
+    try:
+        delays = tuple(float(v) for v in text.replace(",", " ").split())
+    except ValueError:
+        delays = (-1.0,)
+    if min(delays) < 0:
+        raise ConfigError(f"{RETRY_DELAYS}={text!r} is not a list of seconds / {RETRY_DELAYS} 的值无效",
+                          f"unset {RETRY_DELAYS} or set it like \"1 3 8\" / 请取消设置或改为如 \"1 3 8\" 的秒数")
+    return delays
 
 
 def connections() -> int:

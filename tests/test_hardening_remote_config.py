@@ -101,6 +101,19 @@ def test_pull_retries_a_timeout(machine, silent):
     assert "timed out" in res.text and "retrying in 1 s (1/2)" in res.stdout and "(2/2)" in res.stdout, res.text
 
 
+def test_pull_waits_the_retry_delays_it_is_given(machine, silent):
+    """DINOVAULT_RETRY_DELAYS sets the waits between a push's or pull's tries (tests set them short); a value that is
+    not seconds is refused, naming the variable."""
+    c = machine.clone("delays")
+    c.dvc("remote", "add", "-d", "slow", f"ssh://127.0.0.1:{silent.port}/srv/dvc")
+    c.env.update(DINOV2_TIMEOUT="1", DINOVAULT_RETRY_DELAYS="0.25")
+    res = c.invoke("pull", ok=False)
+    assert "timed out" in res.text and "retrying in 0.25 s (1/1)" in res.stdout and "(2/" not in res.stdout, res.text
+    c.env["DINOVAULT_RETRY_DELAYS"] = "soon"
+    res = c.invoke("pull", ok=False)
+    assert "DINOVAULT_RETRY_DELAYS='soon' is not a list of seconds" in res.text, res.text
+
+
 def test_a_local_folder_is_an_accepted_remote(machine, tmp_path):
     c = machine.clone("local")
     nas = tmp_path / "nas" / "dvc"

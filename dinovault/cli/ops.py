@@ -258,7 +258,7 @@ def remote(url, name="team", endpoint_url=None, access_key_id=None, secret_acces
 
 
 def _retrying(err, delay, attempt, retries) -> None:
-    say(f"{err.message} — retrying in {delay:.0f} s ({attempt}/{retries}) / {delay:.0f} 秒后重试")
+    say(f"{err.message} — retrying in {delay:g} s ({attempt}/{retries}) / {delay:g} 秒后重试")
 
 
 def _transferred(result) -> None:

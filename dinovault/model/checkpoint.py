@@ -33,11 +33,12 @@ def _read(path: Path, spec: ModelSpec):
         try:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError as err:
-            if "mmap" not in str(err):
+            if "mmap" not in str(err):  # by its text: torch raises a bare RuntimeError, no type or field of its own
                 raise
             # files written by torch.save(..., _use_new_zipfile_serialization=False) cannot be mapped
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        # the line naming the refused global, for the message: torch's weights_only error has no field that holds it
         lines = [ln.strip() for ln in str(err).splitlines()]
         why = next((ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln), lines[0])
         raise CheckpointError(

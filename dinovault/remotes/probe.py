@@ -3,13 +3,13 @@ library's own retries), then a small write/read/delete (`invoke remote`) or a lo
 
 from __future__ import annotations
 
-import re
 import socket
 import uuid
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from ..errors import RemoteError
-from ..repo.dvc import chain_text, describe, explain, remote_name
+from ..errors import RemoteError, causes
+from ..repo.dvc import describe, explain, remote_name, s3_code
 from ..settings import proxy_set
 
 _DEFAULT_PORTS = {"ssh": 22, "http": 80, "webdav": 80, "https": 443, "webdavs": 443}
@@ -40,18 +40,19 @@ def reach(repo, name: str | None = None, timeout: float = 10.0) -> None:
     socket.create_connection((url.hostname, port), timeout=timeout).close()
 
 
-def why_forbidden(fs, path: str, text: str) -> str:
+def why_forbidden(fs, path: str, errors: Sequence[BaseException]) -> list[BaseException]:
     """S3 answers a HEAD with a bare 403 both for a wrong secret and for a missing permission; a LIST answers with
-    the real error code, so ask once more when that is all ``text`` has."""
-    if fs.protocol != "s3" or not re.search(r"\b403\b|Forbidden", text) or re.search(
-        r"SignatureDoesNotMatch|InvalidAccessKeyId|AccessDenied", text
-    ):
-        return text
+    the real error code, so ask once more when that is all ``errors`` have: returns ``errors`` with the LIST's."""
+    codes = {code for err in errors for e in causes(err) if (code := s3_code(e)) is not None}
+    if fs.protocol != "s3" or not codes & {"403", "Forbidden"} or codes & {
+        "SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied"
+    }:
+        return list(errors)
     try:
         fs.fs.ls(path.split("/", 1)[0], refresh=True)
     except Exception as err:  # noqa: BLE001
-        return chain_text(err) + " | " + text
-    return text
+        return [err, *errors]
+    return list(errors)
 
 
 def probe(repo, name: str | None = None, *, create: bool = True) -> str:
@@ -74,7 +75,7 @@ def probe(repo, name: str | None = None, *, create: bool = True) -> str:
         step = "delete / 删除"
         fs.rm_file(probe_path)
     except Exception as err:  # noqa: BLE001 - every failure becomes one explained line
-        raise explain(err, f"probe: {step}", where, why_forbidden(fs, path, chain_text(err))) from None
+        raise explain(err, f"probe: {step}", where, why_forbidden(fs, path, [err])) from None
     if back != data:
         raise RemoteError(f"{where}: the probe read back differs from what was written / 读回的数据不一致",
                           "check the server's storage / 请检查服务器存储")
@@ -124,7 +125,7 @@ def check_answers(repo, name: str | None, where: str) -> None:
         # an HTTP server may 404 a folder whose files it serves: only DVC's own transfer can tell
         answered = odb.fs.protocol in ("http", "https")
     except Exception as err:  # noqa: BLE001 - connection refused, DNS, timeouts, auth: whatever the protocol raises
-        explained = explain(err, "pull", where, why_forbidden(odb.fs, odb.path, chain_text(err)))
+        explained = explain(err, "pull", where, why_forbidden(odb.fs, odb.path, [err]))
         if getattr(explained, "cause", None) not in (None, "refused"):
             raise explained from None
         raise RemoteError(

@@ -21,6 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import tenacity
+
+from .. import settings
 from ..cache import carry_stamp
 from ..errors import DamagedObjectError, DinovaultError, RemoteError
 from ..files import hash_file
@@ -35,7 +38,6 @@ from .probe import check_answers, get_remote, reach, why_forbidden
 # Uploads to these go straight to the final object name, so an interrupted push can leave a truncated object that
 # DVC would later count as present (seen with WebDAV: a 1.6 MB file standing for a 20 MB object).
 NON_ATOMIC_UPLOADS = ("webdav", "webdavs", "http", "https")
-RETRY_DELAYS = (1.0, 3.0, 8.0)  # seconds before retry 1, 2, 3 of a push or pull
 # Uploads to these go to a temporary name beside the object (dvc-objects/dvc-ssh: ".<22 url-safe chars>.tmp"),
 # renamed when complete: a push killed mid-upload leaves the temporary file behind.
 TEMP_UPLOADS = ("local", "ssh")
@@ -120,7 +122,7 @@ def _unverified(root: Path, name: str | None) -> list[str]:
 def _run(direction, layout: Layout, name, jobs, retries, on_retry, targets, placed=None) -> Transfer:
     """One push or pull; ``placed(repo, result)`` runs after a pull has succeeded, before the repository is
     closed."""
-    delays = RETRY_DELAYS[: max(0, retries)]
+    delays = settings.retry_delays()[: max(0, retries)]
     result = Transfer(direction)
     contacted = False  # failures before the server ever answered are not retried: nothing is running there
     present_before: set[str] = set()  # objects a pull lacks locally that the remote held before it (corrupted_error)
@@ -135,51 +137,59 @@ def _run(direction, layout: Layout, name, jobs, retries, on_retry, targets, plac
         on_s3 = _is_s3(repo, name)
         if on_s3:
             jobs = jobs or int(repo.config["remote"][remote_name(repo, name)].get("jobs") or s3.DEFAULT_JOBS)
-        while True:
+
+        def attempt() -> None:
+            nonlocal contacted
             result.attempts += 1
-            try:
-                with captured_logs() as logs:
-                    try:
-                        if direction == "push":
-                            planned, to_send = _plan_push(repo, name, jobs, result, layout, targets)
-                            contacted = True  # the server answered what it holds
-                            if on_s3:
-                                _push_s3(repo, planned, to_send, jobs, layout)
-                            else:
-                                repo.push(targets=targets, remote=planned, jobs=jobs)
+            with captured_logs() as logs:
+                try:
+                    if direction == "push":
+                        planned, to_send = _plan_push(repo, name, jobs, result, layout, targets)
+                        contacted = True  # the server answered what it holds
+                        if on_s3:
+                            _push_s3(repo, planned, to_send, jobs, layout)
                         else:
-                            if not contacted:
-                                check_answers(repo, name, result.remote)
-                                contacted = True
-                            _pull_once(repo, name, jobs, targets, result, on_s3, present_before)
-                    except DinovaultError:
-                        raise
-                    except Exception as err:  # noqa: BLE001 - explained below
-                        raise _explain(repo, name, direction, err, logs.texts, present_before) from None
-                result.warnings = logs.warnings
-            except RemoteError as err:
-                # before the server ever answered, only a timeout is worth another try (it may be overloaded)
-                if err.transient and (contacted or err.cause == "timeout") and result.attempts <= len(delays):
-                    delay = delays[result.attempts - 1]
-                    if on_retry:
-                        on_retry(err, delay, result.attempts, len(delays))
-                    time.sleep(delay)
-                    _forget_connections(repo, name)
-                    continue
-                raise
-            result.seconds = time.monotonic() - t0
-            if placed is not None:
-                placed(repo, result)
-            return result
+                            repo.push(targets=targets, remote=planned, jobs=jobs)
+                    else:
+                        if not contacted:
+                            check_answers(repo, name, result.remote)
+                            contacted = True
+                        _pull_once(repo, name, jobs, targets, result, on_s3, present_before)
+                except DinovaultError:
+                    raise
+                except Exception as err:  # noqa: BLE001 - explained below
+                    raise _explain(repo, name, direction, err, logs, present_before) from None
+            result.warnings = logs.warnings
+
+        def worth_retrying(err: BaseException) -> bool:
+            # before the server ever answered, only a timeout is worth another try (it may be overloaded)
+            return isinstance(err, RemoteError) and err.transient and (contacted or err.cause == "timeout")
+
+        def retrying(state: tenacity.RetryCallState) -> None:
+            if on_retry and state.outcome is not None and state.next_action is not None:
+                on_retry(state.outcome.exception(), state.next_action.sleep, state.attempt_number, len(delays))
+            _forget_connections(repo, name)  # the retry opens fresh connections instead of reusing dead ones
+
+        # the push's and pull's one retry policy: settings.retry_delays() between tries, transient failures only
+        tenacity.Retrying(retry=tenacity.retry_if_exception(worth_retrying),
+                          stop=tenacity.stop_after_attempt(len(delays) + 1),
+                          wait=lambda state: (delays[state.attempt_number - 1]  # asked even when it stops
+                                              if state.attempt_number <= len(delays) else 0.0),
+                          before_sleep=retrying, reraise=True)(attempt)
+        result.seconds = time.monotonic() - t0
+        if placed is not None:
+            placed(repo, result)
+        return result
 
 
-def _explain(repo, name, direction: str, err: BaseException, logs: list[str], present_before: set[str]) -> Exception:
-    text = " | ".join(logs)
+def _explain(repo, name, direction: str, err: BaseException, logs, present_before: set[str]) -> Exception:
+    errors = [*logs.errors, err]
     with contextlib.suppress(Exception):
         remote = repo.cloud.get_remote(name)
-        text = why_forbidden(remote.fs, remote.path, text + " | " + str(err))
+        errors = why_forbidden(remote.fs, remote.path, errors)
     _forget_connections(repo, name)
-    explained = explain(err, direction, describe(repo, name), text)
+    explained = explain(err, direction, describe(repo, name), [e for e in errors if e is not err],
+                        " | ".join(logs.texts))
     if direction == "pull" and getattr(explained, "cause", None) == "missing":
         return corrupted_error(repo, name, present_before) or explained
     return explained

@@ -6,13 +6,16 @@ they are needed (repo/commands.py, remotes/transfer.py); what no ``Repo`` method
 from __future__ import annotations
 
 import contextlib
+import errno
+import http.client
 import logging
-import re
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import settings
-from ..errors import DinovaultError, RemoteError, RepoError
+from ..errors import DinovaultError, RemoteError, RepoError, causes
 from ..files import working_directory
 from .known_errors import LOCAL_SPACE, dvc_error, stage_failed
 
@@ -79,76 +82,151 @@ def remote_has(repo, md5s: set[str], name: str | None = None) -> tuple[set[str] 
 
 # ------------------------------------------------------------------------------------------------ explaining
 
-_RULES: list[tuple[str, str, str, str]] = [
-    # (cause, pattern over the error chain and DVC's log, what failed, what to check); first match wins
-    ("credentials",
-     r"SignatureDoesNotMatch|InvalidAccessKeyId|InvalidClientTokenId|AuthorizationHeaderMalformed"
-     r"|\b401\b|Unauthorized|PermissionDenied\b|Permission denied \(publickey|No more authentication methods"
-     r"|Authentication failed|NoCredentialsError|Unable to locate credentials|Auth fail",
-     "wrong or missing credentials / 凭据错误或缺失",
-     "check the key, secret, key file or password in .dvc/config.local (run `invoke remote …` again) / "
-     "请检查 .dvc/config.local 中的密钥、私钥文件或密码"),
-    ("permission",
-     r"AccessDenied|\b403\b|Forbidden|Permission denied|PermissionError|EACCES|Errno 13|read-only file system",
-     "permission denied / 没有权限",
-     "check that this user may write to the bucket or folder / 请检查该用户对存储桶或目录的写权限"),
-    ("host",
-     r"Name or service not known|nodename nor servname|getaddrinfo|Could not resolve|Temporary failure in name "
-     r"resolution|gaierror|No address associated",
-     "unknown host / 主机名无法解析",
-     "check the host name in the URL or --endpoint-url / 请检查地址或 --endpoint-url 中的主机名"),
-    ("bucket", r"NoSuchBucket|bucket does not exist",
-     "the bucket does not exist / 存储桶不存在",
-     "run `invoke remote --url …` to create it, or check its name / 请运行 invoke remote 创建，或检查名称"),
-    ("refused", r"Connection refused|ConnectionRefused|Errno 111|ECONNREFUSED|Could not connect to the endpoint",
-     "connection refused / 连接被拒绝",
-     "check that the server is running and the port is right / 请检查服务器是否在运行、端口是否正确"),
-    ("lost",
-     r"Connection not open|Connection lost|ConnectionLost|Connection reset|ConnectionReset|Broken pipe"
-     r"|Server disconnected|RemoteProtocolError|ReadError|WriteError|IncompleteRead|EndpointConnectionError"
-     r"|Connection closed|ServerDisconnected|ClientOSError|ConnectionError|ConnectError|Errno 104|Errno 32",
-     "connection lost / 连接中断",
-     "the server went away during the transfer; rerun when it is back, only what is missing is sent / "
-     "传输中服务器断开；恢复后重新运行即可，只会发送缺失的部分"),
-    ("timeout", r"timed out|Timeout|ETIMEDOUT", "timed out / 超时",
-     "check the network and that the server is not overloaded; DINOV2_TIMEOUT sets how long each request may wait "
-     "/ 请检查网络与服务器负载；DINOV2_TIMEOUT 设置每次请求的等待时间"),
-    ("protocol", r"\b501\b|NotImplemented|Errno 38\b",
-     "the server does not speak this protocol (501 Not Implemented) / 服务器不支持该协议",
-     "check that the URL or --endpoint-url points at an S3, SSH or WebDAV server, not a web page / "
-     "请确认地址指向 S3、SSH 或 WebDAV 服务"),
-    ("server", r"\b50[0234]\b|InternalError|ServiceUnavailable|SlowDown|Service Unavailable|Bad Gateway",
-     "server error / 服务器错误", "retry later or check the server's logs / 请稍后重试或查看服务器日志"),
-    ("space", r"No space left|ENOSPC|QuotaExceeded|Insufficient Storage|\b507\b",
-     "no space left / 空间不足", "free space on the remote / 请清理远程存储空间"),
-    ("corrupt", r"corrupt|hash mismatch|checksum mismatch",
-     "an object on the remote is corrupted (its hash does not match; it was not placed in the workspace) / "
-     "远程对象已损坏（哈希不符，未放入工作区）",
-     "push it again from a machine that has the file (`invoke push`) / 请在有该文件的机器上重新 invoke push"),
-    ("missing", r"Missing cache files|neither locally nor on remote|failed to pull data|CheckoutError",
-     "the remote lacks some files, or they could not be placed / 远端缺少部分文件或无法放入工作区",
-     "run `invoke push` where they were fetched, or fetch again (`invoke fetch --model NAME`) / "
-     "请在获取模型的机器上运行 invoke push，或重新 invoke fetch"),
-]
+@dataclass(frozen=True)
+class _Rule:
+    """One kind of remote failure: told by the exception classes the remote libraries export (``kinds``), an OS
+    error's ``errnos``, an S3 error code (``codes``: botocore's ``response['Error']['Code']``, data the server sends)
+    or an HTTP status; ``logged`` only for DVC's log lines, which carry no exception."""
+
+    cause: str
+    what: str
+    check: str
+    kinds: tuple[type[BaseException], ...] = ()
+    errnos: frozenset[int] = frozenset()
+    codes: frozenset[str] = frozenset()
+    statuses: frozenset[int] = frozenset()
+    logged: str = ""
+    unless: tuple[type[BaseException], ...] = ()  # subclasses of ``kinds`` the rule does not mean
+
+    def matches(self, err: BaseException) -> bool:
+        return (isinstance(err, self.kinds) and not isinstance(err, self.unless)
+                or (isinstance(err, OSError) and err.errno in self.errnos)
+                or s3_code(err) in self.codes or _status(err) in self.statuses)
+
+
+def _loaded(module: str, *names: str) -> tuple[type[BaseException], ...]:
+    """The exception classes ``names`` of ``module`` when it is loaded, else none: a library never imported raised
+    nothing, and importing one only to compare would cost every failure (asyncssh takes seconds and warns)."""
+    found = sys.modules.get(module)
+    return tuple(getattr(found, name) for name in names) if found is not None else ()
+
+
+def s3_code(err: BaseException) -> str | None:
+    """The error code an S3 server sent, from botocore's ClientError."""
+    if isinstance(err, _loaded("botocore.exceptions", "ClientError")):
+        return str(err.response.get("Error", {}).get("Code", ""))  # type: ignore[attr-defined]
+    return None
+
+
+def _status(err: BaseException) -> int | None:
+    """The HTTP status of the response a remote library raised on: botocore's ClientError (S3), aiohttp's
+    ClientResponseError (HTTP remotes), webdav4's HTTPError and httpx's HTTPStatusError (WebDAV)."""
+    status = None
+    if isinstance(err, _loaded("botocore.exceptions", "ClientError")):
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")  # type: ignore[attr-defined]
+    elif isinstance(err, _loaded("aiohttp", "ClientResponseError")):
+        status = err.status  # type: ignore[attr-defined]
+    elif isinstance(err, _loaded("webdav4.client", "HTTPError")):
+        status = err.status_code  # type: ignore[attr-defined]
+    elif isinstance(err, _loaded("httpx", "HTTPStatusError")):
+        status = err.response.status_code  # type: ignore[attr-defined]
+    return status if isinstance(status, int) else None
+
+
+def _rules() -> tuple[_Rule, ...]:
+    """The rules, first match wins, over the classes of DVC's remote plugins' libraries (dvc-s3: botocore, s3fs maps
+    S3's codes onto OSError subclasses; dvc-ssh: asyncssh; dvc-webdav: webdav4, httpx; dvc-http: aiohttp) that are
+    loaded."""
+    import socket
+
+    from dvc.exceptions import CheckoutError, FileMissingError
+    from dvc_objects.errors import ObjectFormatError
+
+    boto = "botocore.exceptions"
+    return (
+        _Rule("credentials", "wrong or missing credentials / 凭据错误或缺失",
+              "check the key, secret, key file or password in .dvc/config.local (run `invoke remote …` again) / "
+              "请检查 .dvc/config.local 中的密钥、私钥文件或密码",
+              kinds=(*_loaded(boto, "NoCredentialsError", "PartialCredentialsError"),
+                     *_loaded("asyncssh", "PermissionDenied")),
+              codes=frozenset({"SignatureDoesNotMatch", "InvalidAccessKeyId", "InvalidClientTokenId",
+                               "AuthorizationHeaderMalformed", "401", "Unauthorized"}),
+              statuses=frozenset({401})),
+        _Rule("permission", "permission denied / 没有权限",
+              "check that this user may write to the bucket or folder / 请检查该用户对存储桶或目录的写权限",
+              kinds=(PermissionError, *_loaded("asyncssh", "SFTPPermissionDenied"),
+                     *_loaded("webdav4.client", "ForbiddenOperation")),
+              errnos=frozenset({errno.EACCES, errno.EROFS}), codes=frozenset({"AccessDenied", "403", "Forbidden"}),
+              statuses=frozenset({403})),
+        _Rule("host", "unknown host / 主机名无法解析",
+              "check the host name in the URL or --endpoint-url / 请检查地址或 --endpoint-url 中的主机名",
+              kinds=(socket.gaierror, *_loaded("aiohttp", "ClientConnectorDNSError"))),
+        _Rule("bucket", "the bucket does not exist / 存储桶不存在",
+              "run `invoke remote --url …` to create it, or check its name / 请运行 invoke remote 创建，或检查名称",
+              codes=frozenset({"NoSuchBucket"})),
+        _Rule("refused", "connection refused / 连接被拒绝",
+              "check that the server is running and the port is right / 请检查服务器是否在运行、端口是否正确",
+              kinds=(ConnectionRefusedError, *_loaded(boto, "EndpointConnectionError")),
+              errnos=frozenset({errno.ECONNREFUSED})),
+        _Rule("lost", "connection lost / 连接中断",
+              "the server went away during the transfer; rerun when it is back, only what is missing is sent / "
+              "传输中服务器断开；恢复后重新运行即可，只会发送缺失的部分",
+              kinds=(ConnectionError, http.client.IncompleteRead, *_loaded("asyncssh", "ConnectionLost"),
+                     *_loaded(boto, "ConnectionClosedError"), *_loaded("httpx", "NetworkError", "RemoteProtocolError"),
+                     *_loaded("aiohttp", "ClientOSError", "ServerDisconnectedError", "ClientPayloadError")),
+              # aiohttp's failure to connect is a ClientOSError too: its errno or its cause tells what happened
+              unless=_loaded("aiohttp", "ClientConnectorError"), errnos=frozenset({errno.ECONNRESET, errno.EPIPE})),
+        _Rule("timeout", "timed out / 超时",
+              "check the network and that the server is not overloaded; DINOV2_TIMEOUT sets how long each request "
+              "may wait / 请检查网络与服务器负载；DINOV2_TIMEOUT 设置每次请求的等待时间",
+              kinds=(TimeoutError, *_loaded(boto, "ConnectTimeoutError", "ReadTimeoutError"),
+                     *_loaded("httpx", "TimeoutException")), errnos=frozenset({errno.ETIMEDOUT})),
+        _Rule("protocol", "the server does not speak this protocol (501 Not Implemented) / 服务器不支持该协议",
+              "check that the URL or --endpoint-url points at an S3, SSH or WebDAV server, not a web page / "
+              "请确认地址指向 S3、SSH 或 WebDAV 服务",
+              errnos=frozenset({errno.ENOSYS}), codes=frozenset({"NotImplemented", "501"}), statuses=frozenset({501})),
+        _Rule("server", "server error / 服务器错误",
+              "retry later or check the server's logs / 请稍后重试或查看服务器日志",
+              kinds=_loaded("webdav4.client", "BadGatewayError"),
+              codes=frozenset({"InternalError", "ServiceUnavailable", "SlowDown", "500", "502", "503", "504"}),
+              statuses=frozenset({500, 502, 503, 504})),
+        _Rule("space", "no space left / 空间不足", "free space on the remote / 请清理远程存储空间",
+              kinds=_loaded("webdav4.client", "InsufficientStorage"), errnos=frozenset({errno.ENOSPC}),
+              codes=frozenset({"QuotaExceeded", "507"}), statuses=frozenset({507})),
+        _Rule("corrupt", "an object on the remote is corrupted (its hash does not match; it was not placed in the "
+              "workspace) / 远程对象已损坏（哈希不符，未放入工作区）",
+              "push it again from a machine that has the file (`invoke push`) / 请在有该文件的机器上重新 invoke push",
+              kinds=(ObjectFormatError, *_loaded(boto, "FlexibleChecksumError"))),
+        _Rule("missing", "the remote lacks some files, or they could not be placed / 远端缺少部分文件或无法放入工作区",
+              "run `invoke push` where they were fetched, or fetch again (`invoke fetch --model NAME`) / "
+              "请在获取模型的机器上运行 invoke push，或重新 invoke fetch",
+              kinds=(CheckoutError, FileMissingError),
+              # DVC's warning "Some of the cache files do not exist neither locally nor on remote. Missing cache
+              # files: …" (dvc/data_cloud.py, dvc_data/index/fetch.py) is a log line with no exception to tell
+              logged="Missing cache files"),
+    )
+
+
 TRANSIENT = {"refused", "lost", "timeout", "server"}
 
 
 def chain_text(err: BaseException | None) -> str:
-    """Every exception of ``err``'s chain as ``Type: message``, with botocore's error code, joined by `` | ``."""
-    seen, parts = set(), []
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        parts.append(f"{type(err).__name__}: {err}")
-        response = getattr(err, "response", None)
-        if isinstance(response, dict):  # botocore ClientError
-            parts.append(str(response.get("Error", {}).get("Code", "")))
-        err = err.__cause__ or err.__context__
+    """Every exception of ``err``'s chain as ``Type: message``, with botocore's error code, joined by `` | ``: shown
+    when no rule knows the failure, never matched."""
+    parts = []
+    for cause in causes(err):
+        parts.append(f"{type(cause).__name__}: {cause}")
+        code = s3_code(cause)
+        if code is not None:
+            parts.append(code)
     return " | ".join(parts)
 
 
-def explain(err: BaseException | None, doing: str, where: str = "", text: str = "") -> DinovaultError:
+def explain(err: BaseException | None, doing: str, where: str = "", also: Sequence[BaseException] = (),
+            log: str = "") -> DinovaultError:
     """The one translation of a DVC (or remote library) failure: configuration and stage errors by type, then the
-    first rule matching the error chain plus ``text`` (DVC's log). A RemoteError carries the rule's cause."""
+    first rule matching an exception of ``err``'s chain or of ``also`` (those DVC logged, S3's answer to a LIST), or
+    a line of ``log`` (DVC's log). A RemoteError carries the rule's cause."""
     from dvc.config import NoRemoteError, RemoteConfigError
     from dvc.exceptions import ReproductionError
 
@@ -166,13 +244,15 @@ def explain(err: BaseException | None, doing: str, where: str = "", text: str = 
         return known
     if isinstance(err, ReproductionError):
         return stage_failed(err, doing)
-    full = " | ".join(t for t in (text, chain_text(err)) if t)
+    errors = [e for top in (*also, err) for e in causes(top)]
     prefix = f"{where}: {doing} failed" if where else f"{doing} failed"
-    for cause, pattern, what, check in _RULES:
-        if re.search(pattern, full, re.IGNORECASE):
-            if cause == "space" and doing.split()[0] in ("pull", "fetch", "checkout"):
+    for rule in _rules():
+        if any(map(rule.matches, errors)) or (rule.logged and rule.logged in log):
+            check = rule.check
+            if rule.cause == "space" and doing.split()[0] in ("pull", "fetch", "checkout"):
                 check = LOCAL_SPACE
-            return RemoteError(f"{prefix}: {what}", check, cause=cause, transient=cause in TRANSIENT)
+            return RemoteError(f"{prefix}: {rule.what}", check, cause=rule.cause, transient=rule.cause in TRANSIENT)
+    full = " | ".join(t for t in (log, *map(chain_text, also), chain_text(err)) if t)
     detail = full.strip().splitlines()[0][:300] if full.strip() else "unknown error"
     return RemoteError(f"{prefix}: {detail} / 操作失败",
                        "run with DVC_SHOW_TRACEBACK=1 for details / 详见 DVC_SHOW_TRACEBACK=1")
@@ -184,6 +264,7 @@ class _Captured(logging.Handler):
     def __init__(self):
         super().__init__(logging.WARNING)
         self.texts: list[str] = []
+        self.errors: list[BaseException] = []  # the exceptions DVC logged with them
         self.warnings: list[str] = []  # shown after a transfer that succeeds
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -191,7 +272,7 @@ class _Captured(logging.Handler):
         if record.levelno == logging.WARNING:
             self.warnings.append(text)
         if record.exc_info and record.exc_info[1] is not None:
-            text += " | " + chain_text(record.exc_info[1])
+            self.errors.append(record.exc_info[1])
         self.texts.append(text)
 
 

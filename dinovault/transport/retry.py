@@ -1,18 +1,25 @@
 """How a failed request is classified and retried, and the error a user sees when every source failed.
 
-Shared by the single-stream transfer (download.py) and the segmented one (segments.py).
+Shared by the single-stream transfer (download.py) and the segmented one (segments.py). The HTTP download's one retry
+policy (``RetryPolicy``) is its own rather than urllib3's ``Retry``: urllib3 retries a request inside its pool until
+the response starts, while most failures here come later, mid-body, and are resumed with a Range from the bytes kept,
+their count starting again after any progress. Failures are told apart by the classes requests, urllib3 and the
+socket raise (``errors.causes`` finds them under requests' wrappers), never by their messages.
 """
 
 from __future__ import annotations
 
 import email.utils
 import errno
+import http.client
 import re
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+import urllib3.exceptions
 
 from .. import settings
 from ..catalog import CATALOG
@@ -22,6 +29,7 @@ from ..errors import (  # the transport's signals live with every other error cl
     LocalWriteError,
     Retryable,
     SourceFailed,
+    causes,
 )
 
 
@@ -86,29 +94,46 @@ def retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-DNS_FAILURES = ("Name or service not known", "Temporary failure in name resolution", "No address associated",
-                "nodename nor servname")
-
-
 def timed_out(err: BaseException) -> bool:
-    return isinstance(err, requests.Timeout) or "timed out" in str(err).lower()
+    """A request or a read that waited longer than its timeout: requests' Timeout, or urllib3's / the socket's under
+    the ConnectionError requests raises for a read that timed out while streaming. urllib3's NewConnectionError is a
+    ConnectTimeoutError by inheritance only (requests calls it a ConnectionError too)."""
+    return any(isinstance(e, (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError))
+               and not isinstance(e, urllib3.exceptions.NewConnectionError) for e in causes(err))
+
+
+def unknown_host(err: BaseException) -> bool:
+    """The host name does not resolve (urllib3's NameResolutionError, over the socket's gaierror)."""
+    return any(isinstance(e, (urllib3.exceptions.NameResolutionError, socket.gaierror)) for e in causes(err))
+
+
+# What a failed connection is called, by the OS error under it, first match wins (the errno for the two that have no
+# OSError subclass of their own); urllib3's ProtocolError: the server closed the connection mid-exchange
+_REFUSED = (
+    (lambda e: isinstance(e, ConnectionRefusedError), "Connection refused"),
+    (lambda e: isinstance(e, OSError) and e.errno == errno.EHOSTUNREACH, "No route to host"),
+    (lambda e: isinstance(e, OSError) and e.errno == errno.ENETUNREACH, "Network is unreachable"),
+    (lambda e: isinstance(e, ConnectionResetError) and not isinstance(e, http.client.RemoteDisconnected),
+     "Connection reset by peer"),  # RemoteDisconnected: closed before any answer, a ConnectionResetError by inheritance
+    (lambda e: isinstance(e, urllib3.exceptions.ProtocolError), "Connection aborted"),
+)
 
 
 def describe(err: BaseException, timeout: float | None = None) -> str:
-    text = re.sub(r"\?[^\s'\")]*", "", str(err))  # urllib3 quotes the URL: its query may be a credential
+    # the message is shown, never matched: urllib3 quotes the URL, whose query may be a credential
+    text = re.sub(r"\?[^\s'\")]*", "", str(err))
+    found = list(causes(err))
     if timed_out(err):
         within = f"{timeout:g} s, DINOV2_TIMEOUT" if timeout is not None else "the read timeout"
         return f"timed out (no data within {within})"
-    if isinstance(err, requests.exceptions.ChunkedEncodingError) or "IncompleteRead" in text:
+    if any(isinstance(e, (requests.exceptions.ChunkedEncodingError, http.client.IncompleteRead)) for e in found):
         return "connection closed before the end of the file"
     if isinstance(err, requests.exceptions.SSLError):
         return "TLS error (certificate not trusted?)"
     if isinstance(err, requests.ConnectionError):
-        if any(k in text for k in DNS_FAILURES):
+        if unknown_host(err):
             return "connection failed (unknown host: the name does not resolve)"
-        known = ("Connection refused", "No route to host", "Network is unreachable", "Connection reset by peer",
-                 "Connection aborted")
-        why = next((k for k in known if k in text), text[:160])
+        why = next((name for is_it, name in _REFUSED if any(map(is_it, found))), text[:160])
         return f"connection failed ({why})"
     return f"{type(err).__name__}: {text[:160]}"
 
@@ -116,9 +141,8 @@ def describe(err: BaseException, timeout: float | None = None) -> str:
 def request_failed(err: requests.RequestException, policy: RetryPolicy, progressed: bool = False,
                    at: tuple[int, int] | None = None) -> Retryable:
     """A request that raised: retryable, but a name that does not resolve gets one more try only."""
-    why = describe(err, policy.read_timeout)
-    return Retryable(why, progressed=progressed, limit=2 if "unknown host" in why else None,
-                     timed_out=timed_out(err), at=at)
+    return Retryable(describe(err, policy.read_timeout), progressed=progressed,
+                     limit=2 if unknown_host(err) else None, timed_out=timed_out(err), at=at)
 
 
 def status_error(resp) -> Exception | None:
@@ -145,7 +169,7 @@ def looks_like_markup(head: bytes) -> bool:
 
 
 def local_write_error(err: LocalWriteError, dest: Path, part: Path) -> DownloadError:
-    code = errno.errorcode.get(err.err.errno or 0, "")
+    code = errno.errorcode.get(err.err.errno or 0, "")  # by name: Windows' errno has no EDQUOT
     full = code in ("ENOSPC", "EDQUOT", "EFBIG")
     what = "disk full" if full else "cannot write"
     return (DiskSpaceError if full else DownloadError)(
