@@ -7,6 +7,7 @@ with the official model (plain) and transformers (registers) holding the same we
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -58,7 +59,7 @@ def hubconf_clone(tmp_path: Path) -> Path:
     return clone
 
 
-def test_hubconf_has_the_eight_official_entry_names():
+def test_hubconf_has_the_official_entry_names():
     spec = importlib.util.spec_from_file_location("hubconf_under_test", REPO / "hubconf.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -75,10 +76,15 @@ def test_torch_hub_load_local_is_offline_and_official(tmp_path):
         spec = get_spec(name)
         weights[name] = make_state_dict(spec, seed=32)
         save_checkpoint(spec, clone / "models" / "dinov2" / f"{name}.pth", seed=32)
+    # the weights a repository holds must be what their names say (pinned): a registry of these random weights
+    registry = tmp_path / "registry.txt"
+    registry.write_text("".join(
+        f"{get_spec(n).upstream_file} {p.stat().st_size} sha256:{hashlib.sha256(p.read_bytes()).hexdigest()}\n"
+        for n in weights for p in [clone / "models" / "dinov2" / f"{n}.pth"]), encoding="utf-8")
     torch_home = tmp_path / "torch-home"
     env = {k: v for k, v in os.environ.items() if k not in ("DINOVAULT_MODELS_DIR", "GITHUB_TOKEN")}
     env.update(
-        PYTHONPATH=str(REPO), TORCH_HOME=str(torch_home), CUDA_VISIBLE_DEVICES="",
+        PYTHONPATH=str(REPO), TORCH_HOME=str(torch_home), CUDA_VISIBLE_DEVICES="", DINOVAULT_REGISTRY=str(registry),
         HTTPS_PROXY="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9", NO_PROXY="", no_proxy="",
     )
     out = tmp_path / "out.pt"
@@ -87,7 +93,9 @@ def test_torch_hub_load_local_is_offline_and_official(tmp_path):
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert not torch_home.exists() or not any(torch_home.rglob("*")), "torch.hub downloaded or cached something"
+    stamps = torch_home / "hub" / "dinovault" / "stamps"  # the verification of the repository's files, remembered
+    cached = [p for p in torch_home.rglob("*") if p.is_file() and p.parent != stamps]
+    assert not cached, f"torch.hub downloaded or cached something: {cached}"
     results = torch.load(out, weights_only=True)
     x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(31))
     with torch.inference_mode():

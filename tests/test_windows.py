@@ -187,7 +187,8 @@ def test_a_cut_download_resumes_under_windows(segmented, volumes, monkeypatch):
         segmented.clear_faults()
         res = _fetch()
     assert res.verified and res.cache_path.read_bytes() == segmented.files[VITS_FILE].read_bytes()
-    assert SMALL_SIZE // 2 < kept < SMALL_SIZE and res.transferred == SMALL_SIZE - kept  # only the gaps
+    # how far each range got before the source was given up depends on the scheduling; only the gaps are fetched again
+    assert 0 < kept < SMALL_SIZE and res.transferred == SMALL_SIZE - kept
     assert not part.exists() and not sidecar.exists()
 
 
