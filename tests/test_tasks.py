@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import os
-import importlib.util
 import re
 import subprocess
 import sys
@@ -88,7 +88,6 @@ def test_readme_quick_start_is_two_commands_and_ci_runs_the_second():
 def test_one_set_of_short_flags_r_is_remote_everywhere():
     """`-r` is `--remote` in every task that has a remote (verify had `-r` for `--repair`: `verify -r home` failed
     with "No idea what 'home' is!")."""
-    import re
 
     for name in ("verify", "push", "pull", "status"):
         out = subprocess.run([str(BIN / "invoke"), "--help", name], cwd=ROOT, capture_output=True, text=True,
