@@ -182,3 +182,16 @@ def test_the_extractor_and_load_backbone_run_the_plug_in_family_s_network(toy_pr
     cls, patches = fx.extract(torch.rand(2, 3, 224, 224), patch_tokens=True)
     assert cls.shape == (2, toy.DIM) and patches.shape == (2, (224 // toy.PATCH) ** 2, toy.DIM)
     assert torch.isfinite(cls).all()
+
+
+def test_a_plug_in_family_that_does_not_load_is_a_clear_error(tmp_path):
+    import subprocess
+    import sys
+
+    env = dict(os.environ, DINOVAULT_FAMILIES="tests.support.no_such_module:FAMILY",
+               PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
+    res = subprocess.run([sys.executable, "-m", "dinovault", "list"], env=env, cwd=tmp_path, capture_output=True,
+                         text=True)
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert "DINOVAULT_FAMILIES: cannot load 'tests.support.no_such_module:FAMILY'" in res.stderr
+    assert "module:attribute" in res.stderr
