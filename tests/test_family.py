@@ -195,3 +195,23 @@ def test_a_plug_in_family_that_does_not_load_is_a_clear_error(tmp_path):
     assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
     assert "DINOVAULT_FAMILIES: cannot load 'tests.support.no_such_module:FAMILY'" in res.stderr
     assert "module:attribute" in res.stderr
+
+
+def test_an_installed_package_registers_its_family_through_the_entry_point_group(tmp_path):
+    """A distribution on sys.path naming the family under ``dinovault.families`` (what `pip install` of a plug-in
+    leaves: its .dist-info with entry_points.txt) adds it to every process's catalog, DINOVAULT_FAMILIES unset."""
+    import subprocess
+    import sys
+
+    info = tmp_path / "site" / "toyfam_plugin-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toyfam-plugin\nVersion: 1.0\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text(f"[{catalog.ENTRY_POINTS}]\ntoyfam = {PLUGIN}\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "DINOVAULT_FAMILIES"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(tmp_path / "site"), str(ROOT), os.environ.get("PYTHONPATH", ""))
+                                        if p)
+    code = ("from dinovault.catalog import family_of; from dinovault.repo.stages import blocks; "
+            f"print(family_of({toy.MODEL!r}).stage, 'fetch_toyfam' in blocks())")
+    res = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["fetch_toyfam", "True"]
