@@ -14,15 +14,17 @@ from .catalog import FAMILIES, MODEL_NAMES, family_of, get_spec
 from .errors import ParamsError, UnknownModelError
 from .files import decode_utf8, write_atomic
 
-DEFAULT_MODELS = ("dinov2_vits14", "dinov2_vitb14")
-# each family has its own list and folder (e.g. models/save_dir for DINOv2, dinov3_models/dinov3_save_dir)
-# named feature sets (dinovault/features/sets.py validates them), one mapping per family as the model lists: the
-# stage of a set depends on its model's .pth, in its family's folder
-FEATURE_KEYS = {"dinov2": "features", "dinov3": "dinov3_features"}
-FEATURE_STAGES = {"dinov2": "features", "dinov3": "features_dinov3"}  # dvc.yaml: <stage>@<set>
-KNOWN_KEYS = {"smoke_test": bool, "formats": list,
-              **{k: v for f in FAMILIES for k, v in ((f.SELECT_KEY, list), (f.SAVE_DIR_KEY, str))},
-              **{key: dict for key in FEATURE_KEYS.values()}}
+# every family's; each family has keys of its own (catalog/family.py)
+COMMON_KEYS = {"smoke_test": bool, "formats": list}
+
+
+def known_keys() -> dict[str, type]:
+    """Every key of ours and its type: the common ones, then each registered family's model list, folder and
+    feature sets (features/sets.py validates those)."""
+    return {**COMMON_KEYS, **{k: v for f in FAMILIES for k, v in ((f.select_key, list), (f.save_dir_key, str))},
+            **{f.features_key: dict for f in FAMILIES}}
+
+
 FORMATS = ("pth", "safetensors", "hf")  # every export format (exports/formats.py writes them)
 # written by `dinovault init` (repo/init.py) into a project of its own: its params.yaml may hold keys of the project's,
 # which are kept and ignored (a key that looks like a misspelt one of ours is still an error)
@@ -39,7 +41,7 @@ class Params:
 
     def save_dir_of(self, model: str) -> str:
         family = family_of(model)
-        return self.save_dirs.get(family.FAMILY, family.DEFAULT_SAVE_DIR)
+        return self.save_dirs.get(family.name, family.default_save_dir)
 
 
 def _yaml() -> YAML:
@@ -78,7 +80,7 @@ def _typo(key) -> bool:
     """A key that looks like a misspelt dinovault key (``model``, ``save-dir``), not one of the project's own."""
     import difflib
 
-    return isinstance(key, str) and bool(difflib.get_close_matches(key, KNOWN_KEYS, n=1, cutoff=0.8))
+    return isinstance(key, str) and bool(difflib.get_close_matches(key, known_keys(), n=1, cutoff=0.8))
 
 
 def _validate(path: Path, data, own_keys: bool | None = None) -> Params:
@@ -88,14 +90,15 @@ def _validate(path: Path, data, own_keys: bool | None = None) -> Params:
     def line_of(key) -> int:
         return data.lc.key(key)[0] + 1
 
+    known = known_keys()
     for key, value in data.items():
-        expected = KNOWN_KEYS.get(key)
+        expected = known.get(key)
         if expected is None and own_keys and not _typo(key):
             continue  # a key of the project's own
         if expected is None:
             raise ParamsError(
                 f"{path}:{line_of(key)}: unknown key {key!r} / 未知的键 {key!r}",
-                f"known keys / 可用的键: {', '.join(KNOWN_KEYS)}",
+                f"known keys / 可用的键: {', '.join(known)}",
             )
         if not isinstance(value, expected):
             raise ParamsError(
@@ -105,9 +108,8 @@ def _validate(path: Path, data, own_keys: bool | None = None) -> Params:
             )
     models: list[str] = []
     for family in FAMILIES:
-        default = list(DEFAULT_MODELS) if family.SELECT_KEY == "models" else []
-        models += _models_of(path, data, family, default, line_of)
-    save_dirs = {f.FAMILY: _save_dir(path, data, f.SAVE_DIR_KEY, f.DEFAULT_SAVE_DIR, line_of) for f in FAMILIES}
+        models += _models_of(path, data, family, list(family.default_models), line_of)
+    save_dirs = {f.name: _save_dir(path, data, f.save_dir_key, f.default_save_dir, line_of) for f in FAMILIES}
     formats = data.get("formats", ["pth"])
     for i, fmt in enumerate(formats):
         if fmt not in FORMATS:
@@ -119,7 +121,7 @@ def _validate(path: Path, data, own_keys: bool | None = None) -> Params:
 
 
 def _models_of(path: Path, data, family, default: list, line_of) -> list[str]:
-    key = family.SELECT_KEY
+    key = family.select_key
     models = data.get(key, default)
     seen: set[str] = set()
     for i, name in enumerate(models):
@@ -133,7 +135,7 @@ def _models_of(path: Path, data, family, default: list, line_of) -> list[str]:
         except UnknownModelError as err:
             raise ParamsError(f"{path}:{line}: {err.message}", err.hint) from None
         if family_of(spec) is not family:
-            right = family_of(spec).SELECT_KEY
+            right = family_of(spec).select_key
             raise ParamsError(f"{path}:{line}: {name} is a {spec.family} model, listed under {key} / "
                               f"{name} 应列在 {right} 下", f"move it to {right}: / 请移到 {right}:")
         if name in seen:
@@ -206,7 +208,7 @@ def add_models(path: str | Path, names: list[str]) -> list[str]:
     _validate(path, data)
     added = []
     for name in dict.fromkeys(names):
-        models = data.setdefault(family_of(name).SELECT_KEY, [])
+        models = data.setdefault(family_of(name).select_key, [])
         if name not in models:
             trailing = models.ca.items.pop(len(models) - 1, None) if models else None
             models.append(name)
@@ -226,7 +228,7 @@ def remove_models(path: str | Path, names: list[str]) -> list[str]:
     data = _read(path)
     gone = []
     for name in dict.fromkeys(names):
-        models = data.get(family_of(name).SELECT_KEY) if name in MODEL_NAMES else None
+        models = data.get(family_of(name).select_key) if name in MODEL_NAMES else None
         if models is None or name not in models:
             continue
         trailing = models.ca.items.pop(len(models) - 1, None) if models else None
@@ -253,4 +255,4 @@ def undo_selection(path: Path, before: bytes, after: bytes, added: list[str]) ->
         pass
 
 
-__all__ = ["DEFAULT_MODELS", "MODEL_NAMES", "Params", "add_models", "load_params", "remove_models", "undo_selection"]
+__all__ = ["MODEL_NAMES", "known_keys", "Params", "add_models", "load_params", "remove_models", "undo_selection"]

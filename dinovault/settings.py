@@ -19,6 +19,7 @@ long-lived process or a test sees the environment as it is now.
 | ``DINOV3_URL`` | sources.signed | the signed link from Meta's e-mail (a credential: never written anywhere) |
 | ``DINOVAULT_MODELSCOPE_ENDPOINT`` | sources.modelscope | ModelScope's address, a full URL |
 | ``MODELSCOPE_DOMAIN`` | sources.modelscope | the ``modelscope`` client's own: a bare domain (https) |
+| ``DINOVAULT_FAMILIES`` | catalog | plug-in families: ``module:attribute`` of a ``Family``, comma separated |
 | ``DVC_ROOT`` | fetch script | set by DVC for every stage command: the repository whose outputs the stage writes |
 
 huggingface_hub reads ``HF_ENDPOINT``, ``HF_HOME``, ``HF_TOKEN`` and ``HF_HUB_OFFLINE`` itself, as it documents;
@@ -51,6 +52,14 @@ def base_urls_text(family: str = "dinov2") -> str:
 def registry_file() -> Path | None:
     value = os.environ.get("DINOVAULT_REGISTRY") or os.environ.get("DINOV2_REGISTRY")
     return Path(value).expanduser() if value else None
+
+
+FAMILIES_ENV = "DINOVAULT_FAMILIES"
+
+
+def families_refs() -> list[str]:
+    """``$DINOVAULT_FAMILIES``: the ``module:attribute`` references of plug-in families (catalog/__init__.py)."""
+    return [ref.strip() for ref in os.environ.get(FAMILIES_ENV, "").split(",") if ref.strip()]
 
 
 def dvc_root() -> Path | None:

@@ -19,7 +19,6 @@ import torch
 from dinovault import catalog
 from dinovault.errors import DownloadError, ImportFileError, VerificationError
 from dinovault.fetch import fetch_model
-from dinovault.model import families
 from dinovault.model.convert_dinov3 import official_to_hf
 from dinovault.registry import parse_pins
 from dinovault.sources.local import import_file
@@ -138,7 +137,7 @@ def test_a_dinov3_download_failure_names_dinov3_s_mirror_variable(registry, tmp_
 
 def test_a_family_without_a_hugging_face_converter_still_imports(official, registry, monkeypatch):
     """A plug-in family may have no Hugging Face layout: recognising a file by its shapes skips that layout."""
-    monkeypatch.delitem(families.CONVERSIONS, "dinov3")
+    monkeypatch.setitem(catalog._BY_NAME, "dinov3", dataclasses.replace(catalog.family_of(MODEL), conversion=None))
     with pytest.raises(ImportFileError, match=f"looks like {MODEL} \\(official layout\\)"):
         import_file(official)
 

@@ -20,7 +20,6 @@ import torch
 from dinovault import catalog, settings
 from dinovault.errors import CheckpointError, DownloadError
 from dinovault.fetch import fetch_model
-from dinovault.model import families
 from dinovault.sources.modelscope import converted_path
 from tests.support.hubserver import save_hf_checkpoint
 from tests.support.msserver import start_ms
@@ -97,9 +96,12 @@ def test_without_an_ms_pin_the_hugging_face_pin_checks_the_same_file_and_any_fam
     env(hub_line)
     other = dataclasses.replace(ROW, name="otherfamily_vits14", family="otherfamily")
     monkeypatch.setitem(catalog.CATALOG, other.name, other)
+    plain = dataclasses.replace(catalog.family_of(ROW), name="otherfamily", rows=(other,), conversion=None)
+    monkeypatch.setitem(catalog._BY_NAME, "otherfamily", plain)
     with pytest.raises(CheckpointError, match="no conversion .* for otherfamily"):
         fetch_model(other.name, tmp_path / "models", sources=("modelscope",), smoke_test=False)
-    monkeypatch.setitem(families.CONVERSIONS, "otherfamily", "dinovault.model.convert")
+    monkeypatch.setitem(catalog._BY_NAME, "otherfamily",
+                        dataclasses.replace(plain, conversion="dinovault.model.convert"))
     res = fetch_model(other.name, tmp_path / "models", sources=("modelscope",), smoke_test=False)
     assert res.verified is True and json.loads(res.card_path.read_text())["ms_revision"] == "master"
     assert_official(res.export_path, ms.official)

@@ -422,7 +422,7 @@ def test_a_dvc_yaml_without_a_familys_stage_says_so_and_undoes_the_selection(pla
     and what to do, and params.yaml is put back (the DINOv2 stages would still be checked: one reproduce each group)."""
     dvc_yaml, params = plain.path / "dvc.yaml", plain.path / "params.yaml"
     before, selection = dvc_yaml.read_bytes(), params.read_bytes()
-    dvc_yaml.write_bytes(before[:before.index(b"  # The same for DINOv3")])
+    dvc_yaml.write_bytes(before[:before.index(b"  # dinovault: one stage per DINOv3 model")])
     try:
         res = plain.invoke("fetch", "--model", "dinov3_vits16", ok=False)
     finally:

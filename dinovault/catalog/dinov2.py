@@ -6,6 +6,7 @@ tokens, their files say ``reg4``, and they resize position embeddings with antia
 
 from __future__ import annotations
 
+from .family import Family
 from .spec import ModelSpec
 
 FAMILY = "dinov2"
@@ -14,11 +15,6 @@ LICENSE = "Apache-2.0"
 PATCH_SIZE = 14
 IMG_SIZE = 518  # pos_embed holds (518/14)^2 = 37^2 patches + CLS
 _HF_SIZES = {"s": "small", "b": "base", "l": "large", "g": "giant"}
-# where the family lives in a repository: its key of params.yaml, its folder's key and default, its DVC stage
-SELECT_KEY, SAVE_DIR_KEY, DEFAULT_SAVE_DIR, STAGE = "models", "save_dir", "models/dinov2", "fetch"
-# the official evaluation preprocessing: shorter side to 256 (bicubic, on the PIL image), centre crop 224, then the
-# row's mean/std
-EVAL_RESIZE, EVAL_INTERPOLATION, EVAL_CROP, EVAL_ON_TENSOR = 256, "bicubic", 224, False
 
 
 def state_dict_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
@@ -81,3 +77,15 @@ _ARCHS = [
     ("dinov2_vitg14", 1536, 40, 24, "swiglu"),
 ]
 ROWS: tuple[ModelSpec, ...] = tuple(_row(*arch, registers) for registers in (0, 4) for arch in _ARCHS)
+
+FAMILY_SPEC = Family(
+    name=FAMILY, title="DINOv2", rows=ROWS, networks={"dinov2_vit": "dinovault.model.backbone:build_backbone"},
+    select_key="models", save_dir_key="save_dir", default_save_dir="models/dinov2", stage="fetch",
+    features_key="features", features_stage="features", conversion="dinovault.model.convert",
+    default_models=("dinov2_vits14", "dinov2_vitb14"),
+    select_hint="the DINOv2 models `dvc repro` keeps in save_dir (torch.hub names); `dinovault fetch --model NAME` "
+                "adds one / 选择的模型",
+    # the official evaluation preprocessing: shorter side to 256 (bicubic, on the PIL image), centre crop 224, then
+    # the row's mean/std
+    eval_resize=256, eval_interpolation="bicubic", eval_crop=224, eval_on_tensor=False,
+)

@@ -18,6 +18,7 @@ The key order is the official model's ``state_dict()`` order (module registratio
 
 from __future__ import annotations
 
+from .family import Family
 from .spec import ModelSpec
 
 FAMILY = "dinov3"
@@ -35,11 +36,6 @@ SAT_SUFFIX = "_sat"
 SAT_MEAN = (0.430, 0.411, 0.296)
 SAT_STD = (0.213, 0.156, 0.143)
 _WEIGHTS = {"LVD1689M": "lvd1689m", "SAT493M": "sat493m"}
-# where the family lives in a repository: its key of params.yaml, its folder's key and default, its DVC stage
-SELECT_KEY, SAVE_DIR_KEY, DEFAULT_SAVE_DIR, STAGE = "dinov3_models", "dinov3_save_dir", "models/dinov3", "fetch_dinov3"
-# the official README's transform: to a uint8 tensor, a square resize to 256x256 (bilinear, antialiased), no crop,
-# to float, the row's mean/std
-EVAL_RESIZE, EVAL_INTERPOLATION, EVAL_CROP, EVAL_ON_TENSOR = (256, 256), "bilinear", None, True
 
 
 def vit_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
@@ -169,4 +165,19 @@ ROWS: tuple[ModelSpec, ...] = (
     _convnext("small", "296db49d", (96, 192, 384, 768), (3, 3, 27, 3)),
     _convnext("base", "801f2ba9", (128, 256, 512, 1024), (3, 3, 27, 3)),
     _convnext("large", "61fa432d", (192, 384, 768, 1536), (3, 3, 27, 3)),
+)
+
+FAMILY_SPEC = Family(
+    name=FAMILY, title="DINOv3", rows=ROWS,
+    networks={"dinov3_vit": "dinovault.model.dinov3_vit:build", "dinov3_convnext": "dinovault.model.convnext:build"},
+    select_key="dinov3_models", save_dir_key="dinov3_save_dir", default_save_dir="models/dinov3",
+    stage="fetch_dinov3", features_key="dinov3_features", features_stage="features_dinov3",
+    conversion="dinovault.model.convert_dinov3",
+    select_hint="the DINOv3 models (their own stage and folder; README: DINOv3) / DINOv3 模型",
+    stage_note="Its signed download link is a credential: it reaches the command through the environment "
+               "(DINOV3_URL, set by `invoke fetch --url`), never this file.",
+    token_word="storage tokens",
+    # the official README's transform: to a uint8 tensor, a square resize to 256x256 (bilinear, antialiased), no
+    # crop, to float, the row's mean/std
+    eval_resize=(256, 256), eval_interpolation="bilinear", eval_crop=None, eval_on_tensor=True,
 )

@@ -107,7 +107,8 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     try:
-        _run(parser, args)
+        with ops.errors_exit():  # also what importing a command's modules raises (a plug-in family that fails to load)
+            _run(parser, args)
     except SystemExit as done:
         return done.code if isinstance(done.code, int) else 1
     return 0

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..catalog import get_spec
+from ..catalog import FAMILIES, family_of, get_spec
 from ..errors import ParamsError, UnknownModelError
-from ..params import FEATURE_KEYS, FEATURE_STAGES, Params, read_document, windows_path_problem
+from ..params import Params, read_document, windows_path_problem
 
 FEATURES_DIR = "features"  # features/<set>/ beside params.yaml: the stage's output
 TOKENS = ("cls", "cls+mean_patch", "patch")
@@ -36,7 +36,7 @@ class FeatureSet:
 
     @property
     def stage(self) -> str:
-        return f"{FEATURE_STAGES[get_spec(self.model).family]}@{self.name}"
+        return f"{family_of(self.model).features_stage}@{self.name}"
 
     def weights(self, root: Path, params: Params) -> Path:
         return root / params.save_dir_of(self.model) / f"{self.model}.pth"
@@ -49,7 +49,7 @@ def load_sets(params_file: Path, own_keys: bool | None = None) -> tuple[Params, 
     """Every feature set of ``params_file`` by name, with the file's Params."""
     params, data = read_document(params_file, own_keys)
     sets: dict[str, FeatureSet] = {}
-    for family, key in FEATURE_KEYS.items():
+    for family, key in ((f.name, f.features_key) for f in FAMILIES):
         block = data.get(key) or {}
         for name, options in block.items():
             line = block.lc.key(name)[0] + 1 if hasattr(block, "lc") else 0
@@ -90,7 +90,7 @@ def _one(where: str, family: str, key: str, name: str, options) -> FeatureSet:
     except UnknownModelError as err:
         raise ParamsError(f"{where}: {err.message}", err.hint) from None
     if spec.family != family:
-        right = FEATURE_KEYS[spec.family]
+        right = family_of(spec).features_key
         raise ParamsError(f"{where}: {spec.name} is a {spec.family} model, its sets go under {right}: / "
                           f"{spec.name} 的特征集应放在 {right}: 下", f"move the set to {right}: / 请移到 {right}:")
     size = options.get("size")

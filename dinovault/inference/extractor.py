@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -51,14 +52,14 @@ def resolve_weights(
 
 def _geometry(spec: ModelSpec, size: int | None = None) -> list:
     family = family_of(spec)
-    if family.EVAL_ON_TENSOR:  # torchvision's v2 kernels, as the official transform (v2 resizes uint8 on its own path)
+    if family.eval_on_tensor:  # torchvision's v2 kernels, as the official transform (v2 resizes uint8 on its own path)
         from torchvision.transforms import v2 as api
     else:
         api = transforms
-    mode = transforms.InterpolationMode(family.EVAL_INTERPOLATION)
-    resize, crop = family.EVAL_RESIZE, family.EVAL_CROP
+    mode = transforms.InterpolationMode(family.eval_interpolation)
+    resize, crop = family.eval_resize, family.eval_crop
     if size:  # another side, the official ratio kept: DINOv2 Resize(size × 256/224) + CenterCrop(size); DINOv3 square
-        resize, crop = ((size, size), None) if not crop else (round(size * resize / crop), size)
+        resize, crop = ((size, size), None) if not crop else (round(size * cast(int, resize) / crop), size)
     steps = [api.Resize(resize, interpolation=mode, antialias=True)]
     return steps + ([api.CenterCrop(crop)] if crop else [])
 
@@ -69,7 +70,7 @@ def build_transform(spec: ModelSpec | None = None, size: int | None = None):
     to 256x256, to float, the row's mean/std, SAT-493M's own). ``size``: the side the model sees, when not the
     family's (a multiple of the patch size)."""
     spec = spec or get_spec("dinov2_vitb14")
-    if family_of(spec).EVAL_ON_TENSOR:
+    if family_of(spec).eval_on_tensor:
         from torchvision.transforms import v2
 
         return v2.Compose([v2.ToImage(), *_geometry(spec, size), v2.ToDtype(torch.float32, scale=True),
@@ -175,7 +176,7 @@ class DINOv2FeatureExtractor:
                     "图片张量的形状须为 (N, 3, H, W)"
                 )
             if x.dtype == torch.uint8:
-                if family_of(self.spec).EVAL_ON_TENSOR:  # the official transform takes the uint8 pixels as they are
+                if family_of(self.spec).eval_on_tensor:  # the official transform takes the uint8 pixels as they are
                     return self.transform(x)
                 return self.transform.transforms[-1](self._resize_crop(x.float() / 255))
             if not x.is_floating_point():

@@ -58,7 +58,7 @@ def load(name: str, repo_dir: str | os.PathLike, *, pretrained: bool = True, wei
         raise MissingWeightsError(
             err.message,
             f"fetch them: dinovault fetch --model {name} (invoke fetch --model {name} in a dinovault clone, or dvc "
-            f"pull {family_of(spec).DEFAULT_SAVE_DIR}/{name}.pth); or pass weights=<file or folder>, or "
+            f"pull {family_of(spec).default_save_dir}/{name}.pth); or pass weights=<file or folder>, or "
             f"pretrained=False for the untrained network / 请先获取：dinovault fetch --model {name}（或 dvc pull），"
             "或传入 weights=<文件或文件夹>，或用 pretrained=False 得到未训练的网络",
         ) from None
@@ -72,12 +72,11 @@ def entry(name: str, repo_dir: str | os.PathLike):
     def hub_entry(*, pretrained: bool = True, weights=None, **kwargs):
         return load(name, repo_dir, pretrained=pretrained, weights=weights, **kwargs)
 
-    tokens = "storage tokens" if spec.family == "dinov3" else "registers"
-    registers = f", {spec.num_register_tokens} {tokens}" if spec.num_register_tokens else ""
+    registers = f", {spec.num_register_tokens} {family_of(spec).token_word}" if spec.num_register_tokens else ""
     hub_entry.__name__ = hub_entry.__qualname__ = name
     hub_entry.__doc__ = (
-        f"{spec.family.upper()} {name} (embed dim {spec.embed_dim}, {spec.depth} blocks{registers}, "
-        f"{spec.license}) with the weights of {family_of(spec).DEFAULT_SAVE_DIR}/{name}.pth, offline. "
+        f"{family_of(spec).title} {name} (embed dim {spec.embed_dim}, {spec.depth} blocks{registers}, "
+        f"{spec.license}) with the weights of {family_of(spec).default_save_dir}/{name}.pth, offline. "
         "pretrained=False: untrained; weights=<.pth file or folder>"
         + (f", or the name of the pretraining data ({spec.weights})." if spec.weights else ".")
     )

@@ -40,7 +40,7 @@ def save_dir_of(root: Path, name: str = "dinov2_vitb14") -> Path:
     try:
         return root / load_params(root / PARAMS_FILE, own_keys=True).save_dir_of(name)
     except DinovaultError:
-        return root / family_of(name).DEFAULT_SAVE_DIR
+        return root / family_of(name).default_save_dir
 
 
 def _in_folder(path: Path, name: str) -> Path:
@@ -154,7 +154,7 @@ def find_weights(name: str, weights: str | os.PathLike | None = None, repo: str 
 
 def _missing(name: str, looked: list[str], folder: str | None = None) -> MissingWeightsError:
     where = " nor ".join(looked)
-    folder = folder or family_of(name).DEFAULT_SAVE_DIR
+    folder = folder or family_of(name).default_save_dir
     pull = f"dvc pull {folder}/{name}.pth"
     return MissingWeightsError(
         f"no weights for {name} at {where} / 找不到 {name} 的权重",

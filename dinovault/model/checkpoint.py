@@ -23,7 +23,7 @@ _REFETCH_ZH = "请重新获取：invoke fetch --model {name}（或 dvc pull {fol
 
 def _refetch(name: str, why: str = "", why_zh: str = "") -> str:
     """The hint to get a good file again, after an optional reason, in English then Chinese."""
-    folder = family_of(name).DEFAULT_SAVE_DIR if name in CATALOG else "models/dinov2"
+    folder = family_of(name).default_save_dir if name in CATALOG else "models/dinov2"
     return f"{why}{_REFETCH.format(name=name, folder=folder)} / {why_zh}{_REFETCH_ZH.format(name=name, folder=folder)}"
 _CHUNKED = re.compile(r"^blocks\.\d+\.\d+\.")
 

@@ -113,7 +113,7 @@ def _reproduce(root: Path, models: list[str] | None, added: list[str], allow_unv
 
     # One `repo.reproduce` over the families' stage groups: DVC reads dvc.yaml, params.yaml and dvc.lock once, not
     # once per model (each reading took about 40 ms, as long as checking the stage)
-    groups = list(dict.fromkeys(family_of(m).STAGE for m in targets))
+    groups = list(dict.fromkeys(family_of(m).stage for m in targets))
     # open_repo works from the root: DVC reads a target relative to the working directory
     with open_repo(root) as repo, recorded_logs() as heard, \
             unverified_allowed(allow_unverified):
@@ -202,7 +202,7 @@ def status(root: Path | None = None, cloud: bool = False, remote: str | None = N
 def _describe_change(target: str, what, fetched: dict[str, str]) -> str:
     """One line for one entry of `dvc status`: a stage never run, or what changed in it."""
     kind, _, model = target.partition("@")
-    if model in CATALOG and kind == family_of(model).STAGE and model not in fetched:
+    if model in CATALOG and kind == family_of(model).stage and model not in fetched:
         return f"not fetched yet / 尚未获取 (invoke fetch --model {model})"
     if isinstance(what, str):
         return what

@@ -24,8 +24,9 @@ from ..catalog import FAMILIES
 from ..errors import RepoError
 from ..exports.formats import ignore_rules
 from ..files import json_text, write_atomic
-from ..params import FEATURE_KEYS, FEATURE_STAGES, PACKAGE_FILE, load_params
+from ..params import PACKAGE_FILE, load_params
 from ..project import project_root
+from . import stages as ours
 from .layout import PARAMS_FILE
 
 DVC_FILE = "dvc.yaml"
@@ -35,78 +36,9 @@ CACHE_TYPE = "hardlink,symlink"  # one physical copy: workspace, DVC cache and t
 NOT_FETCH = {"inference", "features", "repo", "remotes", "cli", "__pycache__"}
 OURS = ("dinovault fetch", "dinovault features", "python -m dinovault", "download_dinov2.py")  # commands of ours
 
-PARAMS_BLOCK = {
-    "models": "# dinovault: the DINOv2 models `dvc repro` keeps in save_dir (torch.hub names); `dinovault fetch --model"
-              " NAME` adds one / 选择的模型\n#   dinov2_vits14 dinov2_vitb14 dinov2_vitl14 dinov2_vitg14 (and *_reg)\n"
-              "models: []\n",
-    "save_dir": "# dinovault: where the weights go (DVC outputs) / 模型导出目录\nsave_dir: models/dinov2\n",
-    "formats": "# dinovault: exports beside the .pth: safetensors, hf / 额外导出格式\nformats: [pth]\n",
-    "smoke_test": "# dinovault: a forward pass after each download / 下载后运行一次前向测试\nsmoke_test: true\n",
-    "dinov3_models": "# dinovault: the DINOv3 models (their own stage and folder; README: DINOv3) / DINOv3 模型\n"
-                     "dinov3_models: []\n",
-    "dinov3_save_dir": "# dinovault: where the DINOv3 weights go / DINOv3 模型导出目录\n"
-                       "dinov3_save_dir: models/dinov3\n",
-    "features": "# dinovault: feature sets, e.g. faces: {images: data/faces, model: dinov2_vitb14} (`dinovault "
-                "features`) / 特征集\nfeatures: {}\n",
-    "dinov3_features": "# dinovault: feature sets of DINOv3 models / DINOv3 模型的特征集\ndinov3_features: {}\n",
-}
-
-
-def stage_block(family) -> str:
-    """The fetch stage of one model family (catalog: its params.yaml keys and stage name), as dvc.yaml text."""
-    models, save_dir, stage = family.SELECT_KEY, family.SAVE_DIR_KEY, family.STAGE
-    cmd = (f"dinovault fetch --stage --model ${{item}} --save_dir ${{{save_dir}}} --metrics metrics/${{item}}.json "
-           f"--params {PARAMS_FILE}")
-    return f"""\
-  # dinovault: one stage per {family.FAMILY} model selected in params.yaml ({stage}@<model>): download once into the
-  # torch.hub cache, verify against the pinned SHA-256, export to {save_dir}, smoke-test, record the metrics.
-  {stage}:
-    foreach: ${{{models}}}
-    do:
-      cmd: {cmd}
-      deps:  # the installed dinovault: its version and a hash of its fetch code (an upgrade reruns the stage)
-        - {PACKAGE_FILE}
-      params:
-        - {save_dir}
-        - smoke_test
-        - formats
-      outs:
-        - ${{{save_dir}}}/${{item}}.pth
-        - ${{{save_dir}}}/${{item}}.json
-        - ${{{save_dir}}}/safetensors/${{item}}
-        - ${{{save_dir}}}/hf/${{item}}
-      metrics:
-        - metrics/${{item}}.json:
-            cache: false
-"""
-
-
-def features_block(family) -> str:
-    """The feature-set stage of one model family (params.yaml ``features``/``dinov3_features``), as dvc.yaml text;
-    its output persists between runs, which compute only the images not yet embedded (dinovault/features/)."""
-    key, stage, save_dir = FEATURE_KEYS[family.FAMILY], FEATURE_STAGES[family.FAMILY], family.SAVE_DIR_KEY
-    return f"""\
-  # dinovault: one stage per feature set of {family.FAMILY} models in params.yaml ({stage}@<set>): the vectors of
-  # every image below its folder, computed incrementally into features/<set>/.
-  {stage}:
-    foreach: ${{{key}}}
-    do:
-      cmd: dinovault features --stage --set ${{key}}
-      deps:
-        - ${{item.images}}
-        - ${{{save_dir}}}/${{item.model}}.pth
-      params:
-        - {key}.${{key}}
-      outs:
-        - features/${{key}}:
-            persist: true
-"""
-
-
 def _blocks() -> dict[str, str]:
-    """Every stage `dinovault init` writes, by name: the fetch stages, then the feature-set stages."""
-    return {**{f.STAGE: stage_block(f) for f in FAMILIES},
-            **{FEATURE_STAGES[f.FAMILY]: features_block(f) for f in FAMILIES}}
+    """Every stage `dinovault init` writes, by name (repo/stages.py: the same definition as this repository's)."""
+    return ours.blocks()
 
 
 # ---------------------------------------------------------------------------------------------- the package record
@@ -244,11 +176,12 @@ def _params(root: Path, done: Initialised) -> None:
     from ruamel.yaml import YAML
 
     data = YAML(typ="safe").load(text) or {}
-    missing = [key for key in PARAMS_BLOCK if key not in data]
+    wanted = ours.params_blocks()
+    missing = [key for key in wanted if key not in data]
     if not missing:
-        done.kept.append(f"{PARAMS_FILE}: {', '.join(PARAMS_BLOCK)}")
+        done.kept.append(f"{PARAMS_FILE}: {', '.join(wanted)}")
         return
-    write_atomic(path, _ends_with_newline(text) + "".join(PARAMS_BLOCK[k] for k in missing))
+    write_atomic(path, _ends_with_newline(text) + "".join(wanted[k] for k in missing))
     load_params(path, own_keys=True)
     done.changed.append(f"{PARAMS_FILE}: added {', '.join(missing)}")
 
@@ -285,9 +218,7 @@ def _stage(root: Path, done: Initialised) -> None:
         yaml.dump(data, out)
         new = out.getvalue()
     write_atomic(path, new)
-    each = {**{f.STAGE: f"{f.STAGE}@<model> for each model in {f.SELECT_KEY}" for f in FAMILIES},
-            **{FEATURE_STAGES[f.FAMILY]: f"{FEATURE_STAGES[f.FAMILY]}@<set> for each set in {FEATURE_KEYS[f.FAMILY]}"
-               for f in FAMILIES}}
+    each = ours.descriptions()
     names = ", ".join(f"{name} ({each[name]})" for name in missing)
     done.changed.append(f"{DVC_FILE}: stage {names}")
 
@@ -317,7 +248,7 @@ def has_stage(root: Path) -> bool:
     if not path.is_file():
         return False
     data = YAML(typ="safe").load(path.read_text(encoding="utf-8")) or {}
-    return FAMILIES[0].STAGE in (data.get("stages") or {}) if isinstance(data, dict) else False
+    return FAMILIES[0].stage in (data.get("stages") or {}) if isinstance(data, dict) else False
 
 
 __all__ = ["PACKAGE_FILE", "Initialised", "has_stage", "init", "package_record", "refresh_package_file"]

@@ -20,7 +20,7 @@ METRICS_DIR = "metrics"
 
 
 def stage_name(model: str) -> str:
-    return f"{family_of(model).STAGE}@{model}"
+    return f"{family_of(model).stage}@{model}"
 
 
 def find_root(start: str | Path | None = None) -> Path:

@@ -23,7 +23,7 @@ def read_lock(root: Path) -> dict[str, str]:
     found: dict[str, str] = {}
     for name, stage in lock_stages(root).items():
         kind, _, model = name.partition("@")
-        if model not in CATALOG or kind != family_of(model).STAGE or not isinstance(stage, dict):
+        if model not in CATALOG or kind != family_of(model).stage or not isinstance(stage, dict):
             continue
         for out in stage.get("outs") or []:
             if isinstance(out, dict) and str(out.get("path", "")).endswith(f"{model}.pth") and out.get("md5"):
