@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from dinovault.catalog import get_spec
-from tests.support.clones import Machine, copy_worktree
+from tests.support.clones import Machine, snapshot_worktree
 from tests.support.dinov3_checkpoints import make_state_dict
 from tests.support.httpserver import start_server
 from tests.test_signed_links import SIGNATURE, signed
@@ -46,13 +46,7 @@ def site(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def machine(tmp_path_factory, site):
-    source = copy_worktree(tmp_path_factory.mktemp("source"))
-    row = source / "dinovault" / "catalog" / "dinov3.py"
-    row.write_text(row.read_text(encoding="utf-8").replace(f'"{REAL_PREFIX}"', f'"{site.prefix}"'), encoding="utf-8")
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t.invalid", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t.invalid", "PATH": "/usr/bin:/bin"}
-    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "snapshot"]):
-        subprocess.run(["git", *cmd], cwd=source, check=True, env=env)
+    source = snapshot_worktree(tmp_path_factory.mktemp("source"), prefixes={MODEL: site.prefix})
     return Machine(tmp_path_factory.mktemp("machine"), {"HF_ENDPOINT": "http://127.0.0.1:9"}, source,
                    DINOV2_SOURCES="official")
 

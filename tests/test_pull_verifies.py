@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import pytest
 
 from dinovault.catalog import get_spec
 from dinovault.errors import RemoteError, VerificationError
-from tests.support.clones import Machine, copy_worktree
+from tests.support.clones import Machine, snapshot_worktree
 from tests.support.httpserver import SMALL_SIZE, random_bytes, start_server, write_registry
 from tests.test_hardening_remote_integrity import flip_byte_in_place
 
@@ -53,13 +52,7 @@ def site(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def machine(tmp_path_factory, site) -> Machine:
-    source = copy_worktree(tmp_path_factory.mktemp("source"))
-    row = source / "dinovault" / "catalog" / "dinov3.py"
-    row.write_text(row.read_text(encoding="utf-8").replace(f'"{REAL_PREFIX}"', f'"{site.prefix}"'), encoding="utf-8")
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t.invalid", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t.invalid", "PATH": "/usr/bin:/bin"}
-    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "snapshot"]):
-        subprocess.run(["git", *cmd], cwd=source, check=True, env=env)
+    source = snapshot_worktree(tmp_path_factory.mktemp("source"), prefixes={V3: site.prefix})
     return Machine(tmp_path_factory.mktemp("machine"), {**site.env, "DINOV3_BASE_URL": f"{site.origin}/dinov3",
                                                        "HF_ENDPOINT": "http://127.0.0.1:9"}, source,
                    DINOV2_SOURCES="official", DINOV2_BACKOFF="0.05", DINOV2_TIMEOUT="5", DINOV2_RETRIES="1")

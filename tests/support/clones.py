@@ -51,9 +51,18 @@ def copy_worktree(dest: Path, root: Path = ROOT) -> Path:
     return dest
 
 
-def snapshot_worktree(dest: Path, env: dict[str, str] | None = None) -> Path:
-    """``copy_worktree`` committed as a git repository (branch main) to clone from."""
+def snapshot_worktree(dest: Path, env: dict[str, str] | None = None, prefixes: dict[str, str] | None = None) -> Path:
+    """``copy_worktree`` committed as a git repository (branch main) to clone from. ``prefixes``: {DINOv3 model:
+    hash prefix} its catalog row's file name carries instead of the real one, so a served random file is "official"."""
     dest = copy_worktree(dest)
+    if prefixes:
+        from dinovault.catalog import get_spec
+
+        row = dest / "dinovault" / "catalog" / "dinov3.py"
+        text = row.read_text(encoding="utf-8")
+        for model, prefix in prefixes.items():
+            text = text.replace(f'"{get_spec(model).hash_prefix}"', f'"{prefix}"')
+        row.write_text(text, encoding="utf-8")
     env = env or {**os.environ, **_IDENTITY}
     for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "snapshot"]):
         subprocess.run(["git", *cmd], cwd=dest, check=True, env=env)
