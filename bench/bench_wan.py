@@ -97,7 +97,7 @@ class Origin:
 def run_dinovault(origin: Origin, model: str, bases: list[str], **env_extra) -> dict:
     home = origin.work / "th"
     shutil.rmtree(home, ignore_errors=True)
-    env = dict(os.environ, TORCH_HOME=str(home), DINOV2_REGISTRY=str(origin.registry),
+    env = dict(os.environ, TORCH_HOME=str(home), DINOVAULT_REGISTRY=str(origin.registry),
                DINOV2_BASE_URL=",".join(bases), **env_extra)
     wall, out = timed([sys.executable, "-c", WORKER, model], env)
     res = json.loads(out)

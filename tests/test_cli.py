@@ -133,7 +133,7 @@ def pinned(tmp_path, torch_home_dir, monkeypatch):
     good = tmp_path / "served" / "dinov2_vits14_pretrain.pth"
     good.parent.mkdir()
     good.write_bytes(random_bytes(4096, seed=3))
-    monkeypatch.setenv("DINOV2_REGISTRY", str(write_registry(tmp_path / "registry.txt", [good])))
+    monkeypatch.setenv("DINOVAULT_REGISTRY", str(write_registry(tmp_path / "registry.txt", [good])))
     monkeypatch.delenv("DINOVAULT_MODELS_DIR", raising=False)
     cache = torch_home_dir / "hub" / "checkpoints" / good.name
     cache.parent.mkdir(parents=True)
@@ -198,8 +198,8 @@ def test_api_fetch_verify_and_import_outside_any_repository(faulty_server, torch
     from dinovault.errors import VerificationError
 
     monkeypatch.setenv("DINOV2_BASE_URL", faulty_server.base_url)
-    monkeypatch.setenv("DINOV2_REGISTRY", str(faulty_server.registry))
-    monkeypatch.setenv("DINOV2_SOURCES", "official")
+    monkeypatch.setenv("DINOVAULT_REGISTRY", str(faulty_server.registry))
+    monkeypatch.setenv("DINOVAULT_SOURCES", "official")
     monkeypatch.delenv("DINOVAULT_MODELS_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
     served = faulty_server.files["dinov2_vits14_pretrain.pth"]

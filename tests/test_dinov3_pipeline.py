@@ -54,7 +54,7 @@ def machine(tmp_path_factory, site):
     for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "snapshot"]):
         subprocess.run(["git", *cmd], cwd=source, check=True, env=env)
     return Machine(tmp_path_factory.mktemp("machine"), {"HF_ENDPOINT": "http://127.0.0.1:9"}, source,
-                   DINOV2_SOURCES="official")
+                   DINOVAULT_SOURCES="official")
 
 
 def _everything_under(*folders: Path) -> bytes:

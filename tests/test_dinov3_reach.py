@@ -125,7 +125,7 @@ def test_a_dinov3_download_failure_names_dinov3_s_mirror_variable(registry, tmp_
     try:
         monkeypatch.setenv("DINOV3_BASE_URL", f"{server.origin}/dinov3")
         monkeypatch.setenv("DINOV2_BASE_URL", f"{server.origin}/dinov2")
-        monkeypatch.setenv("DINOV2_RETRIES", "0")
+        monkeypatch.setenv("DINOVAULT_RETRIES", "0")
         registry(f"{SPEC.upstream_file} 1000 sha256:{REAL_PREFIX}{'0' * 56}")  # sized: the ranged transport
         with pytest.raises(DownloadError) as err:
             fetch_model(MODEL, sources=("official",), smoke_test=False, progress=False)

@@ -54,7 +54,7 @@ def files(tmp_path_factory, dinov2_server):
 
 @pytest.fixture
 def offline(files, torch_home_dir, monkeypatch):
-    monkeypatch.setenv("DINOV2_REGISTRY", str(files["registry"]))
+    monkeypatch.setenv("DINOVAULT_REGISTRY", str(files["registry"]))
     monkeypatch.setenv("DINOV2_BASE_URL", dead_url())
     return torch_home_dir
 
@@ -74,7 +74,7 @@ def test_official_pth_under_any_name_is_linked_into_the_cache(files, offline, tm
 
 
 def test_hugging_face_file_is_converted_and_then_fetched_offline(files, offline, tmp_path, monkeypatch):
-    monkeypatch.setenv("DINOV2_SOURCES", "huggingface")
+    monkeypatch.setenv("DINOVAULT_SOURCES", "huggingface")
     [(model, line)] = import_models([files["hf"]])
     assert model == "dinov2_vits14" and "converted" in line
     res = fetch_model("dinov2_vits14", tmp_path / "m", progress=False)
@@ -107,7 +107,7 @@ def test_a_look_alike_with_other_bytes_is_refused(files, offline, tmp_path):
 
 def test_script_from_then_fetch_with_every_source_down(files, tmp_path):
     env = dict(os.environ, TORCH_HOME=str(tmp_path / "th"), HF_HOME=str(tmp_path / "hf"),
-               DINOV2_REGISTRY=str(files["registry"]), DINOV2_BASE_URL=dead_url(), HF_ENDPOINT=dead_url())
+               DINOVAULT_REGISTRY=str(files["registry"]), DINOV2_BASE_URL=dead_url(), HF_ENDPOINT=dead_url())
     r = subprocess.run([sys.executable, str(SCRIPT), "--model", "dinov2_vits14", "--from", str(files["hf"]),
                         "--save_dir", str(tmp_path / "m"), "--skip-test"], env=env, capture_output=True, text=True,
                        timeout=300)

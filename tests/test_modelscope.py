@@ -50,7 +50,7 @@ def env(ms, torch_home_dir, tmp_path, monkeypatch):
     """The row in the catalog, ModelScope on loopback, and a registry holding ``lines``."""
     monkeypatch.setitem(catalog.CATALOG, ROW.name, ROW)
     monkeypatch.setenv(settings.MODELSCOPE_ENDPOINT, ms.endpoint)
-    monkeypatch.delenv("DINOV2_SOURCES", raising=False)
+    monkeypatch.delenv("DINOVAULT_SOURCES", raising=False)
     ms.log.clear()
 
     def registry(*lines: str) -> Path:

@@ -8,7 +8,7 @@ Examples / 示例:
 
   dinovault fetch --model dinov2_vits14 --from ~/Downloads/model.safetensors --save_dir models/dinov2
 
-Environment / 环境变量: DINOV2_SOURCES (official,huggingface: tried in order / 按顺序尝试), DINOV2_BASE_URL and
+Environment / 环境变量: DINOVAULT_SOURCES (official,huggingface: tried in order / 按顺序尝试), DINOV2_BASE_URL and
 DINOV3_BASE_URL (official mirrors / 官方镜像), HF_ENDPOINT / HF_HOME / HF_TOKEN / HF_HUB_OFFLINE (as in
 huggingface_hub), DINOVAULT_REGISTRY (another pin file / 另一个校验文件), TORCH_HOME, DINOVAULT_ALLOW_UNVERIFIED=1
 (as --allow-unverified); see dinovault/settings.py.

@@ -39,7 +39,7 @@ class HubSource(Source):
     """A hub of repositories in transformers' layout; a subclass sets the four names and implements ``download``
     and ``public_url``."""
 
-    name = ""  # the DINOV2_SOURCES name and the card's ``source``
+    name = ""  # the DINOVAULT_SOURCES name and the card's ``source``
     hub = ""  # the catalog's and the registry's key ("hf", "ms"); the card's fields are ``<hub>_repo``, …
     title = ""  # for messages: "Hugging Face", "ModelScope"
     folder = ""  # where its conversions are kept, under converted_dir()
