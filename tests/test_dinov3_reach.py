@@ -22,7 +22,7 @@ from dinovault.fetch import fetch_model
 from dinovault.model import families
 from dinovault.model.convert_dinov3 import official_to_hf
 from dinovault.registry import parse_pins
-from dinovault.sources.local import import_file
+from dinovault.sources.imported import import_file
 from dinovault.sources.prefix import name_prefix
 from tests.support.dinov3_checkpoints import make_state_dict
 from tests.support.httpserver import start_server

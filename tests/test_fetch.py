@@ -145,7 +145,7 @@ def test_params_smoke_test_false_skips_the_test(served, tmp_path):
 
 
 def test_import_and_help_do_not_import_torch(tmp_path):
-    code = ("import dinovault.fetch, dinovault.exports.place, dinovault.exports.card, dinovault.sources.local, sys; "
+    code = ("import dinovault.fetch, dinovault.exports.place, dinovault.exports.card, dinovault.sources.imported, sys; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
     code = (

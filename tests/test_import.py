@@ -1,5 +1,5 @@
-"""Importing hand-downloaded files (dinovault.sources.local, the script's --from): an official .pth under another name,
-a Hugging Face model.safetensors, a folder, an unknown file and a file that looks right but differs from its pin.
+"""Importing hand-downloaded files (dinovault.sources.imported, the script's --from): an official .pth under another
+name, a Hugging Face model.safetensors, a folder, an unknown file and a file that looks right but differs from its pin.
 Every fetch after an import runs with both sources unreachable: the imported bytes are used, nothing downloaded."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dinovault.catalog import get_spec
 from dinovault.errors import ImportFileError
 from dinovault.fetch import fetch_model
 from dinovault.model.convert import tensor_digest
-from dinovault.sources.local import import_models
+from dinovault.sources.imported import import_models
 from tests.support.checkpoints import save_checkpoint
 from tests.support.httpserver import registry_line
 from tests.support.hubserver import save_hf_checkpoint

@@ -299,7 +299,7 @@ def test_without_a_link_the_signed_source_is_left_out(site, tmp_path):
 
 
 def test_a_hand_downloaded_file_is_recognised_by_the_prefix_in_its_name(site, tmp_path):
-    from dinovault.sources.local import import_file
+    from dinovault.sources.imported import import_file
 
     spec = site.rows["dinov3_vits16"]
     mine = tmp_path / "downloads" / "whatever-name.pth"  # the user's name; the bytes tell which file it is

@@ -97,7 +97,7 @@ def verify(model: str | None = None, path: str | os.PathLike | None = None, *, r
 def import_file(path: str | os.PathLike, allow_unverified: bool = False) -> str:
     """Verify a hand-downloaded file (an official .pth under any name, or a Hugging Face model.safetensors) and
     place it in the cache, with no download; returns the model name (then ``fetch(name)`` records it)."""
-    from ..sources.local import import_file as place
+    from ..sources.imported import import_file as place
 
     return place(Path(path).expanduser(), allow_unverified)[0]
 

@@ -182,7 +182,7 @@ def _say_fetched(report) -> None:
 
 
 def import_(paths, allow_unverified: bool = False) -> None:
-    from ..sources.local import import_models
+    from ..sources.imported import import_models
 
     with errors_exit():
         done = import_models(list(paths), allow_unverified=allow_unverified)

@@ -170,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         elif params is not None:
             formats = params.formats
         if args.from_paths:
-            from dinovault.sources.local import import_paths
+            from dinovault.sources.imported import import_paths
 
             for line in import_paths(args.from_paths, allow_unverified=allow_unverified):
                 _say(line)
