@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import save_file
 
 from dinovault.catalog import get_spec
-from dinovault.model.convert_dinov3 import official_to_hf
+from dinovault.model.hf_dinov3 import official_to_hf
 from tests.support.dinov3_checkpoints import make_state_dict
 from tests.support.hubserver import start_hub
 from tests.support.msserver import start_ms

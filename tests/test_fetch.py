@@ -23,7 +23,7 @@ from dinovault.catalog.dinov2 import LICENSE
 from dinovault.errors import CheckpointError, DownloadError
 from dinovault.fetch import fetch_model
 from dinovault.model.checkpoint import load_state_dict
-from dinovault.model.convert import tensor_digest
+from dinovault.model.hf_dinov2 import tensor_digest
 from dinovault.sources.official import official_url
 from dinovault.transport.download import part_paths
 from tests.support.checkpoints import save_checkpoint, save_malicious, save_object

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from dinovault.catalog import get_spec
-from dinovault.model.convert import tensor_digest
+from dinovault.model.hf_dinov2 import tensor_digest
 from tests.support.checkpoints import make_state_dict
 from tests.support.httpserver import registry_line
 from tests.support.hubserver import save_hf_checkpoint, start_hub

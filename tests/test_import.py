@@ -18,7 +18,7 @@ import torch
 from dinovault.catalog import get_spec
 from dinovault.errors import ImportFileError
 from dinovault.fetch import fetch_model
-from dinovault.model.convert import tensor_digest
+from dinovault.model.hf_dinov2 import tensor_digest
 from dinovault.sources.imported import import_models
 from tests.support.checkpoints import save_checkpoint
 from tests.support.httpserver import registry_line

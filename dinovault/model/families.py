@@ -12,7 +12,7 @@ from ..catalog import ModelSpec
 NETWORKS = {"dinov2_vit": ("dinovault.model.backbone", "build_backbone"),
             "dinov3_vit": ("dinovault.model.dinov3_vit", "build"),
             "dinov3_convnext": ("dinovault.model.convnext", "build")}
-CONVERSIONS = {"dinov2": "dinovault.model.convert", "dinov3": "dinovault.model.convert_dinov3"}
+CONVERSIONS = {"dinov2": "dinovault.model.hf_dinov2", "dinov3": "dinovault.model.hf_dinov3"}
 
 
 def build(spec: ModelSpec, device=None):
