@@ -11,10 +11,10 @@ from importlib import import_module
 
 __version__ = "0.1.0"
 _LAZY = {
-    "fetch": "dinovault.cli.api",
-    "load_backbone": "dinovault.cli.api",
-    "verify": "dinovault.cli.api",
-    "import_file": "dinovault.cli.api",
+    "fetch": "dinovault.api",
+    "load_backbone": "dinovault.api",
+    "verify": "dinovault.api",
+    "import_file": "dinovault.api",
     "DINOv2FeatureExtractor": "dinovault.inference.extractor",
     "DINOv3FeatureExtractor": "dinovault.inference.extractor",
     "fetch_model": "dinovault.fetch",
