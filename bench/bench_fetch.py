@@ -126,7 +126,7 @@ class PyServer:
 
 WORKER = """
 import json, resource, sys, time
-from dinovault.fetch import fetch_model
+from dinovault.pipeline import fetch_model
 t0 = time.perf_counter()
 r = fetch_model(sys.argv[1], sys.argv[2], smoke_test=False, progress=False)
 seconds = time.perf_counter() - t0

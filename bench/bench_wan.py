@@ -46,7 +46,7 @@ SETTINGS = {
 
 WORKER = """
 import json, resource, sys, time
-from dinovault.fetch import fetch_model
+from dinovault.pipeline import fetch_model
 t0 = time.perf_counter()
 r = fetch_model(sys.argv[1], smoke_test=False, progress=False)
 print(json.dumps({"seconds": time.perf_counter() - t0, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -31,7 +31,7 @@ def fetch(model: str, save_dir: str | os.PathLike | None = None, *, record: bool
             from .repo.commands import fetch_in_repository
 
             return root / fetch_in_repository([model], root, allow_unverified).models[0].path
-    from .fetch import fetch_model
+    from .pipeline import fetch_model
 
     folder = None if save_dir is None else Path(save_dir)
     return fetch_model(model, folder, allow_unverified=allow_unverified, smoke_test=smoke_test, progress=False).path

@@ -183,6 +183,12 @@ def test_an_unverified_cache_file_is_never_used_and_the_error_names_every_place(
     assert find_weights(NAME) == cache
 
 
+def test_dinovault_fetch_is_the_api_function_once_the_pipeline_is_imported():
+    code = ("import dinovault, dinovault.pipeline, dinovault.api; from dinovault.pipeline import fetch_model; "
+            "assert dinovault.fetch is dinovault.api.fetch and dinovault.fetch_model is fetch_model")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_importing_dinovault_and_the_cli_imports_nothing_heavy():
     code = ("import sys, dinovault, dinovault.cli.main; dinovault.fetch; dinovault.verify; "
             "print(sorted(m for m in ('torch', 'dvc', 'ruamel', 'numpy') if m in sys.modules))")

@@ -18,9 +18,9 @@ import torch
 
 from dinovault import catalog
 from dinovault.errors import DownloadError, ImportFileError, VerificationError
-from dinovault.fetch import fetch_model
 from dinovault.model import families
 from dinovault.model.hf_dinov3 import official_to_hf
+from dinovault.pipeline import fetch_model
 from dinovault.registry import parse_pins
 from dinovault.sources.imported import import_file
 from dinovault.sources.prefix import name_prefix

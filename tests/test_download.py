@@ -17,7 +17,7 @@ import pytest
 from dinovault.cache import cache_path, check_file, read_stamp, torch_home, verify_file
 from dinovault.catalog import get_spec
 from dinovault.errors import DinovaultError, DownloadError, RegistryError, VerificationError
-from dinovault.fetch import fetch_model
+from dinovault.pipeline import fetch_model
 from dinovault.progress import LineProgress
 from dinovault.registry import load_registry
 from dinovault.sources.official import OFFICIAL_BASE_URL, base_urls, official_url, source_urls

@@ -21,9 +21,9 @@ from dinovault.cache import cache_path, read_stamp
 from dinovault.catalog import get_spec
 from dinovault.catalog.dinov2 import LICENSE
 from dinovault.errors import CheckpointError, DownloadError
-from dinovault.fetch import fetch_model
 from dinovault.model.checkpoint import load_state_dict
 from dinovault.model.hf_dinov2 import tensor_digest
+from dinovault.pipeline import fetch_model
 from dinovault.sources.official import official_url
 from dinovault.transport.download import part_paths
 from tests.support.checkpoints import save_checkpoint, save_malicious, save_object
@@ -145,8 +145,8 @@ def test_params_smoke_test_false_skips_the_test(served, tmp_path):
 
 
 def test_import_and_help_do_not_import_torch(tmp_path):
-    code = ("import dinovault.fetch, dinovault.exports.place, dinovault.exports.card, dinovault.sources.imported, sys; "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = ("import dinovault.pipeline, dinovault.exports.place, dinovault.exports.card, dinovault.sources.imported, "
+            "sys; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
     code = (
         "import runpy, sys; sys.argv = ['x', '--help']\n"

@@ -18,7 +18,7 @@ import pytest
 from dinovault.cache import cache_path
 from dinovault.catalog import get_spec
 from dinovault.errors import DownloadError
-from dinovault.fetch import fetch_model
+from dinovault.pipeline import fetch_model
 from dinovault.transport.retry import RetryPolicy
 from tests.support.httpserver import random_bytes, start_server, write_registry
 

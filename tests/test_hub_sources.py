@@ -15,7 +15,7 @@ import pytest
 
 from dinovault import catalog, settings, sources
 from dinovault.errors import CheckpointError, DownloadError, VerificationError
-from dinovault.fetch import fetch_model
+from dinovault.pipeline import fetch_model
 from dinovault.registry import parse_pins
 from tests.support.hubserver import save_hf_checkpoint, start_hub
 

@@ -17,8 +17,8 @@ import torch
 
 from dinovault.catalog import get_spec
 from dinovault.errors import ImportFileError
-from dinovault.fetch import fetch_model
 from dinovault.model.hf_dinov2 import tensor_digest
+from dinovault.pipeline import fetch_model
 from dinovault.sources.imported import import_models
 from tests.support.checkpoints import save_checkpoint
 from tests.support.httpserver import registry_line

@@ -11,7 +11,7 @@ Layers, lowest first (a module may import its own layer and the ones below, neve
 6. model/      the networks with the official keys and forward, safe loading, conversion, smoke test
 7. exports/    the model card, the format writers, the tensor digest
 8. sources/    one module per source behind one interface
-9. fetch       the one pipeline: pins → sources → cache → smoke test → exports
+9. pipeline    the one fetch pipeline: pins → sources → cache → smoke test → exports
 10. inference/ extractors, folder features, torch.hub entries
 11. repo/      the repository: params.yaml, dvc.lock, the DVC adapter, the commands
 12. features/  named feature sets: content-addressed shards and index, the local and Ray engines, the loader
@@ -39,7 +39,7 @@ LAYERS = [
     {"model"},
     {"exports"},
     {"sources"},
-    {"fetch"},
+    {"pipeline"},
     {"inference"},
     {"repo"},
     {"features"},
@@ -139,7 +139,7 @@ def test_the_checker_sees_cycles_and_upward_imports():
     edges = graph()
     assert "dinovault.repo.layout" in edges["dinovault.repo.commands"]  # relative imports resolved
     assert "dinovault.cache" in edges["dinovault.repo.layout"]  # `from ..cache import x`
-    assert layer_of("dinovault.remotes.transfer") > layer_of("dinovault.repo.dvc") > layer_of("dinovault.fetch")
+    assert layer_of("dinovault.remotes.transfer") > layer_of("dinovault.repo.dvc") > layer_of("dinovault.pipeline")
 
 
 def test_no_module_is_over_400_lines():

@@ -19,8 +19,8 @@ import torch
 
 from dinovault import catalog, settings
 from dinovault.errors import CheckpointError, DownloadError
-from dinovault.fetch import fetch_model
 from dinovault.model import families
+from dinovault.pipeline import fetch_model
 from dinovault.sources.modelscope import converted_path
 from tests.support.hubserver import save_hf_checkpoint
 from tests.support.msserver import start_ms

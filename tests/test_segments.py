@@ -20,7 +20,7 @@ import pytest
 from dinovault.cache import cache_path
 from dinovault.catalog import get_spec
 from dinovault.errors import ConfigError
-from dinovault.fetch import fetch_model
+from dinovault.pipeline import fetch_model
 from dinovault.transport.download import part_paths
 from dinovault.transport.ranges import Ranges
 from tests.support.httpserver import random_bytes, serve_env, start_server, write_registry

@@ -21,7 +21,7 @@ import pytest
 
 from dinovault import catalog, sources
 from dinovault.errors import DownloadError, SignedLinkError, VerificationError
-from dinovault.fetch import fetch_model
+from dinovault.pipeline import fetch_model
 from dinovault.registry import load_pins
 from dinovault.sources.prefix import PREFIX, name_prefix
 from dinovault.sources.signed import SignedLink

@@ -14,7 +14,7 @@ from dinovault import sources
 from dinovault.cache import cache_path, check_file, place_file
 from dinovault.catalog import get_spec
 from dinovault.errors import DownloadError, SourceError
-from dinovault.fetch import fetch_model
+from dinovault.pipeline import fetch_model
 from dinovault.registry import load_pins
 from dinovault.sources import Expected, Obtained, Source, register
 

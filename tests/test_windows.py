@@ -106,7 +106,7 @@ def test_temporary_names_stay_short_beside_windows_paths(typed):
 def test_fetch_with_the_torch_cache_on_c_and_the_models_on_d(dinov2_server, volumes, monkeypatch):
     """The first users' layout: TORCH_HOME on C:, the repository on D:. The export is a verified copy (no hard link
     across volumes), and a read-only export (as DVC leaves its outputs) holding other bytes is replaced by a refetch."""
-    from dinovault.fetch import fetch_model
+    from dinovault.pipeline import fetch_model
 
     c, d = volumes
     monkeypatch.setenv("TORCH_HOME", str(c / "Users" / "张三" / ".cache" / "torch"))
@@ -150,7 +150,7 @@ def test_the_simulation_takes_the_posix_only_calls_away(volumes, monkeypatch, tm
 
 
 def _fetch():
-    from dinovault.fetch import fetch_model
+    from dinovault.pipeline import fetch_model
 
     return fetch_model("dinov2_vits14", smoke_test=False, progress=False)
 

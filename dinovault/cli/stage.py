@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     from dinovault.cache import write_json_atomic
     from dinovault.catalog import get_spec
     from dinovault.errors import DinovaultError, ParamsError, UnknownModelError
-    from dinovault.fetch import fetch_model
+    from dinovault.pipeline import fetch_model
     from dinovault.progress import human_size
 
     smoke = not args.skip_test
