@@ -42,7 +42,9 @@ class FetchResult:
         """Where the model is to be used from: the export when there is one, else the cache."""
         return self.export_path or self.got.path
 
-    # the result's own fields, as callers read them
+    # Read-only views of ``got``, kept because they are public: ``dinovault.fetch_model`` returns this object, and the
+    # fetch script (cli/stage.py), bench/ and the tests read them. New code may read ``got`` directly; a new alias
+    # should not be added.
     cache_path = property(lambda self: self.got.path)  # $TORCH_HOME/hub/checkpoints/<file>, or a converted file
     size = property(lambda self: self.got.size)
     sha256 = property(lambda self: self.got.sha256)
