@@ -126,7 +126,7 @@ class PyServer:
 
 WORKER = """
 import json, resource, sys, time
-from dinovault.fetch import fetch_model
+from dinovault.pipeline import fetch_model
 t0 = time.perf_counter()
 r = fetch_model(sys.argv[1], sys.argv[2], smoke_test=False, progress=False)
 seconds = time.perf_counter() - t0
@@ -186,7 +186,7 @@ def bench(size: int, runs: int, server_kind: str, work: Path) -> None:
     print(f"server: {'nginx' if use_nginx else 'tests.support.httpserver (python; nginx not installed)'} "
           f"at {server.base_url}")
     url = f"{server.base_url}/{spec.upstream_path}"
-    os.environ.update(DINOV2_BASE_URL=server.base_url, DINOV2_REGISTRY=str(registry))
+    os.environ.update(DINOV2_BASE_URL=server.base_url, DINOVAULT_REGISTRY=str(registry))
     curl_t, curl_sha_t, fetch_wall, fetch_in, rss = [], [], [], [], []
     try:
         for i in range(runs):
@@ -235,7 +235,7 @@ def main() -> None:
     ap.add_argument("--server", choices=["auto", "nginx", "python"], default="auto")
     args = ap.parse_args()
     missing_tools({"curl": "curl", **({"nginx": "nginx"} if args.server == "nginx" else {})})
-    for var in ("DINOV2_BASE_URL", "DINOV2_REGISTRY"):
+    for var in ("DINOV2_BASE_URL", "DINOVAULT_REGISTRY"):
         os.environ.pop(var, None)
     with tempfile.TemporaryDirectory(prefix="dinovault-bench-") as tmp:
         work = Path(tmp)

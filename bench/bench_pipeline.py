@@ -96,7 +96,7 @@ def main() -> None:
             print(f"built {name}: {files[-1].stat().st_size / 1e6:.1f} MB in {time.perf_counter() - t:.1f} s")
         server = start_server(www)
         registry = write_registry(work / "registry.txt", files)
-        machine = Machine(work, {"DINOV2_BASE_URL": server.base_url, "DINOV2_REGISTRY": str(registry)})
+        machine = Machine(work, {"DINOV2_BASE_URL": server.base_url, "DINOVAULT_REGISTRY": str(registry)})
         # as on a user's machine: the clone's package is bytecode-cached after its first run, as DVC's modules were
         # when pip installed them (PYTHONDONTWRITEBYTECODE=1 in the caller's environment would make every
         # `invoke` compile dinovault from source while `dvc` does not)

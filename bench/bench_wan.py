@@ -46,7 +46,7 @@ SETTINGS = {
 
 WORKER = """
 import json, resource, sys, time
-from dinovault.fetch import fetch_model
+from dinovault.pipeline import fetch_model
 t0 = time.perf_counter()
 r = fetch_model(sys.argv[1], smoke_test=False, progress=False)
 print(json.dumps({"seconds": time.perf_counter() - t0, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -97,7 +97,7 @@ class Origin:
 def run_dinovault(origin: Origin, model: str, bases: list[str], **env_extra) -> dict:
     home = origin.work / "th"
     shutil.rmtree(home, ignore_errors=True)
-    env = dict(os.environ, TORCH_HOME=str(home), DINOV2_REGISTRY=str(origin.registry),
+    env = dict(os.environ, TORCH_HOME=str(home), DINOVAULT_REGISTRY=str(origin.registry),
                DINOV2_BASE_URL=",".join(bases), **env_extra)
     wall, out = timed([sys.executable, "-c", WORKER, model], env)
     res = json.loads(out)

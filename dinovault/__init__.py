@@ -5,19 +5,17 @@
 Importing the package imports neither torch nor DVC: each name below is loaded on first use.
 """
 
-import sys
-import types
 from importlib import import_module
 
 __version__ = "0.1.0"
 _LAZY = {
-    "fetch": "dinovault.cli.api",
-    "load_backbone": "dinovault.cli.api",
-    "verify": "dinovault.cli.api",
-    "import_file": "dinovault.cli.api",
+    "fetch": "dinovault.api",
+    "load_backbone": "dinovault.api",
+    "verify": "dinovault.api",
+    "import_file": "dinovault.api",
     "DINOv2FeatureExtractor": "dinovault.inference.extractor",
     "DINOv3FeatureExtractor": "dinovault.inference.extractor",
-    "fetch_model": "dinovault.fetch",
+    "fetch_model": "dinovault.pipeline",
     "load_features": "dinovault.features.loader",
 }
 __all__ = [*_LAZY, "__version__"]
@@ -28,16 +26,3 @@ def __getattr__(name):
         return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'dinovault' has no attribute {name!r}")
 
-
-class _Package(types.ModuleType):
-    """``dinovault.fetch`` stays the function above even once the pipeline module ``dinovault/fetch.py`` is imported
-    (the import system binds a submodule as an attribute of its package); ``sys.modules["dinovault.fetch"]`` and
-    ``from dinovault.fetch import fetch_model`` still give the module."""
-
-    def __setattr__(self, name, value):
-        if name == "fetch" and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

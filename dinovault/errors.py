@@ -70,7 +70,7 @@ class ConfigError(DinovaultError):
 
 
 class SourceError(DinovaultError):
-    """DINOV2_SOURCES names something that is not a source."""
+    """DINOVAULT_SOURCES names something that is not a source."""
 
 
 class ImportFileError(DinovaultError):

@@ -4,16 +4,17 @@ long-lived process or a test sees the environment as it is now.
 | variable | read by | effect |
 |---|---|---|
 | ``DINOV2_BASE_URL`` | sources | base URL(s) of the official layout, comma or space separated, tried in order |
-| ``DINOVAULT_REGISTRY`` (old name ``DINOV2_REGISTRY``) | registry | a pin file replacing ``dinovault/registry.txt`` |
-| ``DINOV2_RETRIES``, ``DINOV2_BACKOFF``, ``DINOV2_MAX_WAIT``, ``DINOV2_TIMEOUT`` | download | retry policy |
+| ``DINOVAULT_REGISTRY`` | registry | a pin file replacing ``dinovault/registry.txt`` |
+| ``DINOVAULT_RETRIES``, ``DINOVAULT_BACKOFF``, ``DINOVAULT_MAX_WAIT``, ``DINOVAULT_TIMEOUT`` | download | retries |
+| ``DINOVAULT_TIMEOUT`` | remotes.bounded | also bounds a remote probe (3 x) and its requests |
 | ``DINOVAULT_RETRY_DELAYS`` | remotes.transfer | seconds before each retry of a push or pull (default ``1 3 8``) |
 | ``TORCH_HOME``, ``XDG_CACHE_HOME`` | cache | the torch.hub cache root, defaulting exactly as torch does |
 | ``DINOVAULT_MODELS_DIR`` | inference.weights | the one folder the extractor, hubconf.py, load_backbone read when set |
 | ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY`` (either case) | remotes.probe | a proxy is used: no direct TCP check |
 | ``NO_PROXY`` (and the proxies above) | download | which proxy a failed download went through, named in its error |
-| ``DINOV2_CONNECTIONS`` | download | connections per source for a large pinned file (default 8, 1-32; 1: one stream) |
-| ``DINOV2_SEGMENT_SIZE`` | download | bytes per range of a segmented download (default 8 MiB; smaller only for tests) |
-| ``DINOV2_SOURCES`` | fetch | sources tried in order: ``official`` (the base URLs), ``huggingface`` (default both) |
+| ``DINOVAULT_CONNECTIONS`` | download | connections per source for a large pinned file (default 8, 1-32; 1: one) |
+| ``DINOVAULT_SEGMENT_SIZE`` | download | bytes per range of a segmented download (default 8 MiB; smaller for tests) |
+| ``DINOVAULT_SOURCES`` | fetch | sources tried in order: ``official`` (the base URLs), ``huggingface`` (default both) |
 | ``DINOVAULT_ALLOW_UNVERIFIED`` | fetch script | ``1``: accept a model with no pin (invoke fetch --allow-unverified) |
 | ``PATH`` | cli | set, not read: this interpreter's folder first while `dinovault fetch` runs the DVC stages |
 | ``DINOV3_URL`` | sources.signed | the signed link from Meta's e-mail (a credential: never written anywhere) |
@@ -21,6 +22,10 @@ long-lived process or a test sees the environment as it is now.
 | ``MODELSCOPE_DOMAIN`` | sources.modelscope | the ``modelscope`` client's own: a bare domain (https) |
 | ``DINOVAULT_FAMILIES`` | catalog | plug-in families: ``module:attribute`` of a ``Family``, comma separated |
 | ``DVC_ROOT`` | fetch script | set by DVC for every stage command: the repository whose outputs the stage writes |
+
+The ``DINOVAULT_*`` names in ``OLD_NAMES`` were ``DINOV2_*`` before they governed DINOv3 too; the old name is still
+read when the new one is unset or empty (``value_of``). ``DINOV2_BASE_URL``/``DINOV3_BASE_URL``/``DINOV3_URL`` are
+each one family's and keep their names.
 
 huggingface_hub reads ``HF_ENDPOINT``, ``HF_HOME``, ``HF_TOKEN`` and ``HF_HUB_OFFLINE`` itself, as it documents;
 dinovault only passes them through. ``DINOVAULT_REQUIRE_SERVERS`` is read by the tests only (tests/support/servers.py).
@@ -36,6 +41,16 @@ from pathlib import Path
 from .errors import ConfigError, DinovaultError
 
 BASE_URL = "DINOV2_BASE_URL"
+REGISTRY = "DINOVAULT_REGISTRY"
+RETRIES, BACKOFF = "DINOVAULT_RETRIES", "DINOVAULT_BACKOFF"
+MAX_WAIT, TIMEOUT = "DINOVAULT_MAX_WAIT", "DINOVAULT_TIMEOUT"
+CONNECTIONS = "DINOVAULT_CONNECTIONS"
+SEGMENT_SIZE = "DINOVAULT_SEGMENT_SIZE"
+SOURCES_ENV = "DINOVAULT_SOURCES"
+OLD_NAMES = {  # the name each setting had while only DINOv2 existed, still read as a fallback
+    name: name.replace("DINOVAULT_", "DINOV2_", 1)
+    for name in (REGISTRY, RETRIES, BACKOFF, MAX_WAIT, TIMEOUT, CONNECTIONS, SEGMENT_SIZE, SOURCES_ENV)
+}
 ALLOW_UNVERIFIED = "DINOVAULT_ALLOW_UNVERIFIED"
 PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
@@ -49,8 +64,17 @@ def base_urls_text(family: str = "dinov2") -> str:
     return os.environ.get(base_url_env(family), "")
 
 
+def value_of(name: str) -> tuple[str, str]:
+    """The variable that gives setting ``name`` its value, and that value: ``name`` when set and not empty, else its
+    old ``DINOV2_*`` name when set (so a message names what the user wrote), else ``(name, "")``."""
+    for each in (name, OLD_NAMES.get(name)):
+        if each and os.environ.get(each, "").strip():
+            return each, os.environ[each]
+    return name, ""
+
+
 def registry_file() -> Path | None:
-    value = os.environ.get("DINOVAULT_REGISTRY") or os.environ.get("DINOV2_REGISTRY")
+    value = value_of(REGISTRY)[1].strip()
     return Path(value).expanduser() if value else None
 
 
@@ -69,9 +93,10 @@ def dvc_root() -> Path | None:
 
 
 def number(name: str, default: float, kind=float):
-    """A non-negative number from ``name`` (``default`` when unset or empty); a DinovaultError naming it otherwise."""
-    value = os.environ.get(name)
-    if value is None or value == "":
+    """A non-negative number from ``name`` or its old name (``default`` when unset or empty); a DinovaultError naming
+    the variable otherwise."""
+    name, value = value_of(name)
+    if not value:
         return default
     try:
         result = kind(value)
@@ -114,14 +139,13 @@ def overridden(name: str, value: str) -> Iterator[None]:
         else:
             os.environ[name] = before
 
-CONNECTIONS = "DINOV2_CONNECTIONS"
-SEGMENT_SIZE = "DINOV2_SEGMENT_SIZE"
 DEFAULT_CONNECTIONS = 8
 DEFAULT_SEGMENT_SIZE = 8 << 20
 
 
 def _positive_int(name: str, default: int, high: int) -> int:
-    value = os.environ.get(name, "").strip()
+    name, value = value_of(name)
+    value = value.strip()
     if not value:
         return default
     try:
@@ -155,21 +179,19 @@ def retry_delays() -> tuple[float, ...]:
 
 
 def connections() -> int:
-    """Connections per source for a segmented download (``DINOV2_CONNECTIONS``, 1 to 32)."""
+    """Connections per source for a segmented download (``DINOVAULT_CONNECTIONS``, 1 to 32)."""
     return _positive_int(CONNECTIONS, DEFAULT_CONNECTIONS, 32)
 
 
 def segment_size() -> int:
-    """Bytes per range of a segmented download (``DINOV2_SEGMENT_SIZE``)."""
+    """Bytes per range of a segmented download (``DINOVAULT_SEGMENT_SIZE``)."""
     return _positive_int(SEGMENT_SIZE, DEFAULT_SEGMENT_SIZE, 1 << 34)
 
 
-SOURCES_ENV = "DINOV2_SOURCES"
-
-
 def sources_text() -> str:
-    """``$DINOV2_SOURCES`` as written (sources/__init__.py knows which names exist)."""
-    return os.environ.get(SOURCES_ENV, "")
+    """``$DINOVAULT_SOURCES`` (or the old ``$DINOV2_SOURCES``) as written (sources/__init__.py knows which names
+    exist)."""
+    return value_of(SOURCES_ENV)[1]
 
 @contextlib.contextmanager
 def path_first(folder: Path) -> Iterator[None]:

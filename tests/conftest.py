@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
-# Only loopback traffic: the default DINOV2_SOURCES ends with huggingface, so a test whose official source fails
+# Only loopback traffic: the default DINOVAULT_SOURCES ends with huggingface, so a test whose official source fails
 # would otherwise ask huggingface.co. Port 9 on 127.0.0.1 refuses at once; tests of the Hugging Face source set
 # HF_ENDPOINT to their own server. A private HF_HOME keeps the user's Hugging Face cache out of the tests.
 os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"

@@ -13,7 +13,7 @@ import torch
 
 from dinovault.catalog import get_spec
 from dinovault.model.checkpoint import load_backbone
-from dinovault.model.convert import official_to_hf
+from dinovault.model.hf_dinov2 import official_to_hf
 from tests.support.checkpoints import make_state_dict
 from tests.support.official import hf_model, reduced
 

@@ -133,7 +133,7 @@ def pinned(tmp_path, torch_home_dir, monkeypatch):
     good = tmp_path / "served" / "dinov2_vits14_pretrain.pth"
     good.parent.mkdir()
     good.write_bytes(random_bytes(4096, seed=3))
-    monkeypatch.setenv("DINOV2_REGISTRY", str(write_registry(tmp_path / "registry.txt", [good])))
+    monkeypatch.setenv("DINOVAULT_REGISTRY", str(write_registry(tmp_path / "registry.txt", [good])))
     monkeypatch.delenv("DINOVAULT_MODELS_DIR", raising=False)
     cache = torch_home_dir / "hub" / "checkpoints" / good.name
     cache.parent.mkdir(parents=True)
@@ -183,6 +183,12 @@ def test_an_unverified_cache_file_is_never_used_and_the_error_names_every_place(
     assert find_weights(NAME) == cache
 
 
+def test_dinovault_fetch_is_the_api_function_once_the_pipeline_is_imported():
+    code = ("import dinovault, dinovault.pipeline, dinovault.api; from dinovault.pipeline import fetch_model; "
+            "assert dinovault.fetch is dinovault.api.fetch and dinovault.fetch_model is fetch_model")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_importing_dinovault_and_the_cli_imports_nothing_heavy():
     code = ("import sys, dinovault, dinovault.cli.main; dinovault.fetch; dinovault.verify; "
             "print(sorted(m for m in ('torch', 'dvc', 'ruamel', 'numpy') if m in sys.modules))")
@@ -198,8 +204,8 @@ def test_api_fetch_verify_and_import_outside_any_repository(faulty_server, torch
     from dinovault.errors import VerificationError
 
     monkeypatch.setenv("DINOV2_BASE_URL", faulty_server.base_url)
-    monkeypatch.setenv("DINOV2_REGISTRY", str(faulty_server.registry))
-    monkeypatch.setenv("DINOV2_SOURCES", "official")
+    monkeypatch.setenv("DINOVAULT_REGISTRY", str(faulty_server.registry))
+    monkeypatch.setenv("DINOVAULT_SOURCES", "official")
     monkeypatch.delenv("DINOVAULT_MODELS_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
     served = faulty_server.files["dinov2_vits14_pretrain.pth"]

@@ -1,4 +1,4 @@
-"""Official ↔ Hugging Face conversion (dinovault.model.convert) against transformers' own models, for all 8 shapes
+"""Official ↔ Hugging Face conversion (dinovault.model.hf_dinov2) against transformers' own models, for all 8 shapes
 (reduced depth for L and g): same names and shapes as transformers writes, bit-identical round trip in the
 official key order, strict load into dinovault's backbone, and a tensor digest that does not depend on the file."""
 
@@ -14,7 +14,7 @@ import torch
 
 from dinovault.catalog import CATALOG, dinov2, get_spec
 from dinovault.model.checkpoint import load_backbone
-from dinovault.model.convert import hf_config, hf_shapes, hf_to_official, identify, official_to_hf, tensor_digest
+from dinovault.model.hf_dinov2 import hf_config, hf_shapes, hf_to_official, identify, official_to_hf, tensor_digest
 from tests.support.checkpoints import make_state_dict
 
 DINOV2 = [s.name for s in dinov2.ROWS]

@@ -3,7 +3,7 @@
 - every row's ``state_dict_shapes()`` is the built network's state_dict (keys, order, shapes; built on the meta
   device, so the 7B costs nothing), and the parameter counts are the published ones;
 - the backbones against transformers' ``DINOv3ViTModel`` / ``DINOv3ConvNextModel`` (installed from PyPI) within
-  1e-5, loaded from an on-disk Hugging Face folder written by ``dinovault.model.convert_dinov3`` (transformers'
+  1e-5, loaded from an on-disk Hugging Face folder written by ``dinovault.model.hf_dinov3`` (transformers'
   RoPE multiplies by inverse periods where the official code divides by the periods, so the two agree to float32
   rounding, not bit for bit). Bit-identity with the official code itself (not on PyPI, under the DINOv3 License,
   so not vendored) was checked outside the repository against facebookresearch/dinov3 @ 6876159: all 13 rows
@@ -25,7 +25,7 @@ import torch
 
 from dinovault.catalog.dinov3 import ROWS, SAT_MEAN
 from dinovault.model import convnext, dinov3_vit
-from dinovault.model.convert_dinov3 import (
+from dinovault.model.hf_dinov3 import (
     RECONSTRUCTED_INEXACT,
     hf_config,
     hf_shapes,

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import save_file
 
 from dinovault.catalog import get_spec
-from dinovault.model.convert_dinov3 import official_to_hf
+from dinovault.model.hf_dinov3 import official_to_hf
 from tests.support.dinov3_checkpoints import make_state_dict
 from tests.support.hubserver import start_hub
 from tests.support.msserver import start_ms
@@ -39,7 +39,7 @@ def fetch(tmp_path: Path, registry: str, **env):
     (tmp_path / "registry.txt").write_text(registry + "\n", encoding="utf-8")
     run_env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TORCH_HOME": str(tmp_path / "th"),
                "HF_HOME": str(tmp_path / "hf"), "DINOVAULT_REGISTRY": str(tmp_path / "registry.txt"),
-               "HF_HUB_DISABLE_TELEMETRY": "1", "DINOV2_TIMEOUT": "5", **env}
+               "HF_HUB_DISABLE_TELEMETRY": "1", "DINOVAULT_TIMEOUT": "5", **env}
     return subprocess.run([sys.executable, str(ROOT / "scripts" / "download_dinov2.py"), "--model", MODEL,
                            "--save_dir", str(tmp_path / "models" / "dinov3")], cwd=tmp_path, env=run_env,
                           capture_output=True, text=True, timeout=600)
@@ -56,7 +56,7 @@ def test_from_hugging_face(files, tmp_path):
     hub = start_hub()
     try:
         hub.add(REPO, path, COMMIT)
-        r = fetch(tmp_path, hub.registry_line(REPO), HF_ENDPOINT=hub.endpoint, DINOV2_SOURCES="huggingface")
+        r = fetch(tmp_path, hub.registry_line(REPO), HF_ENDPOINT=hub.endpoint, DINOVAULT_SOURCES="huggingface")
     finally:
         hub.close()
     assert r.returncode == 0, r.stderr
@@ -74,7 +74,7 @@ def test_from_modelscope(files, tmp_path):
     try:
         ms.add(REPO, path, "master")
         r = fetch(tmp_path, ms.pin_line(REPO, "master"), DINOVAULT_MODELSCOPE_ENDPOINT=ms.endpoint,
-                  DINOV2_SOURCES="modelscope")
+                  DINOVAULT_SOURCES="modelscope")
     finally:
         ms.close()
     assert r.returncode == 0, r.stderr
@@ -94,7 +94,7 @@ def test_a_tampered_hub_file_is_refused(files, tmp_path):
         hub.add(REPO, path, COMMIT)
         line = hub.registry_line(REPO)
         hub.add(REPO, bad, COMMIT)  # the Hub now serves other bytes under the pinned commit
-        r = fetch(tmp_path, line, HF_ENDPOINT=hub.endpoint, DINOV2_SOURCES="huggingface")
+        r = fetch(tmp_path, line, HF_ENDPOINT=hub.endpoint, DINOVAULT_SOURCES="huggingface")
     finally:
         hub.close()
     assert r.returncode == 1 and "does not match its pin" in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -48,7 +48,7 @@ def site(tmp_path_factory):
 def machine(tmp_path_factory, site):
     source = snapshot_worktree(tmp_path_factory.mktemp("source"), prefixes={MODEL: site.prefix})
     return Machine(tmp_path_factory.mktemp("machine"), {"HF_ENDPOINT": "http://127.0.0.1:9"}, source,
-                   DINOV2_SOURCES="official")
+                   DINOVAULT_SOURCES="official")
 
 
 def _everything_under(*folders: Path) -> bytes:

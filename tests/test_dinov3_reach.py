@@ -18,10 +18,10 @@ import torch
 
 from dinovault import catalog
 from dinovault.errors import DownloadError, ImportFileError, VerificationError
-from dinovault.fetch import fetch_model
-from dinovault.model.convert_dinov3 import official_to_hf
+from dinovault.model.hf_dinov3 import official_to_hf
+from dinovault.pipeline import fetch_model
 from dinovault.registry import parse_pins
-from dinovault.sources.local import import_file
+from dinovault.sources.imported import import_file
 from dinovault.sources.prefix import name_prefix
 from tests.support.dinov3_checkpoints import make_state_dict
 from tests.support.httpserver import start_server
@@ -124,7 +124,7 @@ def test_a_dinov3_download_failure_names_dinov3_s_mirror_variable(registry, tmp_
     try:
         monkeypatch.setenv("DINOV3_BASE_URL", f"{server.origin}/dinov3")
         monkeypatch.setenv("DINOV2_BASE_URL", f"{server.origin}/dinov2")
-        monkeypatch.setenv("DINOV2_RETRIES", "0")
+        monkeypatch.setenv("DINOVAULT_RETRIES", "0")
         registry(f"{SPEC.upstream_file} 1000 sha256:{REAL_PREFIX}{'0' * 56}")  # sized: the ranged transport
         with pytest.raises(DownloadError) as err:
             fetch_model(MODEL, sources=("official",), smoke_test=False, progress=False)

@@ -17,7 +17,7 @@ import pytest
 from dinovault.cache import cache_path, check_file, read_stamp, torch_home, verify_file
 from dinovault.catalog import get_spec
 from dinovault.errors import DinovaultError, DownloadError, RegistryError, VerificationError
-from dinovault.fetch import fetch_model
+from dinovault.pipeline import fetch_model
 from dinovault.progress import LineProgress
 from dinovault.registry import load_registry
 from dinovault.sources.official import OFFICIAL_BASE_URL, base_urls, official_url, source_urls
@@ -171,7 +171,7 @@ def test_503_with_retry_after_is_honoured(served):
 
 
 def test_retry_after_longer_than_max_wait_skips_the_source(served, monkeypatch):
-    monkeypatch.setenv("DINOV2_MAX_WAIT", "2")
+    monkeypatch.setenv("DINOVAULT_MAX_WAIT", "2")
     served.fault(FILE, status=429, retry_after="3600")
     with pytest.raises(DownloadError, match="asked to retry after 3600s"):
         fetch()
@@ -179,7 +179,7 @@ def test_retry_after_longer_than_max_wait_skips_the_source(served, monkeypatch):
 
 
 def test_500_is_retried_then_reported(served, monkeypatch):
-    monkeypatch.setenv("DINOV2_RETRIES", "3")
+    monkeypatch.setenv("DINOVAULT_RETRIES", "3")
     served.fault(FILE, status=500)
     with pytest.raises(DownloadError, match=r"HTTP 500 .*after 3 attempts"):
         fetch()
@@ -205,7 +205,7 @@ def test_html_with_200_is_refused(served, sniff_only):
 
 
 def test_stall_times_out_and_resumes(served, monkeypatch):
-    monkeypatch.setenv("DINOV2_TIMEOUT", "0.5")
+    monkeypatch.setenv("DINOVAULT_TIMEOUT", "0.5")
     served.fault(FILE, stall=60, stall_after=2_000_000, times=1)
     res = fetch()
     assert res.cache_path.read_bytes() == served_bytes(served)
@@ -217,8 +217,8 @@ def test_stall_times_out_and_resumes(served, monkeypatch):
 
 
 def test_persistent_stall_is_reported(served, monkeypatch):
-    monkeypatch.setenv("DINOV2_TIMEOUT", "0.3")
-    monkeypatch.setenv("DINOV2_RETRIES", "2")
+    monkeypatch.setenv("DINOVAULT_TIMEOUT", "0.3")
+    monkeypatch.setenv("DINOVAULT_RETRIES", "2")
     served.fault(FILE, stall=5)
     with pytest.raises(DownloadError, match="timed out"):
         fetch()
@@ -250,7 +250,7 @@ def test_mirror_failover(served, tmp_path, monkeypatch):
 
 
 def test_final_error_names_every_source(served, tmp_path, monkeypatch):
-    monkeypatch.setenv("DINOV2_RETRIES", "2")
+    monkeypatch.setenv("DINOVAULT_RETRIES", "2")
     other = start_server(tmp_path / "other")
     try:
         other.add(f"dinov2/{S14.upstream_path}", b"x")
@@ -273,7 +273,7 @@ def test_wrong_size_is_refused_before_downloading(served, tmp_path, monkeypatch)
     pin = load_registry()[FILE]
     reg = tmp_path / "reg.txt"
     reg.write_text(f"{FILE} {pin.size + 1} sha256:{pin.sha256}\n")
-    monkeypatch.setenv("DINOV2_REGISTRY", str(reg))
+    monkeypatch.setenv("DINOVAULT_REGISTRY", str(reg))
     with pytest.raises(DownloadError, match=f"serves {pin.size} bytes, the pin says {pin.size + 1}"):
         fetch()
 
@@ -332,7 +332,7 @@ def test_unpinned_model_needs_allow_unverified(served, tmp_path, monkeypatch):
     spec_b = get_spec("dinov2_vitb14")
     reg = tmp_path / "only_s14.txt"
     reg.write_text(next(line for line in served.registry.read_text().splitlines() if line.startswith(FILE)) + "\n")
-    monkeypatch.setenv("DINOV2_REGISTRY", str(reg))
+    monkeypatch.setenv("DINOVAULT_REGISTRY", str(reg))
     with pytest.raises(VerificationError, match="no pinned SHA-256") as exc:
         fetch_model("dinov2_vitb14", smoke_test=False, progress=False)
     assert "--allow-unverified" in exc.value.hint
@@ -348,7 +348,7 @@ def test_unpinned_model_needs_allow_unverified(served, tmp_path, monkeypatch):
 def test_malformed_registry_names_file_and_line(served, tmp_path, monkeypatch):
     reg = tmp_path / "bad_registry.txt"
     reg.write_text("# pins\n\n" + served.registry.read_text().splitlines()[1] + "\nfoo.pth 12 md5:abc\n")
-    monkeypatch.setenv("DINOV2_REGISTRY", str(reg))
+    monkeypatch.setenv("DINOVAULT_REGISTRY", str(reg))
     with pytest.raises(RegistryError, match=rf"{reg}:4: hash 'md5:abc'"):
         fetch()
 
@@ -392,15 +392,15 @@ def test_line_progress_is_plain_and_periodic():
 
 
 def test_retry_policy_from_env(monkeypatch):
-    monkeypatch.setenv("DINOV2_RETRIES", "2")
-    monkeypatch.setenv("DINOV2_BACKOFF", "0.5")
-    monkeypatch.setenv("DINOV2_TIMEOUT", "3")
+    monkeypatch.setenv("DINOVAULT_RETRIES", "2")
+    monkeypatch.setenv("DINOVAULT_BACKOFF", "0.5")
+    monkeypatch.setenv("DINOVAULT_TIMEOUT", "3")
     p = RetryPolicy.from_env()
     assert (p.attempts, p.read_timeout, p.connect_timeout) == (2, 3.0, 3.0)
     assert [p.wait(i, None) for i in (1, 2, 3)] == [0.5, 1.0, 2.0]
     assert p.wait(1, 7) == 7 and p.wait(1, 1e6) is None
-    monkeypatch.setenv("DINOV2_TIMEOUT", "soon")
-    with pytest.raises(DinovaultError, match="DINOV2_TIMEOUT"):
+    monkeypatch.setenv("DINOVAULT_TIMEOUT", "soon")
+    with pytest.raises(DinovaultError, match="DINOVAULT_TIMEOUT"):
         RetryPolicy.from_env()
 
 
@@ -409,7 +409,7 @@ def test_a_checkpoint_starting_with_lt_is_no_html_page(served, tmp_path, monkeyp
     header = b'{"__metadata__":{"format":"pt"}}'.ljust(0x003C)
     body = (0x003C).to_bytes(8, "little") + header + served_bytes(served)[: SMALL_SIZE - 8 - len(header)]
     served.add(f"dinov2/{S14.upstream_path}", body)
-    monkeypatch.setenv("DINOV2_REGISTRY", str(write_registry(tmp_path / "lt.txt", [served.files[FILE]])))
+    monkeypatch.setenv("DINOVAULT_REGISTRY", str(write_registry(tmp_path / "lt.txt", [served.files[FILE]])))
     res = fetch()
     assert res.verified and res.cache_path.read_bytes() == body and served.log[-1].status == 200
 

@@ -101,7 +101,7 @@ def toy_project(tmp_path_factory, toy_server) -> Clone:
     base = tmp_path_factory.mktemp("toy machine")
     pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     machine = Machine(base, toy_server.env_toy, DINOVAULT_FAMILIES=PLUGIN, PYTHONPATH=pythonpath,
-                      DINOV2_BACKOFF="0.05", DINOV2_TIMEOUT="5")
+                      DINOVAULT_BACKOFF="0.05", DINOVAULT_TIMEOUT="5")
     p = Clone(base / "toy 项目", dict(machine.env, TORCH_HOME=str(base / "torch")))
     p.path.mkdir()
     p.git("init", "-q", "-b", "main")

@@ -239,7 +239,7 @@ def test_the_ray_engine_gives_the_local_engines_vectors(project, mixed):
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory, dinov2_server):
     machine = Machine(tmp_path_factory.mktemp("machine"), dinov2_server.env,
-                      snapshot_worktree(tmp_path_factory.mktemp("source")), DINOV2_BACKOFF="0.05")
+                      snapshot_worktree(tmp_path_factory.mktemp("source")), DINOVAULT_BACKOFF="0.05")
     c = machine.clone("a")
     c.select(VITS)
     c.skip_smoke_test()

@@ -21,9 +21,9 @@ from dinovault.cache import cache_path, read_stamp
 from dinovault.catalog import get_spec
 from dinovault.catalog.dinov2 import LICENSE
 from dinovault.errors import CheckpointError, DownloadError
-from dinovault.fetch import fetch_model
 from dinovault.model.checkpoint import load_state_dict
-from dinovault.model.convert import tensor_digest
+from dinovault.model.hf_dinov2 import tensor_digest
+from dinovault.pipeline import fetch_model
 from dinovault.sources.official import official_url
 from dinovault.transport.download import part_paths
 from tests.support.checkpoints import save_checkpoint, save_malicious, save_object
@@ -46,7 +46,7 @@ def cli(*args, env, timeout=120, **kw):
 
 
 def cli_env(server, torch_home: Path, **extra):
-    return serve_env(server, torch_home, DINOV2_BACKOFF="0.05", DINOV2_TIMEOUT="5", **extra)
+    return serve_env(server, torch_home, DINOVAULT_BACKOFF="0.05", DINOVAULT_TIMEOUT="5", **extra)
 
 
 @pytest.fixture
@@ -145,8 +145,8 @@ def test_params_smoke_test_false_skips_the_test(served, tmp_path):
 
 
 def test_import_and_help_do_not_import_torch(tmp_path):
-    code = ("import dinovault.fetch, dinovault.exports.place, dinovault.exports.card, dinovault.sources.local, sys; "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = ("import dinovault.pipeline, dinovault.exports.place, dinovault.exports.card, dinovault.sources.imported, "
+            "sys; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
     code = (
         "import runpy, sys; sys.argv = ['x', '--help']\n"
@@ -168,7 +168,7 @@ def test_unknown_model_is_a_usage_error_with_suggestions(tmp_path):
 def test_malformed_registry_is_one_line_with_file_and_line(served, tmp_path):
     reg = tmp_path / "reg.txt"
     reg.write_text("# ok\ndinov2_vits14_pretrain.pth 12\n")
-    r = cli("--model", "dinov2_vits14", env=cli_env(served, tmp_path / "th", DINOV2_REGISTRY=reg))
+    r = cli("--model", "dinov2_vits14", env=cli_env(served, tmp_path / "th", DINOVAULT_REGISTRY=reg))
     assert r.returncode == 1 and f"{reg}:2: expected" in r.stderr
     assert [ln for ln in r.stderr.splitlines() if ln.startswith("✗")] == r.stderr.splitlines()
 
@@ -279,7 +279,7 @@ def test_wrong_model_is_named(served, tmp_path):
 
 def test_unverified_bad_checkpoint_is_removed_from_the_cache(served, tmp_path, monkeypatch):
     _serve(served, B14, tmp_path, lambda p: save_object({"weights": 1}, p))
-    monkeypatch.setenv("DINOV2_REGISTRY", str(tmp_path / "empty.txt"))
+    monkeypatch.setenv("DINOVAULT_REGISTRY", str(tmp_path / "empty.txt"))
     (tmp_path / "empty.txt").write_text("# nothing pinned\n")
     with pytest.raises(CheckpointError):
         fetch_model("dinov2_vitb14", allow_unverified=True, progress=False)
@@ -329,7 +329,7 @@ def test_two_processes_one_transfer_both_succeed(served, tmp_path):
     half-way until the second says it is waiting for the first (no race against a throttle)."""
     release = threading.Event()
     served.fault(FILE, stall=120, stall_after=SMALL_SIZE // 2, release=release, times=1)
-    env = {**cli_env(served, tmp_path / "th"), "DINOV2_TIMEOUT": "120"}  # the held response is not a stall
+    env = {**cli_env(served, tmp_path / "th"), "DINOVAULT_TIMEOUT": "120"}  # the held response is not a stall
 
     def start(i: int) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, str(SCRIPT), "--model", "dinov2_vits14", "--skip-test",

@@ -18,7 +18,7 @@ import pytest
 from dinovault.cache import cache_path
 from dinovault.catalog import get_spec
 from dinovault.errors import DownloadError
-from dinovault.fetch import fetch_model
+from dinovault.pipeline import fetch_model
 from dinovault.transport.retry import RetryPolicy
 from tests.support.httpserver import random_bytes, start_server, write_registry
 
@@ -26,8 +26,8 @@ S14 = get_spec("dinov2_vits14")
 FILE = S14.upstream_file
 SIZE = 3 * 1024 * 1024 + 777
 MiB = 1 << 20
-PATHS = {"segmented": {"DINOV2_CONNECTIONS": "3", "DINOV2_SEGMENT_SIZE": str(256 << 10)},
-         "one-stream": {"DINOV2_CONNECTIONS": "1"}}
+PATHS = {"segmented": {"DINOVAULT_CONNECTIONS": "3", "DINOVAULT_SEGMENT_SIZE": str(256 << 10)},
+         "one-stream": {"DINOVAULT_CONNECTIONS": "1"}}
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
@@ -42,10 +42,10 @@ def path(request, monkeypatch):
 def origin(tmp_path, torch_home_dir, monkeypatch):
     server = start_server(tmp_path / "www")
     server.add(f"dinov2/{S14.upstream_path}", random_bytes(SIZE, seed=11))
-    monkeypatch.setenv("DINOV2_REGISTRY", str(write_registry(tmp_path / "registry.txt", [server.files[FILE]])))
+    monkeypatch.setenv("DINOVAULT_REGISTRY", str(write_registry(tmp_path / "registry.txt", [server.files[FILE]])))
     monkeypatch.setenv("DINOV2_BASE_URL", server.base_url)
-    monkeypatch.setenv("DINOV2_SOURCES", "official")
-    monkeypatch.setenv("DINOV2_RETRIES", "3")
+    monkeypatch.setenv("DINOVAULT_SOURCES", "official")
+    monkeypatch.setenv("DINOVAULT_RETRIES", "3")
     for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY",
                 "no_proxy"):
         monkeypatch.delenv(var, raising=False)
@@ -87,7 +87,7 @@ def test_no_progress_ends_after_the_configured_retries(origin, path, fault, capl
     assert isinstance(err, DownloadError), err
     msg = err.message
     assert f"{origin.base_url}/{S14.upstream_path}" in msg and "after 3 attempts without progress" in msg
-    assert "DINOV2_RETRIES" in msg and "下载失败" in msg and "\n" not in msg
+    assert "DINOVAULT_RETRIES" in msg and "下载失败" in msg and "\n" not in msg
     a, b = map(int, re.search(r"at bytes (\d+)-(\d+)", msg).groups())  # the bytes that never came
     assert 0 <= a <= b < SIZE
     if "missing_tail" in fault:
@@ -95,7 +95,7 @@ def test_no_progress_ends_after_the_configured_retries(origin, path, fault, capl
     assert "another mirror" in err.hint and CJK.search(err.hint)
     # empty answers: at most one round per attempt on every connection (the old loop made hundreds)
     empty = [rec for rec in origin.log if rec.sent == 0]
-    assert len(empty) <= 3 * int(PATHS[path].get("DINOV2_CONNECTIONS")), len(empty)
+    assert len(empty) <= 3 * int(PATHS[path].get("DINOVAULT_CONNECTIONS")), len(empty)
     assert not cache_path(FILE).exists()
     bilingual(caplog)
     print(f"{path} {next(iter(fault))}: {len(origin.log)} requests, {seconds:.2f}s to give up")
@@ -118,13 +118,13 @@ def test_a_link_that_never_answers_gives_up_after_retries_times_the_timeout(orig
     caplog.set_level(logging.INFO, "dinovault")
     base = f"http://127.0.0.1:{silent_port}/dinov2"
     monkeypatch.setenv("DINOV2_BASE_URL", base)
-    monkeypatch.setenv("DINOV2_TIMEOUT", "0.4")
-    monkeypatch.setenv("DINOV2_BACKOFF", "5")  # no backoff after a timeout: the silence was the wait
+    monkeypatch.setenv("DINOVAULT_TIMEOUT", "0.4")
+    monkeypatch.setenv("DINOVAULT_BACKOFF", "5")  # no backoff after a timeout: the silence was the wait
     err, seconds = fetch_within(20)
     assert isinstance(err, DownloadError), err
     assert 3 * 0.4 <= seconds < 3 * 0.4 + 1.5, seconds
-    assert "timed out (no data within 0.4 s, DINOV2_TIMEOUT)" in err.message and "DINOV2_RETRIES" in err.message
-    assert base in err.message and "DINOV2_TIMEOUT / DINOV2_RETRIES" in err.hint and "proxy" not in err.hint
+    assert "timed out (no data within 0.4 s, DINOVAULT_TIMEOUT)" in err.message and "DINOVAULT_RETRIES" in err.message
+    assert base in err.message and "DINOVAULT_TIMEOUT / DINOVAULT_RETRIES" in err.hint and "proxy" not in err.hint
     bilingual(caplog)
     # the defaults: a dead link is given up within 60 s (5 attempts of 10 s, no backoff between them)
     p = RetryPolicy()
@@ -132,8 +132,8 @@ def test_a_link_that_never_answers_gives_up_after_retries_times_the_timeout(orig
 
 
 def test_a_dead_proxy_is_named_without_its_credentials(origin, silent_port, monkeypatch):
-    monkeypatch.setenv("DINOV2_CONNECTIONS", "1")
-    monkeypatch.setenv("DINOV2_TIMEOUT", "0.3")
+    monkeypatch.setenv("DINOVAULT_CONNECTIONS", "1")
+    monkeypatch.setenv("DINOVAULT_TIMEOUT", "0.3")
     monkeypatch.setenv("HTTP_PROXY", f"http://alice:s3cret@127.0.0.1:{silent_port}")
     err, _ = fetch_within(20)
     assert isinstance(err, DownloadError) and "timed out" in err.message

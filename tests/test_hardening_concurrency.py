@@ -19,8 +19,8 @@ PROCESSES = 8
 @pytest.fixture
 def clone(tmp_path, faulty_server) -> Clone:
     source = snapshot_worktree(tmp_path / "source")
-    machine = Machine(tmp_path / "machine", faulty_server.env, source, DINOV2_BACKOFF="0.05", DINOV2_TIMEOUT="5",
-                      DINOV2_RETRIES="1")
+    machine = Machine(tmp_path / "machine", faulty_server.env, source, DINOVAULT_BACKOFF="0.05", DINOVAULT_TIMEOUT="5",
+                      DINOVAULT_RETRIES="1")
     c = machine.clone("c")
     c.select()
     c.skip_smoke_test()

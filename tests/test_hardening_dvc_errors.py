@@ -20,7 +20,7 @@ VITS = "dinov2_vits14"
 @pytest.fixture
 def machine(tmp_path, faulty_server) -> Machine:
     return Machine(tmp_path / "machine", faulty_server.env, snapshot_worktree(tmp_path / "source"),
-                   DINOV2_BACKOFF="0.05", DINOV2_TIMEOUT="5", DINOV2_RETRIES="1")
+                   DINOVAULT_BACKOFF="0.05", DINOVAULT_TIMEOUT="5", DINOVAULT_RETRIES="1")
 
 
 def fresh(machine: Machine, name: str = "c") -> Clone:

@@ -62,20 +62,20 @@ def config_files(c: Clone) -> tuple[bytes, bool]:
 
 def test_a_silent_s3_endpoint_is_given_up_on_in_time(machine, silent):
     c = machine.clone("silent")
-    c.env["DINOV2_TIMEOUT"] = "2"
+    c.env["DINOVAULT_TIMEOUT"] = "2"
     before = config_files(c)
     t0 = time.monotonic()
     res = c.invoke("remote", "--url", "s3://team-bucket/dvc", "--endpoint-url", f"http://127.0.0.1:{silent.port}",
                    *S3_KEYS, ok=False)
     assert time.monotonic() - t0 < 60, res.text
-    assert "did not answer within 6 s" in res.stderr and "无响应" in res.stderr and "DINOV2_TIMEOUT" in res.stderr
+    assert "did not answer within 6 s" in res.stderr and "无响应" in res.stderr and "DINOVAULT_TIMEOUT" in res.stderr
     assert "Traceback" not in res.text
     assert config_files(c) == before
 
 
 def test_sigterm_during_the_probe_leaves_the_config_as_it_was(machine, silent):
     c = machine.clone("sigterm")
-    c.env["DINOV2_TIMEOUT"] = "20"
+    c.env["DINOVAULT_TIMEOUT"] = "20"
     before = config_files(c)
     proc = subprocess.Popen([str(BIN / "invoke"), "remote", "--url", "s3://team-bucket/dvc", "--endpoint-url",
                              f"http://127.0.0.1:{silent.port}", *S3_KEYS], cwd=c.path, env=c.env,
@@ -94,7 +94,7 @@ def test_sigterm_during_the_probe_leaves_the_config_as_it_was(machine, silent):
 def test_pull_retries_a_timeout(machine, silent):
     c = machine.clone("pull")
     c.dvc("remote", "add", "-d", "slow", f"ssh://127.0.0.1:{silent.port}/srv/dvc")
-    c.env["DINOV2_TIMEOUT"] = "2"
+    c.env["DINOVAULT_TIMEOUT"] = "2"
     t0 = time.monotonic()
     res = c.invoke("pull", ok=False)
     assert time.monotonic() - t0 < 90, res.text
@@ -106,7 +106,7 @@ def test_pull_waits_the_retry_delays_it_is_given(machine, silent):
     not seconds is refused, naming the variable."""
     c = machine.clone("delays")
     c.dvc("remote", "add", "-d", "slow", f"ssh://127.0.0.1:{silent.port}/srv/dvc")
-    c.env.update(DINOV2_TIMEOUT="1", DINOVAULT_RETRY_DELAYS="0.25")
+    c.env.update(DINOVAULT_TIMEOUT="1", DINOVAULT_RETRY_DELAYS="0.25")
     res = c.invoke("pull", ok=False)
     assert "timed out" in res.text and "retrying in 0.25 s (1/1)" in res.stdout and "(2/" not in res.stdout, res.text
     c.env["DINOVAULT_RETRY_DELAYS"] = "soon"
@@ -151,7 +151,7 @@ def test_an_endpoint_that_is_not_s3(machine, tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         c = machine.clone("not-s3")
-        c.env["DINOV2_TIMEOUT"] = "5"
+        c.env["DINOVAULT_TIMEOUT"] = "5"
         before = config_files(c)
         res = c.invoke("remote", "--url", "s3://team-bucket/dvc", "--endpoint-url",
                        f"http://127.0.0.1:{server.server_address[1]}", *S3_KEYS, ok=False)

@@ -34,7 +34,7 @@ def flip_byte_in_place(path, offset: int = 1000) -> None:
 
 def test_corrupt_remote_object_found_and_replaced(tmp_path, faulty_server):
     machine = Machine(tmp_path / "machine", faulty_server.env, snapshot_worktree(tmp_path / "source"),
-                      DINOV2_BACKOFF="0.05", DINOV2_TIMEOUT="5", DINOV2_RETRIES="1")
+                      DINOVAULT_BACKOFF="0.05", DINOVAULT_TIMEOUT="5", DINOVAULT_RETRIES="1")
     a = machine.clone("a")
     a.select()
     a.skip_smoke_test()

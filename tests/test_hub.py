@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from dinovault.catalog import get_spec
-from dinovault.model.convert import tensor_digest
+from dinovault.model.hf_dinov2 import tensor_digest
 from tests.support.checkpoints import make_state_dict
 from tests.support.httpserver import registry_line
 from tests.support.hubserver import save_hf_checkpoint, start_hub
@@ -55,7 +55,8 @@ def hub(tmp_path_factory, dinov2_server):
 
 def run(*args, tmp_path: Path, hub, **env):
     full = dict(os.environ, HF_ENDPOINT=hub.endpoint, HF_HOME=str(tmp_path / "hf"), TORCH_HOME=str(tmp_path / "th"),
-                DINOV2_REGISTRY=str(hub.registry), DINOV2_BACKOFF="0.05", DINOV2_TIMEOUT="5", DINOV2_RETRIES="1")
+                DINOVAULT_REGISTRY=str(hub.registry), DINOVAULT_BACKOFF="0.05", DINOVAULT_TIMEOUT="5",
+                DINOVAULT_RETRIES="1")
     full.update(env)
     return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], env=full, capture_output=True, text=True,
                           timeout=300)
@@ -71,7 +72,7 @@ def assert_official(path: Path, expected: dict) -> None:
 def test_huggingface_only(hub, tmp_path):
     out = tmp_path / "models"
     gets = hub.get_count("facebook/dinov2-small")
-    r = run("--model", "dinov2_vits14", "--save_dir", out, tmp_path=tmp_path, hub=hub, DINOV2_SOURCES="huggingface")
+    r = run("--model", "dinov2_vits14", "--save_dir", out, tmp_path=tmp_path, hub=hub, DINOVAULT_SOURCES="huggingface")
     assert r.returncode == 0, r.stderr
     assert "from facebook/dinov2-small@0123456789ab (converted)" in r.stdout
     assert hub.get_count("facebook/dinov2-small") == gets + 1
@@ -86,7 +87,7 @@ def test_huggingface_only(hub, tmp_path):
     assert not (tmp_path / "th" / "hub" / "checkpoints" / S14.upstream_file).exists()  # official names stay official
     # again: the converted file is reused, no request at all
     heads = hub.hits[("HEAD", "facebook/dinov2-small")]
-    r = run("--model", "dinov2_vits14", "--save_dir", out, tmp_path=tmp_path, hub=hub, DINOV2_SOURCES="huggingface")
+    r = run("--model", "dinov2_vits14", "--save_dir", out, tmp_path=tmp_path, hub=hub, DINOVAULT_SOURCES="huggingface")
     assert r.returncode == 0, r.stderr
     assert hub.hits[("HEAD", "facebook/dinov2-small")] == heads and hub.get_count("facebook/dinov2-small") == gets + 1
 
@@ -95,7 +96,7 @@ def test_the_converted_file_is_the_same_on_every_machine(hub, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     for where in (a, b):
         r = run("--model", "dinov2_vits14", "--save_dir", where / "m", "--skip-test", tmp_path=where, hub=hub,
-                DINOV2_SOURCES="huggingface")
+                DINOVAULT_SOURCES="huggingface")
         assert r.returncode == 0, r.stderr
     assert (a / "m" / "dinov2_vits14.pth").read_bytes() == (b / "m" / "dinov2_vits14.pth").read_bytes()
 
@@ -127,7 +128,7 @@ def test_tampered_safetensors_is_refused_and_nothing_exported(hub, tmp_path):
     entry.path = bad
     try:
         r = run("--model", "dinov2_vits14", "--save_dir", tmp_path / "m", tmp_path=tmp_path, hub=hub,
-                DINOV2_SOURCES="huggingface")
+                DINOVAULT_SOURCES="huggingface")
     finally:
         entry.path = original
     assert r.returncode == 1
@@ -140,11 +141,11 @@ def test_tampered_safetensors_is_refused_and_nothing_exported(hub, tmp_path):
 
 def test_a_repo_without_pin_needs_allow_unverified(hub, tmp_path):
     r = run("--model", "dinov2_vits14_reg", "--save_dir", tmp_path / "m", tmp_path=tmp_path, hub=hub,
-            DINOV2_SOURCES="huggingface")
+            DINOVAULT_SOURCES="huggingface")
     assert r.returncode == 1 and "no pinned SHA-256" in r.stderr and "--allow-unverified" in r.stderr
     assert hub.get_count("facebook/dinov2-with-registers-small") == 0
     r = run("--model", "dinov2_vits14_reg", "--save_dir", tmp_path / "m", "--allow-unverified", tmp_path=tmp_path,
-            hub=hub, DINOV2_SOURCES="huggingface")
+            hub=hub, DINOVAULT_SOURCES="huggingface")
     assert r.returncode == 0, r.stderr
     card = json.loads((tmp_path / "m" / "dinov2_vits14_reg.json").read_text())
     assert card["verified"] is False and card["hf_revision"] == "f" * 40
@@ -152,13 +153,13 @@ def test_a_repo_without_pin_needs_allow_unverified(hub, tmp_path):
 
 
 def test_offline_reuses_the_hugging_face_cache(hub, tmp_path):
-    r = run("--model", "dinov2_vits14", "--skip-test", tmp_path=tmp_path, hub=hub, DINOV2_SOURCES="huggingface")
+    r = run("--model", "dinov2_vits14", "--skip-test", tmp_path=tmp_path, hub=hub, DINOVAULT_SOURCES="huggingface")
     assert r.returncode == 0, r.stderr
     for f in (tmp_path / "th" / "hub" / "dinovault" / "converted").iterdir():
         f.unlink()  # only the Hugging Face cache is left
     gets = hub.get_count("facebook/dinov2-small")
     r = run("--model", "dinov2_vits14", "--save_dir", tmp_path / "m", tmp_path=tmp_path, hub=hub,
-            DINOV2_SOURCES="huggingface", HF_HUB_OFFLINE="1", HF_ENDPOINT=f"http://127.0.0.1:{closed_port()}")
+            DINOVAULT_SOURCES="huggingface", HF_HUB_OFFLINE="1", HF_ENDPOINT=f"http://127.0.0.1:{closed_port()}")
     assert r.returncode == 0, r.stderr
     assert hub.get_count("facebook/dinov2-small") == gets
     assert_official(tmp_path / "m" / "dinov2_vits14.pth", hub.official)
@@ -166,7 +167,7 @@ def test_offline_reuses_the_hugging_face_cache(hub, tmp_path):
 
 def test_an_export_restored_elsewhere_is_taken_back_without_a_request(hub, tmp_path):
     r = run("--model", "dinov2_vits14", "--save_dir", tmp_path / "m", "--skip-test", tmp_path=tmp_path, hub=hub,
-            DINOV2_SOURCES="huggingface")
+            DINOVAULT_SOURCES="huggingface")
     assert r.returncode == 0, r.stderr
     export = tmp_path / "m" / "dinov2_vits14.pth"
     before = export.read_bytes()
@@ -191,4 +192,4 @@ def test_sources_setting_is_an_ordered_list_of_known_names():
     assert sources(" HuggingFace, official ,huggingface") == ("huggingface", "official")
     with pytest.raises(SourceError, match="unknown source 'github'") as exc:
         sources("official,github")
-    assert "DINOV2_SOURCES=" in exc.value.hint
+    assert "DINOVAULT_SOURCES=" in exc.value.hint

@@ -19,8 +19,8 @@ SCRIPT = ROOT / "scripts" / "download_dinov2.py"
 
 def fetch_from(endpoint: str, tmp_path: Path, **extra):
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TORCH_HOME": str(tmp_path / "th"),
-           "HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": endpoint, "DINOV2_SOURCES": "huggingface",
-           "DINOV2_TIMEOUT": "3", "HF_HUB_DISABLE_TELEMETRY": "1", **extra}
+           "HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": endpoint, "DINOVAULT_SOURCES": "huggingface",
+           "DINOVAULT_TIMEOUT": "3", "HF_HUB_DISABLE_TELEMETRY": "1", **extra}
     start = time.monotonic()
     r = subprocess.run([sys.executable, str(SCRIPT), "--model", "dinov2_vits14", "--skip-test"], env=env,
                        capture_output=True, text=True, timeout=120)

@@ -15,7 +15,7 @@ import pytest
 
 from dinovault import catalog, settings, sources
 from dinovault.errors import CheckpointError, DownloadError, VerificationError
-from dinovault.fetch import fetch_model
+from dinovault.pipeline import fetch_model
 from dinovault.registry import parse_pins
 from tests.support.hubserver import save_hf_checkpoint, start_hub
 
@@ -56,7 +56,7 @@ def env(torch_home_dir, tmp_path, monkeypatch):
     monkeypatch.setenv(settings.MODELSCOPE_ENDPOINT, REFUSED)
     monkeypatch.setattr(constants, "ENDPOINT", REFUSED)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
-    monkeypatch.delenv("DINOV2_SOURCES", raising=False)
+    monkeypatch.delenv("DINOVAULT_SOURCES", raising=False)
 
     def registry(*lines: str) -> None:
         path = tmp_path / "registry.txt"

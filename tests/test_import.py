@@ -1,5 +1,5 @@
-"""Importing hand-downloaded files (dinovault.sources.local, the script's --from): an official .pth under another name,
-a Hugging Face model.safetensors, a folder, an unknown file and a file that looks right but differs from its pin.
+"""Importing hand-downloaded files (dinovault.sources.imported, the script's --from): an official .pth under another
+name, a Hugging Face model.safetensors, a folder, an unknown file and a file that looks right but differs from its pin.
 Every fetch after an import runs with both sources unreachable: the imported bytes are used, nothing downloaded."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import torch
 
 from dinovault.catalog import get_spec
 from dinovault.errors import ImportFileError
-from dinovault.fetch import fetch_model
-from dinovault.model.convert import tensor_digest
-from dinovault.sources.local import import_models
+from dinovault.model.hf_dinov2 import tensor_digest
+from dinovault.pipeline import fetch_model
+from dinovault.sources.imported import import_models
 from tests.support.checkpoints import save_checkpoint
 from tests.support.httpserver import registry_line
 from tests.support.hubserver import save_hf_checkpoint
@@ -54,7 +54,7 @@ def files(tmp_path_factory, dinov2_server):
 
 @pytest.fixture
 def offline(files, torch_home_dir, monkeypatch):
-    monkeypatch.setenv("DINOV2_REGISTRY", str(files["registry"]))
+    monkeypatch.setenv("DINOVAULT_REGISTRY", str(files["registry"]))
     monkeypatch.setenv("DINOV2_BASE_URL", dead_url())
     return torch_home_dir
 
@@ -74,7 +74,7 @@ def test_official_pth_under_any_name_is_linked_into_the_cache(files, offline, tm
 
 
 def test_hugging_face_file_is_converted_and_then_fetched_offline(files, offline, tmp_path, monkeypatch):
-    monkeypatch.setenv("DINOV2_SOURCES", "huggingface")
+    monkeypatch.setenv("DINOVAULT_SOURCES", "huggingface")
     [(model, line)] = import_models([files["hf"]])
     assert model == "dinov2_vits14" and "converted" in line
     res = fetch_model("dinov2_vits14", tmp_path / "m", progress=False)
@@ -107,7 +107,7 @@ def test_a_look_alike_with_other_bytes_is_refused(files, offline, tmp_path):
 
 def test_script_from_then_fetch_with_every_source_down(files, tmp_path):
     env = dict(os.environ, TORCH_HOME=str(tmp_path / "th"), HF_HOME=str(tmp_path / "hf"),
-               DINOV2_REGISTRY=str(files["registry"]), DINOV2_BASE_URL=dead_url(), HF_ENDPOINT=dead_url())
+               DINOVAULT_REGISTRY=str(files["registry"]), DINOV2_BASE_URL=dead_url(), HF_ENDPOINT=dead_url())
     r = subprocess.run([sys.executable, str(SCRIPT), "--model", "dinov2_vits14", "--from", str(files["hf"]),
                         "--save_dir", str(tmp_path / "m"), "--skip-test"], env=env, capture_output=True, text=True,
                        timeout=300)

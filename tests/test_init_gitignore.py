@@ -27,7 +27,7 @@ def test_this_repository_s_gitignore_holds_the_rules_init_writes():
 
 
 def test_an_initialised_project_stages_no_weights_after_the_folder_is_checked_out_again(tmp_path, dinov2_server):
-    machine = Machine(tmp_path / "machine", dinov2_server.env, DINOV2_BACKOFF="0.05", DINOV2_TIMEOUT="5")
+    machine = Machine(tmp_path / "machine", dinov2_server.env, DINOVAULT_BACKOFF="0.05", DINOVAULT_TIMEOUT="5")
     project = Clone(tmp_path / "my project", dict(machine.env, TORCH_HOME=str(tmp_path / "torch")))
     project.path.mkdir()
     project.git("init", "-q", "-b", "main")

@@ -55,8 +55,8 @@ def requests_to(server) -> int:
 @pytest.fixture(scope="module")
 def machine(tmp_path_factory, dinov2_server) -> Machine:
     base = tmp_path_factory.mktemp("integrity")
-    return Machine(base, dinov2_server.env, snapshot_worktree(base / "source"), DINOV2_BACKOFF="0.05",
-                   DINOV2_TIMEOUT="5")
+    return Machine(base, dinov2_server.env, snapshot_worktree(base / "source"), DINOVAULT_BACKOFF="0.05",
+                   DINOVAULT_TIMEOUT="5")
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +173,7 @@ def test_the_test_harness_ignores_a_committed_dvc_lock(machine, tmp_path):
 def test_allow_unverified_fetches_a_model_without_a_pin(machine, dinov2_server, tmp_path):
     registry = tmp_path / "empty-registry.txt"
     registry.write_text("# nothing pinned\n")
-    d = machine.clone("unpinned", extra_env={"DINOV2_REGISTRY": str(registry)})
+    d = machine.clone("unpinned", extra_env={"DINOVAULT_REGISTRY": str(registry)})
     res = d.invoke("fetch", "--model", VITS, ok=False)
     assert "has no pinned SHA-256" in res.stderr and "--allow-unverified" in res.stderr
     res = d.invoke("fetch", "--model", VITS, "--allow-unverified")

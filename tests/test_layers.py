@@ -11,13 +11,13 @@ Layers, lowest first (a module may import its own layer and the ones below, neve
 6. model/      the networks with the official keys and forward, safe loading, conversion, smoke test
 7. exports/    the model card, the format writers, the tensor digest
 8. sources/    one module per source behind one interface
-9. fetch       the one pipeline: pins → sources → cache → smoke test → exports
+9. pipeline    the one fetch pipeline: pins → sources → cache → smoke test → exports
 10. inference/ extractors, folder features, torch.hub entries
 11. repo/      the repository: params.yaml, dvc.lock, the DVC adapter, the commands
 12. features/  named feature sets: content-addressed shards and index, the local and Ray engines, the loader
 13. remotes/   configuring, probing, the one push and pull
-14. cli/       the fronts (and __main__): the `dinovault` command, the operations tasks.py shares, the fetch stage's
-               command, the public API
+14. cli/, api  the fronts (and __main__): the `dinovault` command, the operations tasks.py shares, the fetch stage's
+               command; api.py, the public API (functions that return values and print nothing)
 
 Every import counts, also those inside functions (they are how torch and DVC stay lazy, and a lazy import still
 ties the modules together). The package's ``__init__`` is exempt as an importee: it only holds ``__version__`` and the
@@ -39,12 +39,12 @@ LAYERS = [
     {"model"},
     {"exports"},
     {"sources"},
-    {"fetch"},
+    {"pipeline"},
     {"inference"},
     {"repo"},
     {"features"},
     {"remotes"},
-    {"cli", "__main__"},
+    {"cli", "__main__", "api"},
 ]
 
 
@@ -139,7 +139,7 @@ def test_the_checker_sees_cycles_and_upward_imports():
     edges = graph()
     assert "dinovault.repo.layout" in edges["dinovault.repo.commands"]  # relative imports resolved
     assert "dinovault.cache" in edges["dinovault.repo.layout"]  # `from ..cache import x`
-    assert layer_of("dinovault.remotes.transfer") > layer_of("dinovault.repo.dvc") > layer_of("dinovault.fetch")
+    assert layer_of("dinovault.remotes.transfer") > layer_of("dinovault.repo.dvc") > layer_of("dinovault.pipeline")
 
 
 def test_no_module_is_over_400_lines():
@@ -195,3 +195,4 @@ def test_the_fetch_stage_depends_on_exactly_the_fetch_path():
     inference = sorted(PACKAGE.glob("inference/*.py"))
     assert inference and not any(_covered(f, deps) for f in inference)
     assert not _covered(PACKAGE / "repo" / "commands.py", deps)
+    assert not _covered(PACKAGE / "api.py", deps)

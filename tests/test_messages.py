@@ -53,7 +53,7 @@ def test_a_registry_that_is_not_utf8_names_file_and_line(tmp_path):
     assert_bilingual(str(err.value))
     # the download script, as the DVC stage runs it: one line, exit 1, nothing fetched
     script = run([sys.executable, "scripts/download_dinov2.py", "--model", NAME, "--save_dir", str(tmp_path / "m")],
-                 DINOV2_REGISTRY=str(reg), TORCH_HOME=str(tmp_path / "th"))
+                 DINOVAULT_REGISTRY=str(reg), TORCH_HOME=str(tmp_path / "th"))
     assert script.returncode == 1 and f"{reg}:2: not UTF-8" in script.stderr
     assert "Traceback" not in script.stderr and not (tmp_path / "m").exists()
 

@@ -2,7 +2,7 @@
 (tests/support/msserver.py), and a gated Hugging Face repository's refusal (item 4).
 
 The DINOv3 rows and their converter are other modules' work: the source is tested with a DINOv2 row given a
-ModelScope repository (its conversion exists: dinovault.model.convert), put in ``dinovault.catalog.CATALOG``
+ModelScope repository (its conversion exists: dinovault.model.hf_dinov2), put in ``dinovault.catalog.CATALOG``
 (monkeypatched) so ``fetch_model`` finds it by name; a row of another family shows the converter is looked up by
 ``spec.family``. The file is a real-architecture random checkpoint in transformers' layout (tests/support/hubserver).
 """
@@ -19,7 +19,7 @@ import torch
 
 from dinovault import catalog, settings
 from dinovault.errors import CheckpointError, DownloadError
-from dinovault.fetch import fetch_model
+from dinovault.pipeline import fetch_model
 from dinovault.sources.modelscope import converted_path
 from tests.support.hubserver import save_hf_checkpoint
 from tests.support.msserver import start_ms
@@ -49,7 +49,7 @@ def env(ms, torch_home_dir, tmp_path, monkeypatch):
     """The row in the catalog, ModelScope on loopback, and a registry holding ``lines``."""
     monkeypatch.setitem(catalog.CATALOG, ROW.name, ROW)
     monkeypatch.setenv(settings.MODELSCOPE_ENDPOINT, ms.endpoint)
-    monkeypatch.delenv("DINOV2_SOURCES", raising=False)
+    monkeypatch.delenv("DINOVAULT_SOURCES", raising=False)
     ms.log.clear()
 
     def registry(*lines: str) -> Path:
@@ -101,7 +101,7 @@ def test_without_an_ms_pin_the_hugging_face_pin_checks_the_same_file_and_any_fam
     with pytest.raises(CheckpointError, match="no conversion .* for otherfamily"):
         fetch_model(other.name, tmp_path / "models", sources=("modelscope",), smoke_test=False)
     monkeypatch.setitem(catalog._BY_NAME, "otherfamily",
-                        dataclasses.replace(plain, conversion="dinovault.model.convert"))
+                        dataclasses.replace(plain, conversion="dinovault.model.hf_dinov2"))
     res = fetch_model(other.name, tmp_path / "models", sources=("modelscope",), smoke_test=False)
     assert res.verified is True and json.loads(res.card_path.read_text())["ms_revision"] == "master"
     assert_official(res.export_path, ms.official)

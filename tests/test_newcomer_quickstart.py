@@ -53,7 +53,7 @@ def machine(tmp_path_factory, dinov2_server) -> Machine:
     registry = base / "registry.txt"
     registry.write_text("".join(registry_line(Path(p)) + "\n" for p in dinov2_server.files.values()), encoding="utf-8")
     return Machine(base / "machine", dinov2_server.env, snapshot_worktree(base / "source"),
-                   DINOV2_REGISTRY=str(registry), DINOV2_BACKOFF="0.05", DINOV2_TIMEOUT="5")
+                   DINOVAULT_REGISTRY=str(registry), DINOVAULT_BACKOFF="0.05", DINOVAULT_TIMEOUT="5")
 
 
 def test_params_select_what_the_quick_start_fetches():

@@ -68,7 +68,7 @@ def venv(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def machine(tmp_path_factory, dinov2_server, venv) -> Machine:
-    m = Machine(tmp_path_factory.mktemp("machine"), dinov2_server.env, DINOV2_BACKOFF="0.05", DINOV2_TIMEOUT="5")
+    m = Machine(tmp_path_factory.mktemp("machine"), dinov2_server.env, DINOVAULT_BACKOFF="0.05", DINOVAULT_TIMEOUT="5")
     m.env["PATH"] = os.pathsep.join([str(venv), m.env["PATH"]])  # `dinovault` is the wheel's, `dvc` the shared one
     m.env.pop("PYTHONPATH", None)
     return m

@@ -49,8 +49,8 @@ def source(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def machine(tmp_path_factory, dinov2_server, source) -> Machine:
-    return Machine(tmp_path_factory.mktemp("machine"), dinov2_server.env, source, DINOV2_BACKOFF="0.05",
-                   DINOV2_TIMEOUT="5")
+    return Machine(tmp_path_factory.mktemp("machine"), dinov2_server.env, source, DINOVAULT_BACKOFF="0.05",
+                   DINOVAULT_TIMEOUT="5")
 
 
 @pytest.fixture(scope="module")
@@ -323,7 +323,7 @@ def with_more(machine, dinov2_server, tmp_path_factory) -> dict[str, str]:
         lines.append(registry_line(served))
     registry = tmp_path_factory.mktemp("registry") / "registry.txt"
     registry.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return {"DINOV2_REGISTRY": str(registry)}
+    return {"DINOVAULT_REGISTRY": str(registry)}
 
 
 def test_readme_first_command_ends_with_the_model_in_models_and_dvc_lock(machine, with_more):

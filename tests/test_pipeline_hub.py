@@ -1,4 +1,4 @@
-"""Issue 11's done-when, with the real `dvc` and `invoke` in a fresh clone: `DINOV2_SOURCES=huggingface
+"""Issue 11's done-when, with the real `dvc` and `invoke` in a fresh clone: `DINOVAULT_SOURCES=huggingface
 HF_ENDPOINT=<loopback Hub> invoke fetch --model dinov2_vits14` gives models/dinov2/dinov2_vits14.pth with the
 official keys and bit-identical tensors; `formats: [pth, safetensors, hf]` gives the three exports as DVC outputs
 of the stage; `invoke import` of a hand-downloaded file records it with no download."""
@@ -45,7 +45,7 @@ def machine(tmp_path_factory, hub) -> Machine:
     base = tmp_path_factory.mktemp("machine")
     source = snapshot_worktree(tmp_path_factory.mktemp("source"))
     return Machine(base, {"HF_ENDPOINT": hub.endpoint}, source, HF_HOME=str(base / "hf"),
-                   DINOV2_SOURCES="huggingface", DINOV2_REGISTRY=str(hub.registry))
+                   DINOVAULT_SOURCES="huggingface", DINOVAULT_REGISTRY=str(hub.registry))
 
 
 def set_formats(params, formats: str) -> None:

@@ -55,7 +55,7 @@ def machine(tmp_path_factory, site) -> Machine:
     source = snapshot_worktree(tmp_path_factory.mktemp("source"), prefixes={V3: site.prefix})
     return Machine(tmp_path_factory.mktemp("machine"), {**site.env, "DINOV3_BASE_URL": f"{site.origin}/dinov3",
                                                        "HF_ENDPOINT": "http://127.0.0.1:9"}, source,
-                   DINOV2_SOURCES="official", DINOV2_BACKOFF="0.05", DINOV2_TIMEOUT="5", DINOV2_RETRIES="1")
+                   DINOVAULT_SOURCES="official", DINOVAULT_BACKOFF="0.05", DINOVAULT_TIMEOUT="5", DINOVAULT_RETRIES="1")
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,7 @@ def in_clone(monkeypatch):
 
     def enter(clone):
         for key in ("HOME", "DVC_GLOBAL_CONFIG_DIR", "DVC_SYSTEM_CONFIG_DIR", "DVC_SITE_CACHE_DIR", "TORCH_HOME",
-                    "DINOV2_REGISTRY"):
+                    "DINOVAULT_REGISTRY"):
             monkeypatch.setenv(key, clone.env[key])
         monkeypatch.delenv("DINOVAULT_MODELS_DIR", raising=False)
         monkeypatch.chdir(clone.path)

@@ -20,7 +20,7 @@ import pytest
 from dinovault.cache import cache_path
 from dinovault.catalog import get_spec
 from dinovault.errors import ConfigError
-from dinovault.fetch import fetch_model
+from dinovault.pipeline import fetch_model
 from dinovault.transport.download import part_paths
 from dinovault.transport.ranges import Ranges
 from tests.support.httpserver import random_bytes, serve_env, start_server, write_registry
@@ -31,7 +31,7 @@ SCRIPT = ROOT / "scripts" / "download_dinov2.py"
 S14 = get_spec("dinov2_vits14")
 FILE = S14.upstream_file
 SIZE = 6 * 1024 * 1024 + 4321
-SEGMENTS = {"DINOV2_SEGMENT_SIZE": str(256 << 10), "DINOV2_CONNECTIONS": "3"}
+SEGMENTS = {"DINOVAULT_SEGMENT_SIZE": str(256 << 10), "DINOVAULT_CONNECTIONS": "3"}
 
 
 def _serve(tmp_path: Path, name: str, data: bytes):
@@ -50,9 +50,9 @@ def origin(tmp_path, data, torch_home_dir, monkeypatch):
     """A server holding the file, its pin as the registry, small segments, a private TORCH_HOME."""
     server = _serve(tmp_path, "origin", data)
     server.registry = write_registry(tmp_path / "registry.txt", [server.files[FILE]])
-    monkeypatch.setenv("DINOV2_REGISTRY", str(server.registry))
+    monkeypatch.setenv("DINOVAULT_REGISTRY", str(server.registry))
     monkeypatch.setenv("DINOV2_BASE_URL", server.base_url)
-    monkeypatch.setenv("DINOV2_RETRIES", "2")
+    monkeypatch.setenv("DINOVAULT_RETRIES", "2")
     for k, v in SEGMENTS.items():
         monkeypatch.setenv(k, v)
     try:
@@ -122,8 +122,8 @@ def test_kill_9_at_half_then_rerun_sends_little_more_than_the_file(tmp_path, tor
     part, sidecar = part_paths(home / "hub" / "checkpoints" / FILE)
     try:
         with WanProxy(("127.0.0.1", server.port), rtt=0.02, conn_rate=2e6, link_rate=5e6) as wan:
-            env = serve_env(server, home, DINOV2_REGISTRY=registry, DINOV2_BASE_URL=proxied(wan),
-                            DINOV2_SEGMENT_SIZE=1 << 20, DINOV2_CONNECTIONS=3)
+            env = serve_env(server, home, DINOVAULT_REGISTRY=registry, DINOV2_BASE_URL=proxied(wan),
+                            DINOVAULT_SEGMENT_SIZE=1 << 20, DINOVAULT_CONNECTIONS=3)
             proc = subprocess.Popen([sys.executable, str(SCRIPT), "--model", "dinov2_vits14", "--skip-test"],
                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
@@ -182,7 +182,7 @@ def test_a_network_cut_at_40_percent_costs_under_2_percent(paced, monkeypatch):
     """Every connection dropped at once after 40% of the file (issue 15 item 9: the resume cost 1.10x); the
     transfer resumes in the same process and the origin serves the file at most 1.02 times."""
     server, data = paced
-    for k, v in {**server.env, "DINOV2_SEGMENT_SIZE": str(1 << 20), "DINOV2_CONNECTIONS": "4"}.items():
+    for k, v in {**server.env, "DINOVAULT_SEGMENT_SIZE": str(1 << 20), "DINOVAULT_CONNECTIONS": "4"}.items():
         monkeypatch.setenv(k, v)
     cut: list[int] = []
     watcher = _when_sent(server, 0.4, lambda: cut.append(server.cut_all()))
@@ -198,7 +198,7 @@ def test_a_network_cut_at_40_percent_costs_under_2_percent(paced, monkeypatch):
 def test_kill_9_at_40_percent_then_rerun_costs_under_2_percent(paced, tmp_path):
     server, data = paced
     home = tmp_path / "th9"
-    env = serve_env(server, home, DINOV2_SEGMENT_SIZE=1 << 20, DINOV2_CONNECTIONS=4)
+    env = serve_env(server, home, DINOVAULT_SEGMENT_SIZE=1 << 20, DINOVAULT_CONNECTIONS=4)
     cmd = [sys.executable, str(SCRIPT), "--model", "dinov2_vits14", "--skip-test"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -224,7 +224,7 @@ def test_a_slow_connection_is_split_and_the_split_costs_little(tmp_path, torch_h
     server = _serve(tmp_path, "straggler", data)
     try:
         server.registry = write_registry(tmp_path / "straggler.txt", [server.files[FILE]])
-        for k, v in {**server.env, "DINOV2_CONNECTIONS": "4"}.items():
+        for k, v in {**server.env, "DINOVAULT_CONNECTIONS": "4"}.items():
             monkeypatch.setenv(k, v)
         server.fault(FILE, throttle=2e6, times=1)
         res = fetch()
@@ -271,14 +271,14 @@ def test_a_mirror_that_dies_mid_file(origin, data, tmp_path, monkeypatch, caplog
 
 
 def test_busy_answers_on_every_connection_count_as_one_attempt(origin, data):
-    # all three first requests, with DINOV2_RETRIES=2; answered after 0.3 s, so that all three are in flight
+    # all three first requests, with DINOVAULT_RETRIES=2; answered after 0.3 s, so that all three are in flight
     # when the first answer comes even if a worker thread starts late on a busy machine
     origin.fault(FILE, status=503, retry_after="1", times=3, delay=0.3)
     res = fetch()
     assert res.cache_path.read_bytes() == data
     assert [rec.status for rec in origin.log[:3]] == [503] * 3 and origin.log[-1].status == 206
     # Retry-After honoured, as the server saw it: no connection asked again sooner than 1 s after the first 503 was
-    # answered (without it the tests' backoff, DINOV2_BACKOFF=0.05, would retry at once)
+    # answered (without it the tests' backoff, DINOVAULT_BACKOFF=0.05, would retry at once)
     first_503 = min(rec.at for rec in origin.log[:3])
     assert min(rec.at for rec in origin.log[3:]) - first_503 >= 1.0
 
@@ -371,8 +371,8 @@ def test_a_base_url_that_cannot_work_fails_at_once(base, tmp_path):
 
 
 def test_bad_connections_setting_is_named(origin, monkeypatch):
-    monkeypatch.setenv("DINOV2_CONNECTIONS", "many")
-    with pytest.raises(ConfigError, match="DINOV2_CONNECTIONS='many'"):
+    monkeypatch.setenv("DINOVAULT_CONNECTIONS", "many")
+    with pytest.raises(ConfigError, match="DINOVAULT_CONNECTIONS='many'"):
         fetch()
     assert origin.hits(FILE) == 0
 
@@ -408,7 +408,7 @@ def test_a_failure_before_any_byte_leaves_nothing_behind(origin, monkeypatch, fa
 def test_a_partial_with_bytes_stays_for_the_resume(origin, monkeypatch):
     from dinovault.errors import DownloadError
 
-    monkeypatch.setenv("DINOV2_RETRIES", "1")
+    monkeypatch.setenv("DINOVAULT_RETRIES", "1")
     origin.fault(FILE, short_by=100_000)  # every range stops short: some bytes arrive, then the source is given up
     with pytest.raises(DownloadError):
         fetch()

@@ -21,7 +21,7 @@ import pytest
 
 from dinovault import catalog, sources
 from dinovault.errors import DownloadError, SignedLinkError, VerificationError
-from dinovault.fetch import fetch_model
+from dinovault.pipeline import fetch_model
 from dinovault.registry import load_pins
 from dinovault.sources.prefix import PREFIX, name_prefix
 from dinovault.sources.signed import SignedLink
@@ -84,7 +84,7 @@ def site(tmp_path, torch_home_dir, monkeypatch):
     monkeypatch.setenv("DINOVAULT_REGISTRY", str(registry))
     monkeypatch.setenv("DINOV3_BASE_URL", "http://127.0.0.1:9/dinov3")  # port 9 refuses: never the real site
     monkeypatch.delenv("DINOV3_URL", raising=False)
-    monkeypatch.delenv("DINOV2_SOURCES", raising=False)
+    monkeypatch.delenv("DINOVAULT_SOURCES", raising=False)
     try:
         yield Site(server, rows, data, tmp_path)
     finally:
@@ -224,8 +224,8 @@ def test_the_query_survives_ranges_and_a_resume_with_a_new_link(site, tmp_path, 
 
     spec = site.rows["dinov3_vits16"]
     write_registry(site.tmp / "registry.txt", [site.server.files[spec.upstream_file]])
-    monkeypatch.setenv("DINOV2_SEGMENT_SIZE", str(256 * 1024))
-    monkeypatch.setenv("DINOV2_CONNECTIONS", "4")
+    monkeypatch.setenv("DINOVAULT_SEGMENT_SIZE", str(256 * 1024))
+    monkeypatch.setenv("DINOVAULT_CONNECTIONS", "4")
     site.server.fault(spec.upstream_file, cut_after=300_000, times=4)  # more than one 256 KiB read each
     site.server.fault(None, status=403)  # then: expired
     with pytest.raises(SignedLinkError) as exc:
@@ -299,7 +299,7 @@ def test_without_a_link_the_signed_source_is_left_out(site, tmp_path):
 
 
 def test_a_hand_downloaded_file_is_recognised_by_the_prefix_in_its_name(site, tmp_path):
-    from dinovault.sources.local import import_file
+    from dinovault.sources.imported import import_file
 
     spec = site.rows["dinov3_vits16"]
     mine = tmp_path / "downloads" / "whatever-name.pth"  # the user's name; the bytes tell which file it is
@@ -341,8 +341,8 @@ def test_invoke_fetch_with_a_link_records_the_model_and_the_signature_is_nowhere
     and every printed line are free of it. (DINOv3 rows are not in this branch's catalog; the route is the same.)"""
     from tests.support.clones import Machine, snapshot_worktree
 
-    machine = Machine(tmp_path / "machine", {**dinov2_server.env, "DINOV2_SOURCES": "signed"},
-                      snapshot_worktree(tmp_path / "source"), DINOV2_BACKOFF="0.05", DINOV2_TIMEOUT="5")
+    machine = Machine(tmp_path / "machine", {**dinov2_server.env, "DINOVAULT_SOURCES": "signed"},
+                      snapshot_worktree(tmp_path / "source"), DINOVAULT_BACKOFF="0.05", DINOVAULT_TIMEOUT="5")
     clone = machine.clone("a")
     clone.select()
     clone.commit("no model selected")

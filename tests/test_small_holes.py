@@ -40,7 +40,7 @@ def server(tmp_path_factory):
 def machine(tmp_path_factory, server) -> Machine:
     base = tmp_path_factory.mktemp("holes")
     return Machine(base, server.env, snapshot_worktree(base / "source"), DINOVAULT_REGISTRY=str(server.registry),
-                   DINOV2_BACKOFF="0.05", DINOV2_TIMEOUT="5", DINOV2_RETRIES="1")
+                   DINOVAULT_BACKOFF="0.05", DINOVAULT_TIMEOUT="5", DINOVAULT_RETRIES="1")
 
 
 def fresh(machine: Machine, name: str) -> Clone:

@@ -14,7 +14,7 @@ from dinovault import sources
 from dinovault.cache import cache_path, check_file, place_file
 from dinovault.catalog import get_spec
 from dinovault.errors import DownloadError, SourceError
-from dinovault.fetch import fetch_model
+from dinovault.pipeline import fetch_model
 from dinovault.registry import load_pins
 from dinovault.sources import Expected, Obtained, Source, register
 
@@ -61,7 +61,7 @@ class FolderSource(Source):
 
 @pytest.fixture
 def team_folder(dinov2_server, torch_home_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("DINOV2_REGISTRY", str(dinov2_server.registry))
+    monkeypatch.setenv("DINOVAULT_REGISTRY", str(dinov2_server.registry))
     folder = tmp_path / "共享 folder"
     folder.mkdir()
     shutil.copy(dinov2_server.files[S14.upstream_file], folder / S14.upstream_file)
@@ -71,7 +71,7 @@ def team_folder(dinov2_server, torch_home_dir, tmp_path, monkeypatch):
 
 
 def test_a_source_registered_from_outside_the_package_fetches_a_model(team_folder, tmp_path, monkeypatch):
-    monkeypatch.setenv("DINOV2_SOURCES", "teamfolder")
+    monkeypatch.setenv("DINOVAULT_SOURCES", "teamfolder")
     res = fetch_model("dinov2_vits14", tmp_path / "models", smoke_test=True)
     assert team_folder.asked == ["dinov2_vits14"]
     assert res.verified and res.export_path.read_bytes() == (team_folder.folder / S14.upstream_file).read_bytes()
@@ -85,7 +85,7 @@ def test_a_source_registered_from_outside_the_package_fetches_a_model(team_folde
 
 
 def test_a_plug_in_source_that_serves_bad_bytes_is_refused(team_folder, tmp_path, monkeypatch):
-    monkeypatch.setenv("DINOV2_SOURCES", "teamfolder")
+    monkeypatch.setenv("DINOVAULT_SOURCES", "teamfolder")
     bad = team_folder.folder / S14.upstream_file
     data = bytearray(bad.read_bytes())
     data[1000] ^= 1

@@ -24,8 +24,8 @@ VITS_FILE = "dinov2_vits14_pretrain.pth"
 def clone(tmp_path_factory, dinov2_server) -> Clone:
     """A fresh clone, no model selected, smoke test off; `invoke fetch` run from its models/ folder."""
     source = snapshot_worktree(tmp_path_factory.mktemp("source"))
-    machine = Machine(tmp_path_factory.mktemp("machine"), dinov2_server.env, source, DINOV2_BACKOFF="0.05",
-                      DINOV2_TIMEOUT="5")
+    machine = Machine(tmp_path_factory.mktemp("machine"), dinov2_server.env, source, DINOVAULT_BACKOFF="0.05",
+                      DINOVAULT_TIMEOUT="5")
     c = machine.clone("sub")
     c.select()
     c.skip_smoke_test()

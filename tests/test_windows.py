@@ -21,7 +21,7 @@ from tests.support.clones import Machine, snapshot_worktree
 from tests.support.httpserver import SMALL_SIZE
 from tests.support.windows import POSIX_ONLY, windows_env, windows_rules
 
-SEGMENTED = {"DINOV2_SEGMENT_SIZE": str(256 << 10), "DINOV2_CONNECTIONS": "3"}
+SEGMENTED = {"DINOVAULT_SEGMENT_SIZE": str(256 << 10), "DINOVAULT_CONNECTIONS": "3"}
 VITS_FILE = "dinov2_vits14_pretrain.pth"
 
 
@@ -106,7 +106,7 @@ def test_temporary_names_stay_short_beside_windows_paths(typed):
 def test_fetch_with_the_torch_cache_on_c_and_the_models_on_d(dinov2_server, volumes, monkeypatch):
     """The first users' layout: TORCH_HOME on C:, the repository on D:. The export is a verified copy (no hard link
     across volumes), and a read-only export (as DVC leaves its outputs) holding other bytes is replaced by a refetch."""
-    from dinovault.fetch import fetch_model
+    from dinovault.pipeline import fetch_model
 
     c, d = volumes
     monkeypatch.setenv("TORCH_HOME", str(c / "Users" / "张三" / ".cache" / "torch"))
@@ -150,7 +150,7 @@ def test_the_simulation_takes_the_posix_only_calls_away(volumes, monkeypatch, tm
 
 
 def _fetch():
-    from dinovault.fetch import fetch_model
+    from dinovault.pipeline import fetch_model
 
     return fetch_model("dinov2_vits14", smoke_test=False, progress=False)
 
@@ -177,7 +177,7 @@ def test_a_cut_download_resumes_under_windows(segmented, volumes, monkeypatch):
     from dinovault.errors import DownloadError
     from dinovault.transport.stream import part_paths
 
-    monkeypatch.setenv("DINOV2_RETRIES", "1")
+    monkeypatch.setenv("DINOVAULT_RETRIES", "1")
     segmented.fault(VITS_FILE, short_by=100_000)
     with windows_rules(monkeypatch, list(volumes)):
         with pytest.raises(DownloadError):
@@ -202,7 +202,7 @@ def test_fetch_pull_import_verify_under_windows(tmp_path, faulty_server, volumes
     verify, and an import of a file downloaded by hand. The repositories are on D:, the torch.hub caches on C:."""
     c, d = volumes
     machine = Machine(d / "machine", {**faulty_server.env, **SEGMENTED}, snapshot_worktree(tmp_path / "source"),
-                      DINOV2_BACKOFF="0.05", DINOV2_TIMEOUT="5", DINOV2_RETRIES="1")
+                      DINOVAULT_BACKOFF="0.05", DINOVAULT_TIMEOUT="5", DINOVAULT_RETRIES="1")
     machine.env = windows_env(machine.env, [c, d])
     a = machine.clone("a", torch_home=c / "torch-a")
     assert a.run(sys.executable, "-c", _PROBE).stdout.split() == ["False", "False", "True", "False"]

@@ -81,7 +81,7 @@ ROWS: tuple[ModelSpec, ...] = tuple(_row(*arch, registers) for registers in (0, 
 FAMILY_SPEC = Family(
     name=FAMILY, title="DINOv2", rows=ROWS, networks={"dinov2_vit": "dinovault.model.backbone:build_backbone"},
     select_key="models", save_dir_key="save_dir", default_save_dir="models/dinov2", stage="fetch",
-    features_key="features", features_stage="features", conversion="dinovault.model.convert",
+    features_key="features", features_stage="features", conversion="dinovault.model.hf_dinov2",
     default_models=("dinov2_vits14", "dinov2_vitb14"),
     select_hint="the DINOv2 models `dvc repro` keeps in save_dir (torch.hub names); `dinovault fetch --model NAME` "
                 "adds one / 选择的模型",

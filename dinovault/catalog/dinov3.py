@@ -172,7 +172,7 @@ FAMILY_SPEC = Family(
     networks={"dinov3_vit": "dinovault.model.dinov3_vit:build", "dinov3_convnext": "dinovault.model.convnext:build"},
     select_key="dinov3_models", save_dir_key="dinov3_save_dir", default_save_dir="models/dinov3",
     stage="fetch_dinov3", features_key="dinov3_features", features_stage="features_dinov3",
-    conversion="dinovault.model.convert_dinov3",
+    conversion="dinovault.model.hf_dinov3",
     select_hint="the DINOv3 models (their own stage and folder; README: DINOv3) / DINOv3 模型",
     stage_note="Its signed download link is a credential: it reaches the command through the environment "
                "(DINOV3_URL, set by `invoke fetch --url`), never this file.",

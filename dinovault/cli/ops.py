@@ -154,17 +154,9 @@ def fetch(models=None, allow_unverified: bool = False, url: str | None = None) -
 
 
 def _fetch(models, allow_unverified: bool, url: str | None = None):
-    from .. import settings
-    from ..repo import commands
-    from ..repo.init import refresh_package_file
+    from ..repo.commands import fetch_in_repository
 
-    found = root()
-    if refresh_package_file(found):
-        say("recorded the installed dinovault in .dinovault/package.json (the stage reruns after an upgrade) / "
-            "已记录已安装的 dinovault 版本")
-    # the stage command runs `dinovault`: the one beside this interpreter, even from a venv that is not activated
-    with settings.path_first(Path(sys.executable).parent):
-        return commands.fetch(models or None, root=found, allow_unverified=allow_unverified, url=url)
+    return fetch_in_repository(models, root(), allow_unverified, url, announce=say)
 
 
 def _say_fetched(report) -> None:
@@ -182,7 +174,7 @@ def _say_fetched(report) -> None:
 
 
 def import_(paths, allow_unverified: bool = False) -> None:
-    from ..sources.local import import_models
+    from ..sources.imported import import_models
 
     with errors_exit():
         done = import_models(list(paths), allow_unverified=allow_unverified)

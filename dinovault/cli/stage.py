@@ -8,7 +8,7 @@ Examples / 示例:
 
   dinovault fetch --model dinov2_vits14 --from ~/Downloads/model.safetensors --save_dir models/dinov2
 
-Environment / 环境变量: DINOV2_SOURCES (official,huggingface: tried in order / 按顺序尝试), DINOV2_BASE_URL and
+Environment / 环境变量: DINOVAULT_SOURCES (official,huggingface: tried in order / 按顺序尝试), DINOV2_BASE_URL and
 DINOV3_BASE_URL (official mirrors / 官方镜像), HF_ENDPOINT / HF_HOME / HF_TOKEN / HF_HUB_OFFLINE (as in
 huggingface_hub), DINOVAULT_REGISTRY (another pin file / 另一个校验文件), TORCH_HOME, DINOVAULT_ALLOW_UNVERIFIED=1
 (as --allow-unverified); see dinovault/settings.py.
@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     from dinovault.cache import write_json_atomic
     from dinovault.catalog import get_spec
     from dinovault.errors import DinovaultError, ParamsError, UnknownModelError
-    from dinovault.fetch import fetch_model
+    from dinovault.pipeline import fetch_model
     from dinovault.progress import human_size
 
     smoke = not args.skip_test
@@ -170,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         elif params is not None:
             formats = params.formats
         if args.from_paths:
-            from dinovault.sources.local import import_paths
+            from dinovault.sources.imported import import_paths
 
             for line in import_paths(args.from_paths, allow_unverified=allow_unverified):
                 _say(line)

@@ -32,7 +32,7 @@ class ModelCard:
     license: str
     verified: bool | str  # True: a full pin matched; "prefix": only the hash prefix in the file's name; False
     source: str = "official"  # the source's name (sources/)
-    tensor_digest: str | None = None  # equal for equal weights whichever file they came from (model/convert.py)
+    tensor_digest: str | None = None  # equal for equal weights whichever file they came from (model/hf_dinov2.py)
     origin: dict = field(default_factory=dict)  # the source's own fields
 
     @classmethod

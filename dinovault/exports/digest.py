@@ -24,7 +24,7 @@ def cached_tensor_digest(path: Path, spec: ModelSpec, sha256: str, compute: bool
     if not compute:
         return None
     from ..model.checkpoint import load_state_dict
-    from ..model.convert import tensor_digest
+    from ..model.hf_dinov2 import tensor_digest
 
     digest = tensor_digest(load_state_dict(path, spec), spec)
     try:

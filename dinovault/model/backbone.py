@@ -20,20 +20,9 @@ from torch import Tensor, nn
 
 from ..catalog import ModelSpec
 from ..catalog.dinov2 import IMG_SIZE, PATCH_SIZE
+from .layers import LayerScale, Mlp, PatchEmbed, check_image_batch, take_outputs, vit_intermediate_layers
 
 LN_EPS = 1e-6
-
-
-class PatchEmbed(nn.Module):
-    """(B, 3, H, W) → (B, H/14 · W/14, D) by one strided convolution."""
-
-    def __init__(self, embed_dim: int, patch_size: int = PATCH_SIZE, in_chans: int = 3):
-        super().__init__()
-        self.patch_size = patch_size
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.proj(x).flatten(2).transpose(1, 2)
 
 
 class Attention(nn.Module):
@@ -63,17 +52,6 @@ class Attention(nn.Module):
         return self.proj(x.reshape(B, 1, C))
 
 
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
 class SwiGLUFFN(nn.Module):
     """The giant's feed-forward: one packed input projection (w12) split into gate and value."""
 
@@ -85,15 +63,6 @@ class SwiGLUFFN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x1, x2 = self.w12(x).chunk(2, dim=-1)
         return self.w3(F.silu(x1) * x2)
-
-
-class LayerScale(nn.Module):
-    def __init__(self, dim: int, init_values: float = 1.0):
-        super().__init__()
-        self.gamma = nn.Parameter(torch.full((dim,), init_values))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x * self.gamma
 
 
 class Block(nn.Module):
@@ -116,40 +85,6 @@ class Block(nn.Module):
         """The block's output for the CLS token only, (B, 1, D): ``forward(x, cls_shortcut=True)``'s last block."""
         cls = x[:, :1] + self.ls1(self.attn(self.norm1(x), cls_only=True))
         return cls + self.ls2(self.mlp(self.norm2(cls)))
-
-
-def check_image_batch(x: Tensor, patch: int | None = None, hint: str = "") -> None:
-    """A ValueError saying what to do unless ``x`` is an image batch (B, 3, H, W) with sides multiples of ``patch``."""
-    if x.ndim != 4:
-        raise ValueError(f"expected an image batch (B, 3, H, W), got a tensor of shape {tuple(x.shape)} / "
-                         "输入应为图片批次 (B, 3, H, W)")
-    H, W = x.shape[-2:]
-    if patch and (H % patch or W % patch):
-        fit = f"{max(patch, H // patch * patch)}×{max(patch, W // patch * patch)}"
-        raise ValueError(f"input height and width must be multiples of the patch size {patch}, got {H}×{W}: resize "
-                         f"or crop to e.g. {fit}{hint} / 输入的高和宽须为 {patch} 的倍数，请缩放或裁剪，例如 {fit}")
-
-
-def head_of(head, features):
-    """The official ``forward`` after ``forward_features``: ``head`` of the normed CLS token, per image list too."""
-    if isinstance(features, list):
-        return [head(f["x_norm_clstoken"]) for f in features]
-    return head(features["x_norm_clstoken"])
-
-
-def take_outputs(x, total: int, n: int | Sequence[int], step, what: str = "blocks") -> list:
-    """Run ``step(i, x)`` for i in 0..total-1 and keep the outputs of the last ``n`` layers, or of those listed in
-    ``n`` (the official ``get_intermediate_layers`` selection, for every network here)."""
-    wanted = range(total - n, total) if isinstance(n, int) else n
-    output = []
-    for i in range(total):
-        x = step(i, x)
-        if i in wanted:
-            output.append(x)
-    if len(output) != len(wanted):
-        raise ValueError(f"only {len(output)} of the {len(wanted)} requested {what} exist (depth {total}) / "
-                         f"请求的层超出网络深度 {total}")
-    return output
 
 
 class DinoVisionTransformer(nn.Module):
@@ -285,17 +220,8 @@ class DinoVisionTransformer(nn.Module):
     ) -> tuple:
         """Outputs of the last ``n`` blocks (or of the blocks listed in ``n``), as the official method."""
         outputs = self._get_intermediate_layers_not_chunked(x, n)
-        if norm:
-            outputs = [self.norm(out) for out in outputs]
-        class_tokens = [out[:, 0] for out in outputs]
-        outputs = [out[:, 1 + self.num_register_tokens :] for out in outputs]
-        if reshape:
-            B, _, w, h = x.shape
-            p = self.patch_size
-            outputs = [out.reshape(B, w // p, h // p, -1).permute(0, 3, 1, 2).contiguous() for out in outputs]
-        if return_class_token:
-            return tuple(zip(outputs, class_tokens, strict=True))
-        return tuple(outputs)
+        return vit_intermediate_layers(outputs, x, self.norm if norm else None, self.num_register_tokens,
+                                       self.patch_size, reshape=reshape, return_class_token=return_class_token)
 
     def forward(
         self,

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from ..catalog import ModelSpec
 from ..catalog.dinov3 import CONVNEXT_NORM_EPS
-from .backbone import check_image_batch, head_of, take_outputs
+from .layers import check_image_batch, head_of, take_outputs
 
 LAYERSCALE_INIT = 1e-6
 

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from ..catalog import ModelSpec
 from ..catalog.dinov3 import LAYERSCALE_INIT, ROPE_RESCALE_COORDS
-from .backbone import LayerScale, Mlp, PatchEmbed, check_image_batch, head_of, take_outputs
+from .layers import LayerScale, Mlp, PatchEmbed, check_image_batch, head_of, take_outputs, vit_intermediate_layers
 
 
 class RopePositionEmbedding(nn.Module):
@@ -252,22 +252,9 @@ class DinoV3VisionTransformer(nn.Module):
         """Outputs of the last ``n`` blocks (or of the blocks listed in ``n``), as the official method: patch
         tokens, with the class token and/or the storage tokens when asked."""
         outputs = self._get_intermediate_layers_not_chunked(x, n)
-        if norm:
-            outputs = [self.norm(out) for out in outputs]
-        s = self.n_storage_tokens
-        class_tokens = [out[:, 0] for out in outputs]
-        extra_tokens = [out[:, 1 : s + 1] for out in outputs]
-        outputs = [out[:, s + 1 :] for out in outputs]
-        if reshape:
-            B, _, h, w = x.shape
-            p = self.patch_size
-            outputs = [out.reshape(B, h // p, w // p, -1).permute(0, 3, 1, 2).contiguous() for out in outputs]
-        parts = [outputs]
-        if return_class_token:
-            parts.append(class_tokens)
-        if return_extra_tokens:
-            parts.append(extra_tokens)
-        return tuple(outputs) if len(parts) == 1 else tuple(zip(*parts, strict=True))
+        return vit_intermediate_layers(outputs, x, self.norm if norm else None, self.n_storage_tokens, self.patch_size,
+                                       reshape=reshape, return_class_token=return_class_token,
+                                       return_extra_tokens=return_extra_tokens)
 
     def forward(self, x: Tensor | list[Tensor], masks: Tensor | list | None = None, is_training: bool = False):
         """The normed CLS token (B, D); ``is_training=True`` gives the forward_features dict instead."""

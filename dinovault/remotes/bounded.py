@@ -15,7 +15,7 @@ from ..errors import RemoteError
 from ..transport.retry import RetryPolicy
 
 T = TypeVar("T")
-MAX_DEADLINE = 60.0  # seconds for a whole probe by default; DINOV2_TIMEOUT lowers it (3 x the read timeout)
+MAX_DEADLINE = 60.0  # seconds for a whole probe by default; DINOVAULT_TIMEOUT lowers it (3 x the read timeout)
 
 
 def deadline() -> float:
@@ -23,8 +23,8 @@ def deadline() -> float:
 
 
 def request_timeouts(remote: dict) -> dict:
-    """``remote`` (a DVC remote's settings) with per-request timeouts from DINOV2_TIMEOUT where it sets none: for this
-    command only, in memory (never written to .dvc/config)."""
+    """``remote`` (a DVC remote's settings) with per-request timeouts from DINOVAULT_TIMEOUT where it sets none: for
+    this command only, in memory (never written to .dvc/config)."""
     policy = RetryPolicy.from_env()
     read, connect = max(1, int(policy.read_timeout)), max(1, int(policy.connect_timeout))
     scheme = str(remote.get("url", "")).split("://", 1)[0]
@@ -56,8 +56,9 @@ def within(seconds: float, work: Callable[[], T], where: str) -> T:
     if thread.is_alive():
         raise RemoteError(
             f"{where} did not answer within {seconds:.0f} s / 远端在 {seconds:.0f} 秒内无响应",
-            "check the URL, the port and that the server speaks this protocol (S3, SSH, WebDAV); DINOV2_TIMEOUT sets "
-            "the wait, --no-check skips the probe; the DVC config was left as it was / 请检查地址、端口与协议；"
+            "check the URL, the port and that the server speaks this protocol (S3, SSH, WebDAV); "
+            "DINOVAULT_TIMEOUT sets the wait, --no-check skips the probe; the DVC config was left as it was / "
+            "请检查地址、端口与协议；"
             "DVC 配置未改动",
             cause="timeout",
         )

@@ -4,6 +4,7 @@ the one DVC adapter (dvc.py) and returns data; printing is the fronts' job (task
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,6 +74,20 @@ def fetch(models: list[str] | None = None, root: Path | None = None, allow_unver
             if added:
                 undo_selection(params, before, after, added)
             raise
+
+
+def fetch_in_repository(models: list[str] | None, root: Path, allow_unverified: bool = False, url: str | None = None,
+                        announce: Callable[[str], None] | None = None) -> FetchReport:
+    """`dinovault fetch` in the repository ``root``, as the command and the API both run it: the installed package
+    recorded in .dinovault/package.json first (``announce`` is told when that changed it), then ``fetch`` with the
+    stages' `dinovault` the one beside this interpreter, even from a venv that is not activated."""
+    from .init import refresh_package_file
+
+    if refresh_package_file(root) and announce:
+        announce("recorded the installed dinovault in .dinovault/package.json (the stage reruns after an upgrade) / "
+                 "已记录已安装的 dinovault 版本")
+    with settings.path_first(Path(sys.executable).parent):
+        return fetch(models or None, root=root, allow_unverified=allow_unverified, url=url)
 
 
 def _reproduce(root: Path, models: list[str] | None, added: list[str], allow_unverified: bool) -> FetchReport:

@@ -177,8 +177,8 @@ def _rules() -> tuple[_Rule, ...]:
               # aiohttp's failure to connect is a ClientOSError too: its errno or its cause tells what happened
               unless=_loaded("aiohttp", "ClientConnectorError"), errnos=frozenset({errno.ECONNRESET, errno.EPIPE})),
         _Rule("timeout", "timed out / 超时",
-              "check the network and that the server is not overloaded; DINOV2_TIMEOUT sets how long each request "
-              "may wait / 请检查网络与服务器负载；DINOV2_TIMEOUT 设置每次请求的等待时间",
+              "check the network and that the server is not overloaded; DINOVAULT_TIMEOUT sets how long each request "
+              "may wait / 请检查网络与服务器负载；DINOVAULT_TIMEOUT 设置每次请求的等待时间",
               kinds=(TimeoutError, *_loaded(boto, "ConnectTimeoutError", "ReadTimeoutError"),
                      *_loaded("httpx", "TimeoutException")), errnos=frozenset({errno.ETIMEDOUT})),
         _Rule("protocol", "the server does not speak this protocol (501 Not Implemented) / 服务器不支持该协议",

@@ -33,7 +33,7 @@ DVC_FILE = "dvc.yaml"
 REMOTE_NAME, REMOTE_URL = "home", "~/.cache/dinovault/dvc-remote"
 CACHE_TYPE = "hardlink,symlink"  # one physical copy: workspace, DVC cache and torch.hub cache share the inode
 # what does not decide the bytes (see .dvcignore)
-NOT_FETCH = {"inference", "features", "repo", "remotes", "cli", "__pycache__"}
+NOT_FETCH = {"inference", "features", "repo", "remotes", "cli", "api.py", "__pycache__"}
 OURS = ("dinovault fetch", "dinovault features", "python -m dinovault", "download_dinov2.py")  # commands of ours
 
 def _blocks() -> dict[str, str]:

@@ -1,6 +1,6 @@
 """Where verified bytes of a model come from: one module per source behind one small interface.
 
-A source has a ``name`` (as in ``DINOV2_SOURCES`` and in the model card's ``source``), knows which pin it checks
+A source has a ``name`` (as in ``DINOVAULT_SOURCES`` and in the model card's ``source``), knows which pin it checks
 bytes against (``pin``), finds verified bytes already on this machine without a request (``local``), and brings
 them (``obtain``); both give one result type, ``Obtained``. It also answers for files it produced: what a model
 card of its own records (``card_fields``), where its cache copy lives (``cache_copy``) and what the workspace file
@@ -62,9 +62,9 @@ def get(name: str) -> Source:
 
 
 def configured(value: str | None = None, link: bool = False) -> tuple[Source, ...]:
-    """The sources to try, in order: ``value``, else ``$DINOV2_SOURCES`` (comma or space separated), else
+    """The sources to try, in order: ``value``, else ``$DINOVAULT_SOURCES`` (comma or space separated), else
     official then huggingface; with ``link`` (a signed link was given) ``signed`` comes first. ``modelscope`` is
-    chosen by name, e.g. ``DINOV2_SOURCES=modelscope`` where Hugging Face cannot be reached."""
+    chosen by name, e.g. ``DINOVAULT_SOURCES=modelscope`` where Hugging Face cannot be reached."""
     if value is None:
         value = settings.sources_text()
     names = [s.strip().lower() for s in re.split(r"[,\s]+", value) if s.strip()]

@@ -1,6 +1,6 @@
 """What the hub sources share (Hugging Face: huggingface.py, ModelScope: modelscope.py): a ``model.safetensors`` in
 transformers' layout, pinned by a ``<hub>:<repo>@<revision>/<file>`` line of the registry, verified, converted to the
-official state_dict (convert.py) and kept as ``$TORCH_HOME/hub/dinovault/converted/[<folder>/]<model>.pth`` with a
+official state_dict (conversion.py) and kept as ``$TORCH_HOME/hub/dinovault/converted/[<folder>/]<model>.pth`` with a
 ``.json`` saying what it was made from. A subclass says only how the file is downloaded (and how its failures are
 worded), the file's public address, and how the success line names it.
 
@@ -24,7 +24,7 @@ from ..catalog import ModelSpec
 from ..errors import DownloadError
 from ..registry import HubPin, Pin, Pins
 from .base import Expected, Obtained, Request, Source
-from .convert import convert_to_pth, converter
+from .conversion import convert_to_pth, converter
 
 log = logging.getLogger("dinovault")
 HUB_FILE = "model.safetensors"  # the file fetched from a repository without a pin
@@ -39,7 +39,7 @@ class HubSource(Source):
     """A hub of repositories in transformers' layout; a subclass sets the four names and implements ``download``
     and ``public_url``."""
 
-    name = ""  # the DINOV2_SOURCES name and the card's ``source``
+    name = ""  # the DINOVAULT_SOURCES name and the card's ``source``
     hub = ""  # the catalog's and the registry's key ("hf", "ms"); the card's fields are ``<hub>_repo``, …
     title = ""  # for messages: "Hugging Face", "ModelScope"
     folder = ""  # where its conversions are kept, under converted_dir()

@@ -13,7 +13,9 @@ from .retry import request_failed, status_error
 
 
 @dataclass
-class Source:
+class Mirror:
+    """One mirror URL of a segmented download and what its answers have shown (not a ``sources.Source``)."""
+
     url: str
     validator: dict = field(default_factory=dict)  # ETag / Last-Modified first seen (or read from the sidecar)
     failures: int = 0  # attempts in a row without progress (failures of requests in flight together count once)
@@ -25,7 +27,7 @@ class Source:
     bytes: int = 0
 
 
-def open_range(session, source: Source, a: int, b: int, total: int, policy, lock):
+def open_range(session, source: Mirror, a: int, b: int, total: int, policy, lock):
     """A streaming response for bytes a..b-1 of ``source``, checked; an exception says why not."""
     headers = {"Accept-Encoding": "identity", "Range": f"bytes={a}-{b - 1}"}
     validator = source.validator.get("etag") or source.validator.get("last_modified")
@@ -44,7 +46,7 @@ def open_range(session, source: Source, a: int, b: int, total: int, policy, lock
     return resp
 
 
-def _check(resp, source: Source, a: int, total: int, validator: str | None, lock) -> None:
+def _check(resp, source: Mirror, a: int, total: int, validator: str | None, lock) -> None:
     err = status_error(resp)
     if err is not None:
         raise err
@@ -65,4 +67,4 @@ def _check(resp, source: Source, a: int, total: int, validator: str | None, lock
         source.validator.update({k: v for k, v in seen.items() if v})
 
 
-__all__ = ["Source", "open_range"]
+__all__ = ["Mirror", "open_range"]

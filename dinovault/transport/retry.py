@@ -43,12 +43,12 @@ class RetryPolicy:
 
     @classmethod
     def from_env(cls) -> RetryPolicy:
-        """Defaults, overridden by DINOV2_RETRIES / DINOV2_BACKOFF / DINOV2_MAX_WAIT / DINOV2_TIMEOUT."""
-        read = settings.number("DINOV2_TIMEOUT", cls.read_timeout)
+        """Defaults, overridden by DINOVAULT_RETRIES / DINOVAULT_BACKOFF / DINOVAULT_MAX_WAIT / DINOVAULT_TIMEOUT."""
+        read = settings.number("DINOVAULT_TIMEOUT", cls.read_timeout)
         return cls(
-            attempts=max(1, settings.number("DINOV2_RETRIES", cls.attempts, int)),
-            backoff=settings.number("DINOV2_BACKOFF", cls.backoff),
-            max_wait=settings.number("DINOV2_MAX_WAIT", cls.max_wait),
+            attempts=max(1, settings.number("DINOVAULT_RETRIES", cls.attempts, int)),
+            backoff=settings.number("DINOVAULT_BACKOFF", cls.backoff),
+            max_wait=settings.number("DINOVAULT_MAX_WAIT", cls.max_wait),
             connect_timeout=min(cls.connect_timeout, read),
             read_timeout=read,
         )
@@ -70,7 +70,7 @@ class RetryPolicy:
         """Why a source is given up after ``attempts`` failures of ``err``'s kind: the bytes asked for, and the
         setting that bounds it."""
         where = f" at bytes {err.at[0]}-{err.at[1] - 1}" if err.at else ""
-        knob = ", DINOV2_RETRIES" if attempts >= self.attempts else ""
+        knob = ", DINOVAULT_RETRIES" if attempts >= self.attempts else ""
         return f"{err.reason}{where} (after {attempts} attempts without progress{knob})"
 
 
@@ -124,7 +124,7 @@ def describe(err: BaseException, timeout: float | None = None) -> str:
     text = re.sub(r"\?[^\s'\")]*", "", str(err))
     found = list(causes(err))
     if timed_out(err):
-        within = f"{timeout:g} s, DINOV2_TIMEOUT" if timeout is not None else "the read timeout"
+        within = f"{timeout:g} s, DINOVAULT_TIMEOUT" if timeout is not None else "the read timeout"
         return f"timed out (no data within {within})"
     if any(isinstance(e, (requests.exceptions.ChunkedEncodingError, http.client.IncompleteRead)) for e in found):
         return "connection closed before the end of the file"
@@ -204,12 +204,12 @@ def all_failed(dest: Path, failures: list[tuple[str, str]]) -> DownloadError:
                 f"must be laid out like the official ones / 镜像上没有该文件，请检查 {mirrors}")
         network = False
     elif any("timed out" in reason for reason in reasons):
-        hint = ("no data came within DINOV2_TIMEOUT seconds, DINOV2_RETRIES times in a row: check the network, or "
-                f"raise DINOV2_TIMEOUT / DINOV2_RETRIES for a slow link, or set {mirrors} to a mirror / "
-                f"连接超时：请检查网络，或为慢速链路调大 DINOV2_TIMEOUT / DINOV2_RETRIES，或设置镜像 {mirrors}")
+        hint = ("no data came within DINOVAULT_TIMEOUT seconds, DINOVAULT_RETRIES times in a row: check the network, "
+                f"or raise DINOVAULT_TIMEOUT / DINOVAULT_RETRIES for a slow link, or set {mirrors} to a mirror / "
+                f"连接超时：请检查网络，或为慢速链路调大 DINOVAULT_TIMEOUT / DINOVAULT_RETRIES，或设置镜像 {mirrors}")
     elif any(" at bytes " in reason for reason in reasons):
         hint = (f"the server keeps ending its answers before those bytes: use another mirror ({mirrors}) or "
-                "rerun later, the download resumes; DINOV2_RETRIES sets how long to insist / "
+                "rerun later, the download resumes; DINOVAULT_RETRIES sets how long to insist / "
                 f"服务器多次在传完这些字节前断开：请换用其他镜像 ({mirrors}) 或稍后重试（下载会续传）")
     via = {url: p for url, _ in failures if network and (p := settings.proxy_for(url))}
     listing = "; ".join(f"{url}{f' (via {via[url][0]}={via[url][1]})' if url in via else ''}: {reason}"

@@ -34,7 +34,7 @@ from ..errors import LocalWriteError, NoRanges, Restart, Retryable, SourceFailed
 from ..files import replace
 from ..registry import Pin
 from .crosscheck import cross_check
-from .rangeget import Source, open_range
+from .rangeget import Mirror, open_range
 from .ranges import RATE_WINDOW, Piece, PrefixHasher, Ranges, open_part, ranges_on_disk, write_at
 from .retry import RetryPolicy, all_failed, log_retry, looks_like_markup, request_failed
 from .stream import DownloadResult, part_paths
@@ -57,7 +57,7 @@ class Segmented:
         self.dest, self.pin, self.policy, self.progress = dest, pin, policy, progress
         self.connections, self.segment_size, self.new_session = connections, segment_size, new_session
         self.part, self.meta_path = part_paths(dest)
-        self.sources = [Source(u) for u in urls]
+        self.sources = [Mirror(u) for u in urls]
         self.cv = threading.Condition()
         self.transferred = 0
         self.unflushed, self.flush_due = 0, threading.Event()
@@ -102,7 +102,7 @@ class Segmented:
 
     # ---------------------------------------------------------------- the queue of ranges
 
-    def take(self, source: Source, own_rate: float = 0.0) -> Piece | None:
+    def take(self, source: Mirror, own_rate: float = 0.0) -> Piece | None:
         """The next range for a worker of ``source``; waits while the source is in backoff, and while others may
         still give work back. A worker left without work takes half of a range in flight that is far slower than
         its own last one was (``own_rate``), or that stays slow for RATE_WINDOW while it waits (the bytes the other
@@ -138,7 +138,7 @@ class Segmented:
                 self.cv.wait(0.5)
             return None
 
-    def slowest(self, source: Source, now: float, hurry: bool, own_rate: float) -> Piece | None:
+    def slowest(self, source: Mirror, now: float, hurry: bool, own_rate: float) -> Piece | None:
         """The range in flight worth splitting for an idle worker of ``source``, if any: the one that will take
         longest, judged once its bytes have flowed for MIN_JUDGE (a range just begun looks slow; one still waiting
         for its answer has no speed yet, and the read timeout watches it), with at least
@@ -152,7 +152,7 @@ class Segmented:
         return big if not hurry or big.rate(now) < own_rate / 4 else None
 
     @staticmethod
-    def steal_after(source: Source) -> float:
+    def steal_after(source: Mirror) -> float:
         return max(STEAL_AFTER, 3 * source.latency)
 
     def give_back(self, piece: Piece) -> None:
@@ -162,7 +162,7 @@ class Segmented:
                 self.pending.appendleft((piece.pos, piece.end))
             self.cv.notify_all()
 
-    def wrote(self, source: Source, piece: Piece, n: int) -> None:
+    def wrote(self, source: Mirror, piece: Piece, n: int) -> None:
         with self.cv:
             self.done.setdefault(source.url, Ranges()).add(piece.pos, piece.pos + n)
             self.all_done.add(piece.pos, piece.pos + n)
@@ -180,11 +180,11 @@ class Segmented:
 
     # ---------------------------------------------------------------- one request
 
-    def request(self, session, source: Source, a: int, b: int):
+    def request(self, session, source: Mirror, a: int, b: int):
         """A response streaming bytes a..b-1 of the file, checked; an exception says why not."""
         return open_range(session, source, a, b, self.pin.size, self.policy, self.cv)
 
-    def fetch(self, session, source: Source, piece: Piece, fh) -> None:
+    def fetch(self, session, source: Mirror, piece: Piece, fh) -> None:
         t0, start = time.monotonic(), piece.pos
         with self.request(session, source, piece.pos, piece.end) as resp:
             source.latency = min(source.latency, time.monotonic() - t0)
@@ -212,7 +212,7 @@ class Segmented:
 
     # ---------------------------------------------------------------- workers
 
-    def worker(self, source: Source) -> None:
+    def worker(self, source: Mirror) -> None:
         session = self.new_session()
         try:
             with open_part(self.part) as fh:
@@ -225,7 +225,7 @@ class Segmented:
                 self.cv.notify_all()
             self.flush_due.set()  # the main loop looks again whether any worker is left
 
-    def work(self, session, source: Source, fh) -> None:
+    def work(self, session, source: Mirror, fh) -> None:
         """Take ranges and fetch them until none is left for ``source``."""
         rate = 0.0
         while (piece := self.take(source, rate)) is not None:
@@ -247,7 +247,7 @@ class Segmented:
             elif isinstance(outcome, (Restart, LocalWriteError)):
                 self.abort(outcome)
 
-    def retry_later(self, source: Source, err: Retryable, started: float) -> bool:
+    def retry_later(self, source: Mirror, err: Retryable, started: float) -> bool:
         """Count a failed request of ``source`` and set when its workers may ask again; False once the source is
         given up. An attempt is a round: requests that were already in flight when a failure was counted fail
         with it (every connection meets the same outage) and do not count again. A request that delivered bytes
@@ -276,7 +276,7 @@ class Segmented:
             time.sleep(wait)
         return not source.dead
 
-    def drop(self, source: Source, reason: str, no_ranges: bool = False) -> None:
+    def drop(self, source: Mirror, reason: str, no_ranges: bool = False) -> None:
         with self.cv:
             if source.dead is None:
                 if any(s.dead is None for s in self.sources if s is not source):  # else the final error says it

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from dinovault.settings import OLD_NAMES
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
@@ -149,7 +151,8 @@ class Clone:
 class Machine:
     """One computer: HOME, DVC's global/system/site folders under ``base``; clones made on it get their own
     TORCH_HOME. ``server_env`` (e.g. the test server's DINOV2_BASE_URL) and ``extra`` are added to the environment,
-    from which any DINOV2_/DVC_/GIT_/AWS_ variable of the calling process is removed."""
+    from which any DINOV2_/DVC_/GIT_/AWS_ variable of the calling process and any DINOVAULT_ setting that had a DINOV2_
+    name (settings.OLD_NAMES) is removed."""
 
     def __init__(self, base: Path, server_env: dict[str, str] | None = None, source: Path | None = None,
                  clone_class: type[Clone] = Clone, **extra: str):
@@ -159,7 +162,8 @@ class Machine:
         self.home = self.base / "home"
         for sub in ("home", "dvc-global", "dvc-system", "dvc-site"):
             (self.base / sub).mkdir(parents=True, exist_ok=True)
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("DINOV2_", "DVC_", "GIT_", "AWS_"))}
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith(("DINOV2_", "DVC_", "GIT_", "AWS_")) and k not in OLD_NAMES}
         self.env.update(server_env or {})
         self.env.update(
             HOME=str(self.home),

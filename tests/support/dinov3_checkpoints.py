@@ -15,7 +15,7 @@ import math
 
 from dinovault.catalog import ModelSpec
 from dinovault.catalog.dinov3 import ROWS
-from dinovault.model.convert_dinov3 import rope_periods
+from dinovault.model.hf_dinov3 import rope_periods
 
 DINOV3 = {spec.name: spec for spec in ROWS}
 

@@ -88,7 +88,7 @@ class TestServer:
     def env(self) -> dict[str, str]:
         env = {"DINOV2_BASE_URL": self.base_url}
         if self.registry:
-            env["DINOV2_REGISTRY"] = str(self.registry)
+            env["DINOVAULT_REGISTRY"] = str(self.registry)
         return env
 
     def url_path(self, upstream_file: str) -> str:
@@ -388,10 +388,10 @@ def torch_home_dir(tmp_path, monkeypatch):
     """A private TORCH_HOME (never ~/.cache/torch) and no inherited mirror/registry settings."""
     home = tmp_path / "torch_home"
     monkeypatch.setenv("TORCH_HOME", str(home))
-    for var in ("DINOV2_BASE_URL", "DINOV2_REGISTRY"):
+    for var in ("DINOV2_BASE_URL", "DINOVAULT_REGISTRY", "DINOV2_REGISTRY"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("DINOV2_BACKOFF", "0.05")
-    monkeypatch.setenv("DINOV2_TIMEOUT", "5")
+    monkeypatch.setenv("DINOVAULT_BACKOFF", "0.05")
+    monkeypatch.setenv("DINOVAULT_TIMEOUT", "5")
     return home
 
 

@@ -5,7 +5,7 @@ with what huggingface_hub reads (file_download.get_hf_file_metadata): ``X-Repo-C
 file's SHA-256, as the Hub does for LFS files), ``X-Linked-Size`` and ``Content-Length``; GET honours ``Range``.
 An unknown repo or file answers 404 with ``X-Error-Code: EntryNotFound``/``RepoNotFound`` like the Hub.
 
-The files are official-format random checkpoints converted by dinovault.model.convert (checked against transformers'
+The files are official-format random checkpoints converted by dinovault.model.hf_dinov2 (checked against transformers'
 own layout in tests/test_convert.py), written with safetensors like the Hub's ``model.safetensors``.
 """
 
@@ -137,7 +137,7 @@ def save_hf_checkpoint(spec, path: Path, seed: int = 0) -> dict:
     ``path``; returns the official state_dict it was made from."""
     from safetensors.torch import save_file
 
-    from dinovault.model.convert import official_to_hf
+    from dinovault.model.hf_dinov2 import official_to_hf
 
     from .checkpoints import make_state_dict
 

@@ -7,7 +7,7 @@
   ``softmax(q * scale @ kᵀ) @ v``. Everything else in the ViT is unchanged between the two, so the 2023 package
   with that one change is the official code of today; the 2023 arithmetic itself differs by ~4e-6.
 - ``hf_model``: transformers' ``Dinov2WithRegistersModel`` / ``Dinov2Model`` loaded from an on-disk Hugging Face
-  folder written from the official state_dict by ``model/convert.py`` (checked against transformers' own layout in
+  folder written from the official state_dict by ``model/hf_dinov2.py`` (checked against transformers' own layout in
   tests/test_convert.py), the way the facebook/dinov2-* repositories are laid out.
 """
 
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from dinovault.catalog import ModelSpec
 from dinovault.catalog.dinov2 import IMG_SIZE, PATCH_SIZE
-from dinovault.model.convert import hf_config, official_to_hf
+from dinovault.model.hf_dinov2 import hf_config, official_to_hf
 
 logging.getLogger("dinov2").setLevel(logging.ERROR)  # the 2023 package warns that xFormers is absent
 try:  # the reference is required, not optional: parity must not vanish silently from CI

@@ -36,7 +36,7 @@ def convert_to_pth(src: Path, spec: ModelSpec, dest: Path) -> tuple[int, str, st
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from ..model.convert import tensor_digest
+    from ..model.hf_dinov2 import tensor_digest
 
     conv = converter(spec)
     try:

@@ -17,9 +17,9 @@ def fetch(model: str, save_dir: str | os.PathLike | None = None, *, record: bool
     is the workspace one. Otherwise (``record=False``, or no repository): the torch.hub cache, and ``save_dir`` when
     given, no DVC, as the download script does."""
     if record is not False and save_dir is None:
-        from ..errors import RepoError
-        from ..repo.init import has_stage
-        from ..repo.layout import find_root
+        from .errors import RepoError
+        from .repo.init import has_stage
+        from .repo.layout import find_root
 
         try:
             root = find_root()
@@ -28,10 +28,10 @@ def fetch(model: str, save_dir: str | os.PathLike | None = None, *, record: bool
                 raise
             root = None
         if root is not None and (record or has_stage(root)):
-            from .ops import _fetch
+            from .repo.commands import fetch_in_repository
 
-            return root / _fetch([model], allow_unverified).models[0].path
-    from ..fetch import fetch_model
+            return root / fetch_in_repository([model], root, allow_unverified).models[0].path
+    from .pipeline import fetch_model
 
     folder = None if save_dir is None else Path(save_dir)
     return fetch_model(model, folder, allow_unverified=allow_unverified, smoke_test=smoke_test, progress=False).path
@@ -50,12 +50,12 @@ def verify(model: str | None = None, path: str | os.PathLike | None = None, *, r
     """Check a model's weights against their pinned size and SHA-256 (a DINOv3 file with no full pin: the SHA-256
     prefix in its official name): ``path``, else the file ``load_backbone`` would load. With only ``path``, the model
     is the one whose pin it matches. VerificationError when it does not."""
-    from ..cache import check_file
-    from ..catalog import CATALOG, get_spec
-    from ..errors import UsageError, VerificationError
-    from ..inference.weights import find_weights
-    from ..registry import load_pins
-    from ..sources.prefix import PrefixPin, official_pin
+    from .cache import check_file
+    from .catalog import CATALOG, get_spec
+    from .errors import UsageError, VerificationError
+    from .inference.weights import find_weights
+    from .registry import load_pins
+    from .sources.prefix import PrefixPin, official_pin
 
     pins = load_pins()
     if model is None:
@@ -97,7 +97,7 @@ def verify(model: str | None = None, path: str | os.PathLike | None = None, *, r
 def import_file(path: str | os.PathLike, allow_unverified: bool = False) -> str:
     """Verify a hand-downloaded file (an official .pth under any name, or a Hugging Face model.safetensors) and
     place it in the cache, with no download; returns the model name (then ``fetch(name)`` records it)."""
-    from ..sources.local import import_file as place
+    from .sources.imported import import_file as place
 
     return place(Path(path).expanduser(), allow_unverified)[0]
 
@@ -105,7 +105,7 @@ def import_file(path: str | os.PathLike, allow_unverified: bool = False) -> str:
 def load_backbone(model: str, weights=None, device=None):
     """The backbone ``model`` in eval mode (official keys and forward), its weights found as the extractor finds
     them (``weights=``, $DINOVAULT_MODELS_DIR, the repository's save_dir, the verified torch.hub cache)."""
-    from ..inference.weights import load_backbone as load
+    from .inference.weights import load_backbone as load
 
     return load(model, weights, device)
 

@@ -72,7 +72,7 @@ def _looks_like(shapes: dict | None) -> str:
 
 def import_file(path: Path, allow_unverified: bool = False) -> tuple[str, str]:
     """Place one file; returns (model name, a line saying what was done)."""
-    from ..model.convert import identify
+    from ..model.hf_dinov2 import identify
 
     path = Path(path)
     size, sha = path.stat().st_size, file_sha256(path)

@@ -1,4 +1,4 @@
-"""Fetching one model: pins → sources (in DINOV2_SOURCES order) → verified bytes in the cache → smoke test →
+"""Fetching one model: pins → sources (in DINOVAULT_SOURCES order) → verified bytes in the cache → smoke test →
 export to save_dir with its model card.
 
 Local bytes come first and need no network: each source is asked for verified bytes already on this machine (a
@@ -42,7 +42,9 @@ class FetchResult:
         """Where the model is to be used from: the export when there is one, else the cache."""
         return self.export_path or self.got.path
 
-    # the result's own fields, as callers read them
+    # Read-only views of ``got``, kept because they are public: ``dinovault.fetch_model`` returns this object, and the
+    # fetch script (cli/stage.py), bench/ and the tests read them. New code may read ``got`` directly; a new alias
+    # should not be added.
     cache_path = property(lambda self: self.got.path)  # $TORCH_HOME/hub/checkpoints/<file>, or a converted file
     size = property(lambda self: self.got.size)
     sha256 = property(lambda self: self.got.sha256)
@@ -91,14 +93,14 @@ def _obtain(req: Request, order: tuple[sources.Source, ...]) -> Obtained:
         first, *others = [source.describe_pin(req.spec) for source in order]
         nor = f", nor {' or '.join(others)}" if others else ""
         raise VerificationError(
-            f"{first} has no pinned SHA-256 in {registry_path()}{nor} (DINOV2_SOURCES="
+            f"{first} has no pinned SHA-256 in {registry_path()}{nor} (DINOVAULT_SOURCES="
             f"{','.join(s.name for s in order)}): it cannot be verified / 无固定哈希",
             "add a pin to that registry (or DINOVAULT_REGISTRY), or pass --allow-unverified to accept an unverified "
             "file / 或使用 --allow-unverified",
         )
     raise DownloadError(
         "every source failed / 所有来源均失败: " + "; ".join(failures),
-        "check the network, DINOV2_BASE_URL, HF_ENDPOINT and DINOV2_SOURCES, then rerun (downloads resume) "
+        "check the network, DINOV2_BASE_URL, HF_ENDPOINT and DINOVAULT_SOURCES, then rerun (downloads resume) "
         "/ 检查网络与镜像设置后重试",
     )
 
@@ -117,7 +119,7 @@ def fetch_model(
 ) -> FetchResult:
     """Bring ``name`` (a torch.hub name) into the cache, verified against its pin, and export it to ``save_dir``
     when given. ``progress``: None (auto), False (silent) or a progress object (see transport/download.py);
-    ``rehash`` ignores verified stamps and hashes files again; ``sources`` overrides DINOV2_SOURCES; ``formats``
+    ``rehash`` ignores verified stamps and hashes files again; ``sources`` overrides DINOVAULT_SOURCES; ``formats``
     (params.yaml ``formats``) writes the extra exports of exports/formats.py into ``save_dir`` (None: only the
     .pth); ``url``: a signed download link (as ``$DINOV3_URL``), tried first; it is never written anywhere."""
     from . import sources as registered
