@@ -152,7 +152,9 @@ def test_a_model_with_no_repository_on_the_hub_is_not_offered(name, env, tmp_pat
 def test_a_family_without_a_converter_fails_before_any_request(name, env, hub_file, tmp_path, monkeypatch):
     """Was: Hugging Face downloaded the file first (here: a refused endpoint, so a DownloadError)."""
     other = dataclasses.replace(ROW, name="otherfamily_vits14", family="otherfamily")
+    family = dataclasses.replace(catalog.family_of(ROW), name="otherfamily", rows=(other,), conversion=None)
     monkeypatch.setitem(catalog.CATALOG, other.name, other)
+    monkeypatch.setitem(catalog._BY_NAME, family.name, family)  # this test's alone (register_family is for good)
     env(hub_file.pin)
     with pytest.raises(CheckpointError, match="no conversion .* for otherfamily"):
         fetch_model(other.name, tmp_path / "models", sources=(name,), smoke_test=False)
