@@ -210,15 +210,10 @@ def add_models(path: str | Path, names: list[str]) -> list[str]:
     for name in dict.fromkeys(names):
         models = data.setdefault(family_of(name).select_key, [])
         if name not in models:
-            trailing = models.ca.items.pop(len(models) - 1, None) if models else None
-            models.append(name)
-            if trailing:  # ruamel hangs the comment that follows a list on its last item: keep it last
-                models.ca.items[len(models) - 1] = trailing
+            _keep_trailing_comment(models, models.append, name)
             added.append(name)
     if added:
-        text = io.StringIO()
-        _yaml().dump(data, text)
-        write_atomic(path, text.getvalue())
+        _write(path, data)
     return added
 
 
@@ -231,16 +226,26 @@ def remove_models(path: str | Path, names: list[str]) -> list[str]:
         models = data.get(family_of(name).select_key) if name in MODEL_NAMES else None
         if models is None or name not in models:
             continue
-        trailing = models.ca.items.pop(len(models) - 1, None) if models else None
-        models.remove(name)
-        if trailing and models:
-            models.ca.items[len(models) - 1] = trailing
+        _keep_trailing_comment(models, models.remove, name)
         gone.append(name)
     if gone:
-        text = io.StringIO()
-        _yaml().dump(data, text)
-        write_atomic(path, text.getvalue())
+        _write(path, data)
     return gone
+
+
+def _keep_trailing_comment(models, change, name: str) -> None:
+    """``change(name)`` (the list's append or remove); ruamel hangs the comment that follows a list on its last item:
+    it stays on the last."""
+    trailing = models.ca.items.pop(len(models) - 1, None) if models else None
+    change(name)
+    if trailing and models:
+        models.ca.items[len(models) - 1] = trailing
+
+
+def _write(path: Path, data) -> None:
+    text = io.StringIO()
+    _yaml().dump(data, text)
+    write_atomic(path, text.getvalue())
 
 
 def undo_selection(path: Path, before: bytes, after: bytes, added: list[str]) -> None:

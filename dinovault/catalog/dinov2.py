@@ -7,7 +7,7 @@ tokens, their files say ``reg4``, and they resize position embeddings with antia
 from __future__ import annotations
 
 from .family import Family
-from .spec import ModelSpec
+from .spec import ModelSpec, vit_block_shapes
 
 FAMILY = "dinov2"
 BASE_URL = "https://dl.fbaipublicfiles.com/dinov2"
@@ -33,19 +33,8 @@ def state_dict_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
         ffn = {"mlp.w12.weight": (2 * h, d), "mlp.w12.bias": (2 * h,), "mlp.w3.weight": (d, h), "mlp.w3.bias": (d,)}
     else:
         ffn = {"mlp.fc1.weight": (h, d), "mlp.fc1.bias": (h,), "mlp.fc2.weight": (d, h), "mlp.fc2.bias": (d,)}
-    block = {
-        "norm1.weight": (d,), "norm1.bias": (d,),
-        "attn.qkv.weight": (3 * d, d), "attn.qkv.bias": (3 * d,),
-        "attn.proj.weight": (d, d), "attn.proj.bias": (d,),
-        "ls1.gamma": (d,),
-        "norm2.weight": (d,), "norm2.bias": (d,),
-        **ffn,
-        "ls2.gamma": (d,),
-    }
-    for i in range(spec.depth):
-        shapes.update({f"blocks.{i}.{k}": v for k, v in block.items()})
-    shapes["norm.weight"] = (d,)
-    shapes["norm.bias"] = (d,)
+    qkv = {"attn.qkv.weight": (3 * d, d), "attn.qkv.bias": (3 * d,)}
+    shapes.update(vit_block_shapes(spec.depth, d, qkv, ffn))
     return shapes
 
 

@@ -19,7 +19,7 @@ The key order is the official model's ``state_dict()`` order (module registratio
 from __future__ import annotations
 
 from .family import Family
-from .spec import ModelSpec
+from .spec import ModelSpec, vit_block_shapes
 
 FAMILY = "dinov3"
 BASE_URL = "https://dl.fbaipublicfiles.com/dinov3"
@@ -59,19 +59,7 @@ def vit_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
                "mlp.w3.weight": (d, h), "mlp.w3.bias": (d,)}
     else:
         ffn = {"mlp.fc1.weight": (h, d), "mlp.fc1.bias": (h,), "mlp.fc2.weight": (d, h), "mlp.fc2.bias": (d,)}
-    block = {
-        "norm1.weight": (d,), "norm1.bias": (d,),
-        **qkv,
-        "attn.proj.weight": (d, d), "attn.proj.bias": (d,),
-        "ls1.gamma": (d,),
-        "norm2.weight": (d,), "norm2.bias": (d,),
-        **ffn,
-        "ls2.gamma": (d,),
-    }
-    for i in range(spec.depth):
-        shapes.update({f"blocks.{i}.{k}": v for k, v in block.items()})
-    shapes["norm.weight"] = (d,)
-    shapes["norm.bias"] = (d,)
+    shapes.update(vit_block_shapes(spec.depth, d, qkv, ffn))
     if spec.local_cls_norm:
         shapes["local_cls_norm.weight"] = (d,)
         shapes["local_cls_norm.bias"] = (d,)

@@ -69,3 +69,12 @@ class ModelSpec:
                 n *= s
             total += n
         return total
+
+
+def vit_block_shapes(depth: int, d: int, qkv: dict, ffn: dict) -> dict[str, tuple[int, ...]]:
+    """The keys of a ViT's blocks and final norm with their shapes, in the file order of both families' official
+    checkpoints (``qkv`` and ``ffn``: a block's attention-input and MLP keys, which differ between them)."""
+    block = {"norm1.weight": (d,), "norm1.bias": (d,), **qkv, "attn.proj.weight": (d, d), "attn.proj.bias": (d,),
+             "ls1.gamma": (d,), "norm2.weight": (d,), "norm2.bias": (d,), **ffn, "ls2.gamma": (d,)}
+    shapes = {f"blocks.{i}.{key}": shape for i in range(depth) for key, shape in block.items()}
+    return {**shapes, "norm.weight": (d,), "norm.bias": (d,)}
