@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..cache import check_file, file_sha256
 from ..catalog import ModelSpec
-from ..errors import DownloadError, VerificationError
+from ..errors import DownloadError, VerificationError, causes
 from ..registry import HubPin, Pin
 from .base import Request, register
 from .hub import HUB_FILE, HubSource
@@ -65,15 +65,6 @@ _MIRROR_HINT = ("set HF_ENDPOINT to a mirror (e.g. https://hf-mirror.com; README
                 "请设置 HF_ENDPOINT 镜像（见 README「在中国」）或检查网络与代理")
 
 
-def _chain(err: BaseException | None):
-    """``err`` and the exceptions it was raised from, outermost first."""
-    seen: set[int] = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        yield err
-        err = err.__cause__ or err.__context__
-
-
 def _check_reachable(endpoint: str, where: str) -> None:
     """One quick request to the endpoint before huggingface_hub's own retries (five, over ~25 s, each printed): a
     host that does not resolve, refuses or does not answer fails at once, with what to do."""
@@ -87,7 +78,7 @@ def _check_reachable(endpoint: str, where: str) -> None:
     try:
         requests.head(endpoint, timeout=(policy.connect_timeout, wait), allow_redirects=False)
     except requests.RequestException as err:
-        if any(isinstance(e, socket.gaierror) for e in _chain(err)):  # under urllib3's NameResolutionError
+        if any(isinstance(e, socket.gaierror) for e in causes(err)):  # under urllib3's NameResolutionError
             why = "the host name does not resolve / 主机名无法解析"
         elif isinstance(err, requests.Timeout):
             why = f"no answer within {wait:g} s / {wait:g} 秒内无应答"
@@ -112,8 +103,8 @@ def _hub_error(err: Exception, where: str, repo: str) -> DownloadError:
         RevisionNotFoundError,
     )
 
-    causes = list(_chain(err))
-    http = next((e for e in causes if isinstance(e, HfHubHTTPError) and e.response is not None), None)
+    chain = list(causes(err))
+    http = next((e for e in chain if isinstance(e, HfHubHTTPError) and e.response is not None), None)
     status = http.response.status_code if http is not None else None
     if isinstance(err, GatedRepoError) or status in (401, 403):  # a gated repository (DINOv3's): licence, token
         page = f"https://huggingface.co/{repo}"
@@ -129,7 +120,7 @@ def _hub_error(err: Exception, where: str, repo: str) -> DownloadError:
     if isinstance(err, RevisionNotFoundError):
         return DownloadError(f"{where}: the pinned revision is not on this endpoint / 固定的修订不存在",
                              "a mirror that lags behind? check HF_ENDPOINT / 镜像可能未同步，请检查 HF_ENDPOINT")
-    offline = any(isinstance(e, OfflineModeIsEnabled) for e in causes) or constants.HF_HUB_OFFLINE
+    offline = any(isinstance(e, OfflineModeIsEnabled) for e in chain) or constants.HF_HUB_OFFLINE
     if isinstance(err, OfflineModeIsEnabled) or (isinstance(err, LocalEntryNotFoundError) and offline):
         return DownloadError(f"{where}: not in the Hugging Face cache, and HF_HUB_OFFLINE=1 / 离线且缓存中没有该文件",
                              "unset HF_HUB_OFFLINE to download it / 取消 HF_HUB_OFFLINE 以下载")
