@@ -137,7 +137,7 @@ def _hub_error(err: Exception, where: str, repo: str) -> DownloadError:
 def _verify(path: Path, repo: str, pin: HubPin | None) -> tuple[int, str]:
     size = path.stat().st_size
     if pin is None:
-        log.warning("%s/%s is not pinned: accepting it unverified", repo, HUB_FILE)
+        log.warning("%s/%s is not pinned: accepting it unverified / 无固定哈希", repo, HUB_FILE)
         return size, file_sha256(path)
     check = check_file(path, Pin(pin.file, pin.size if pin.size is not None else size, pin.sha256), rehash=True)
     if not check.ok:
