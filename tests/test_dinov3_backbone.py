@@ -167,6 +167,7 @@ def test_convnext_matches_transformers(case, tmp_path):
             got = ours.forward_features(x)
             out = hf(pixel_values=x, output_hidden_states=True)
             maps = ours.get_intermediate_layers(x, n=4, reshape=True, norm=False)
+            (last, pooled), = ours.get_intermediate_layers(x, n=1, return_class_token=True)
         normed = out.last_hidden_state
         assert got["x_storage_tokens"].shape == (2, 0, spec.embed_dim)
         assert got["x_norm_patchtokens"].abs().mean() > 0.1
@@ -175,6 +176,8 @@ def test_convnext_matches_transformers(case, tmp_path):
         _close(got["x_prenorm"], out.hidden_states[-1].flatten(2).transpose(1, 2), f"{hw} x_prenorm")
         for i, (m, want) in enumerate(zip(maps, out.hidden_states[-4:], strict=True)):
             _close(m, want, f"{hw} stage {i} map")
+        _close(last, normed[:, 1:], f"{hw} normed last stage tokens")
+        _close(pooled, normed[:, 0], f"{hw} normed last stage pooled token")
 
 
 CONVERSIONS = [(n, c, m) for n, c, m in VITS.values()] + [(n, c, "official") for n, c in CONVNEXTS.values()]

@@ -22,6 +22,13 @@ Examples / 例子:
 """
 # options of the stage (the download script) that mean nothing when params.yaml and DVC decide
 _STAGE_ONLY = {"skip_test": "--skip-test", "metrics": "--metrics", "formats": "--formats", "params": "--params"}
+# what the commands whose flags follow their help texts' table give a flag beyond its help
+_TABLE_FLAGS: dict[str, dict[str, dict]] = {
+    "extract": {"normalize": dict(action="store_true"), "batch_size": dict(type=int, default=32),
+                "model": dict(default="dinov2_vitb14")},
+    "features": {"stage": dict(action="store_true"), "workers": dict(type=int),
+                 "engine": dict(choices=("local", "ray"))},
+}
 
 
 def _flag(parser, name: str, help_: str, **kw) -> None:
@@ -80,21 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     clean = _command(subs, "clean")
     _flag(clean, "yes", h["clean"]["yes"], action="store_true")
 
-    extract = _command(subs, "extract")
-    for name, text in h["extract"].items():
-        if name == "normalize":
-            _flag(extract, name, text, action="store_true")
-        else:
-            _flag(extract, name, text, type=int if name == "batch_size" else str,
-                  default={"model": "dinov2_vitb14", "batch_size": 32}.get(name))
-
-    feats = _command(subs, "features")
-    for name, text in h["features"].items():
-        if name == "stage":
-            _flag(feats, name, text, action="store_true")
-        else:
-            _flag(feats, name, text, type=int if name == "workers" else str,
-                  choices=("local", "ray") if name == "engine" else None)
+    for name, kinds in _TABLE_FLAGS.items():  # one flag per help text; what is not in the table is a string
+        sub = _command(subs, name)
+        for flag, text in h[name].items():
+            _flag(sub, flag, text, **kinds.get(flag, {}))
 
     _command(subs, "init")
     return parser

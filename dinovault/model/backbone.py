@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from ..catalog import ModelSpec
 from ..catalog.dinov2 import IMG_SIZE, PATCH_SIZE
-from .layers import LayerScale, Mlp, PatchEmbed, check_image_batch, take_outputs, vit_intermediate_layers
+from .layers import LayerScale, Mlp, PatchEmbed, ViTIntermediateLayers, check_image_batch, take_outputs
 
 LN_EPS = 1e-6
 
@@ -87,7 +87,7 @@ class Block(nn.Module):
         return cls + self.ls2(self.mlp(self.norm2(cls)))
 
 
-class DinoVisionTransformer(nn.Module):
+class DinoVisionTransformer(ViTIntermediateLayers, nn.Module):
     """DINOv2 backbone with the official attributes, state_dict keys and forward methods."""
 
     def __init__(
@@ -110,6 +110,7 @@ class DinoVisionTransformer(nn.Module):
         self.num_heads = num_heads
         self.patch_size = patch_size
         self.num_register_tokens = num_register_tokens
+        self.n_extra_tokens = num_register_tokens  # what get_intermediate_layers splits off after the class token
         self.interpolate_offset = interpolate_offset
         self.interpolate_antialias = interpolate_antialias
         self.chunked_blocks = False
@@ -209,19 +210,6 @@ class DinoVisionTransformer(nn.Module):
 
     def _get_intermediate_layers_not_chunked(self, x: Tensor, n: int | Sequence[int] = 1) -> list[Tensor]:
         return take_outputs(self.prepare_tokens_with_masks(x), len(self.blocks), n, lambda i, x: self.blocks[i](x))
-
-    def get_intermediate_layers(
-        self,
-        x: Tensor,
-        n: int | Sequence[int] = 1,
-        reshape: bool = False,
-        return_class_token: bool = False,
-        norm: bool = True,
-    ) -> tuple:
-        """Outputs of the last ``n`` blocks (or of the blocks listed in ``n``), as the official method."""
-        outputs = self._get_intermediate_layers_not_chunked(x, n)
-        return vit_intermediate_layers(outputs, x, self.norm if norm else None, self.num_register_tokens,
-                                       self.patch_size, reshape=reshape, return_class_token=return_class_token)
 
     def forward(
         self,

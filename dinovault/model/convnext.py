@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from ..catalog import ModelSpec
 from ..catalog.dinov3 import CONVNEXT_NORM_EPS
-from .layers import check_image_batch, head_of, take_outputs
+from .layers import IntermediateLayers, LayerTokens, check_image_batch, head_of, take_outputs
 
 LAYERSCALE_INIT = 1e-6
 
@@ -59,7 +59,7 @@ class Block(nn.Module):
         return x + (self.gamma * y).permute(0, 3, 1, 2)
 
 
-class ConvNeXt(nn.Module):
+class ConvNeXt(IntermediateLayers, nn.Module):
     """DINOv3 ConvNeXt backbone with the official attributes, state_dict keys and forward methods."""
 
     def __init__(self, dims: Sequence[int], depths: Sequence[int], in_chans: int = 3):
@@ -128,41 +128,16 @@ class ConvNeXt(nn.Module):
         ret = self.forward_features(x, masks)
         return ret if is_training else head_of(self.head, ret)
 
-    def _get_intermediate_layers(self, x: Tensor, n: int | Sequence[int] = 1) -> list[tuple[Tensor, Tensor]]:
+    def _layer_tokens(self, x: Tensor, n: int | Sequence[int], norm: bool) -> list[LayerTokens]:
+        """Each selected stage's map as the official method gives it: pooled (B, C) and flattened (B, h·w, C), both
+        through the stage's norm when asked (only the last stage has one; the others' are identities)."""
         self._check_input(x)
         maps = take_outputs(x, len(self.downsample_layers), n, lambda i, x: self._stage(x, i), what="stages")
-        return [(m.mean([-2, -1]), m) for m in maps]  # (pooled B×C, map B×C×h×w)
-
-    def get_intermediate_layers(
-        self,
-        x: Tensor,
-        n: int | Sequence[int] = 1,
-        reshape: bool = False,
-        return_class_token: bool = False,
-        norm: bool = True,
-    ) -> tuple:
-        """Outputs of the last ``n`` stages (or of the stages listed in ``n``), as the official method: tokens
-        (B, h·w, C), or maps (B, C, h, w) with ``reshape``; only the last stage has a norm (the others' are
-        identities), as in the official model."""
-        outputs = self._get_intermediate_layers(x, n)
-        if norm:
-            shapes = [patches.shape for _, patches in outputs]
-            norms = self.norms[-n:] if isinstance(n, int) else [self.norms[i] for i in n]
-            outputs = [
-                (nm(cls), nm(patches.flatten(-2, -1).permute(0, 2, 1)))
-                for (cls, patches), nm in zip(outputs, norms, strict=True)
-            ]
-            if reshape:
-                outputs = [
-                    (cls, patches.permute(0, 2, 1).reshape(*shape).contiguous())
-                    for (cls, patches), shape in zip(outputs, shapes, strict=True)
-                ]
-        elif not reshape:
-            outputs = [(cls, patches.flatten(-2, -1).permute(0, 2, 1)) for cls, patches in outputs]
-        if return_class_token:
-            return tuple((patches, cls) for cls, patches in outputs)
-        return tuple(patches for _, patches in outputs)
-
+        norms = self.norms[-n:] if isinstance(n, int) else [self.norms[i] for i in n]
+        if not norm:
+            norms = [nn.Identity()] * len(maps)
+        return [(nm(m.mean([-2, -1])), m.new_zeros(len(m), 0, m.shape[1]), nm(m.flatten(-2, -1).permute(0, 2, 1)),
+                 tuple(m.shape[-2:])) for m, nm in zip(maps, norms, strict=True)]
 
 def build(spec: ModelSpec, device: str | torch.device | None = None) -> ConvNeXt:
     """The architecture of ``spec``; ``device="meta"`` allocates nothing (to be loaded with ``assign=True``)."""

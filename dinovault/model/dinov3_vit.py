@@ -24,7 +24,15 @@ from torch import Tensor, nn
 
 from ..catalog import ModelSpec
 from ..catalog.dinov3 import LAYERSCALE_INIT, ROPE_RESCALE_COORDS
-from .layers import LayerScale, Mlp, PatchEmbed, check_image_batch, head_of, take_outputs, vit_intermediate_layers
+from .layers import (
+    LayerScale,
+    Mlp,
+    PatchEmbed,
+    ViTIntermediateLayers,
+    check_image_batch,
+    head_of,
+    take_outputs,
+)
 
 
 class RopePositionEmbedding(nn.Module):
@@ -139,7 +147,7 @@ class Block(nn.Module):
         return x + self.ls2(self.mlp(self.norm2(x)))
 
 
-class DinoV3VisionTransformer(nn.Module):
+class DinoV3VisionTransformer(ViTIntermediateLayers, nn.Module):
     """DINOv3 ViT backbone with the official attributes, state_dict keys and forward methods."""
 
     def __init__(self, spec: ModelSpec):
@@ -149,7 +157,7 @@ class DinoV3VisionTransformer(nn.Module):
         self.n_blocks = spec.depth
         self.num_heads = spec.num_heads
         self.patch_size = spec.patch_size
-        self.n_storage_tokens = spec.num_register_tokens
+        self.n_storage_tokens = self.n_extra_tokens = spec.num_register_tokens
         self.chunked_blocks = False
         self.untie_cls_and_patch_norms = False  # no released weights unties them
         self.untie_global_and_local_cls_norm = spec.local_cls_norm
@@ -238,23 +246,6 @@ class DinoV3VisionTransformer(nn.Module):
     def _get_intermediate_layers_not_chunked(self, x: Tensor, n: int | Sequence[int] = 1) -> list[Tensor]:
         tokens, rope = self._tokens(x)
         return take_outputs(tokens, len(self.blocks), n, lambda i, t: self.blocks[i](t, rope))
-
-    def get_intermediate_layers(
-        self,
-        x: Tensor,
-        *,
-        n: int | Sequence[int] = 1,
-        reshape: bool = False,
-        return_class_token: bool = False,
-        return_extra_tokens: bool = False,
-        norm: bool = True,
-    ) -> tuple:
-        """Outputs of the last ``n`` blocks (or of the blocks listed in ``n``), as the official method: patch
-        tokens, with the class token and/or the storage tokens when asked."""
-        outputs = self._get_intermediate_layers_not_chunked(x, n)
-        return vit_intermediate_layers(outputs, x, self.norm if norm else None, self.n_storage_tokens, self.patch_size,
-                                       reshape=reshape, return_class_token=return_class_token,
-                                       return_extra_tokens=return_extra_tokens)
 
     def forward(self, x: Tensor | list[Tensor], masks: Tensor | list | None = None, is_training: bool = False):
         """The normed CLS token (B, D); ``is_training=True`` gives the forward_features dict instead."""

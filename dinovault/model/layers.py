@@ -76,22 +76,52 @@ def take_outputs(x, total: int, n: int | Sequence[int], step, what: str = "block
     return output
 
 
-def vit_intermediate_layers(outputs: list[Tensor], x: Tensor, norm: nn.Module | None, n_prefix: int, patch: int, *,
-                            reshape: bool, return_class_token: bool, return_extra_tokens: bool = False) -> tuple:
-    """The official ViT ``get_intermediate_layers`` after the blocks ran, for DINOv2 and DINOv3 alike: ``outputs``
-    (each (B, 1 + n_prefix + patches, D)) normed by ``norm`` when given, split into patch tokens (maps (B, D, h, w)
-    with ``reshape``), the class token and the ``n_prefix`` register/storage tokens after it."""
-    if norm is not None:
-        outputs = [norm(out) for out in outputs]
-    class_tokens = [out[:, 0] for out in outputs]
-    extra_tokens = [out[:, 1 : n_prefix + 1] for out in outputs]
-    outputs = [out[:, n_prefix + 1 :] for out in outputs]
-    if reshape:
-        B, _, h, w = x.shape
-        outputs = [out.reshape(B, h // patch, w // patch, -1).permute(0, 3, 1, 2).contiguous() for out in outputs]
-    parts = [outputs]
-    if return_class_token:
-        parts.append(class_tokens)
-    if return_extra_tokens:
-        parts.append(extra_tokens)
-    return tuple(outputs) if len(parts) == 1 else tuple(zip(*parts, strict=True))
+# per selected layer: class token (B, D), extra tokens (B, k, D), patch tokens (B, h·w, D), grid (h, w)
+LayerTokens = tuple[Tensor, Tensor, Tensor, tuple]
+
+
+class IntermediateLayers:
+    """The official ``get_intermediate_layers``, one front for the three networks: DINOv2's argument order and
+    DINOv3's keyword ``return_extra_tokens`` (register/storage tokens; a ConvNeXt has none). A network gives
+    ``_layer_tokens``: per selected layer its class token, extra tokens, patch tokens and grid."""
+
+    def _layer_tokens(self, x: Tensor, n: int | Sequence[int], norm: bool) -> list[LayerTokens]:
+        raise NotImplementedError
+
+    def get_intermediate_layers(
+        self,
+        x: Tensor,
+        n: int | Sequence[int] = 1,
+        reshape: bool = False,
+        return_class_token: bool = False,
+        norm: bool = True,
+        *,
+        return_extra_tokens: bool = False,
+    ) -> tuple:
+        """Outputs of the last ``n`` blocks/stages (or of those listed in ``n``), as the official method: patch
+        tokens (B, h·w, D), or maps (B, D, h, w) with ``reshape``; with the class token and/or the extra tokens
+        when asked."""
+        layers = self._layer_tokens(x, n, norm)
+        patches = [p.reshape(len(p), *grid, -1).permute(0, 3, 1, 2).contiguous() if reshape else p
+                   for _, _, p, grid in layers]
+        parts = [patches]
+        if return_class_token:
+            parts.append([cls for cls, _, _, _ in layers])
+        if return_extra_tokens:
+            parts.append([extra for _, extra, _, _ in layers])
+        return tuple(patches) if len(parts) == 1 else tuple(zip(*parts, strict=True))
+
+
+class ViTIntermediateLayers(IntermediateLayers):
+    """A ViT's layer tokens: each block's output (B, 1 + k + h·w, D), normed by ``self.norm`` when asked, split
+    after the class token and the ``self.n_extra_tokens`` register/storage tokens."""
+
+    n_extra_tokens: int
+    patch_size: int
+
+    def _layer_tokens(self, x: Tensor, n: int | Sequence[int], norm: bool) -> list[LayerTokens]:
+        outputs = self._get_intermediate_layers_not_chunked(x, n)  # type: ignore[attr-defined]
+        if norm:
+            outputs = [self.norm(out) for out in outputs]  # type: ignore[attr-defined]
+        k, grid = self.n_extra_tokens, (x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size)
+        return [(out[:, 0], out[:, 1 : k + 1], out[:, k + 1 :], grid) for out in outputs]
