@@ -130,7 +130,10 @@ def test(c, args=""):
     if have != REFERENCE[1]:
         print(f"installing the reference {REFERENCE[0]}=={REFERENCE[1]} (--no-deps) / 安装参考实现", flush=True)
         c.run(f"{sys.executable} -m pip install -q --no-deps {REFERENCE[0]}=={REFERENCE[1]}")
+    # Two workers a core, whole modules each (their clones and servers are module- or session-scoped), the slowest
+    # tests listed at the end; `--args "-n 0"` runs in one process (later options win).
+    workers = 2 * (os.cpu_count() or 1)
     with c.cd(str(root)):
-        result = c.run(f"{sys.executable} -m pytest {args}", warn=True)
+        result = c.run(f"{sys.executable} -m pytest -n {workers} --dist loadfile --durations=25 {args}", warn=True)
     if result.exited:
         raise SystemExit(result.exited)  # pytest's own report is above; its exit code is ours

@@ -18,6 +18,12 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+# Under pytest-xdist (`invoke test` runs 2 workers a core) every process computes on one thread: torch's default of
+# one thread a core, in each of several workers and their subprocesses, leaves the cores' time in OpenMP's waits
+# (measured: the suite's CPU time 930 s with the default, see README). Set before torch is imported, so that
+# subprocesses inherit it; a test that is about several threads asks for them (the ``machine_threads`` fixture).
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Only loopback traffic: the default DINOVAULT_SOURCES ends with huggingface, so a test whose official source fails
 # would otherwise ask huggingface.co. Port 9 on 127.0.0.1 refuses at once; tests of the Hugging Face source set
 # HF_ENDPOINT to their own server. A private HF_HOME keeps the user's Hugging Face cache out of the tests.
@@ -30,6 +36,29 @@ from tests.support.checkpoints import models_dir  # noqa: E402,F401
 from tests.support.disks import tmpfs  # noqa: E402,F401
 from tests.support.httpserver import dinov2_server, faulty_server, torch_home_dir  # noqa: E402,F401
 from tests.support.servers import s3_server, ssh_server, webdav_server  # noqa: E402,F401
+
+# The modules that take longest, measured (`invoke test` prints the slowest tests), run first: pytest-xdist hands
+# whole modules (--dist loadfile) to the workers in this order, so that none starts a long one at the end.
+LONGEST_FIRST = ("test_remotes", "test_pipeline", "test_features", "test_backbone", "test_hub", "test_newcomer_batch",
+                 "test_backbone_hf", "test_own_project", "test_pull_verifies", "test_hardening_concurrency",
+                 "test_newcomer_quickstart", "test_convert", "test_exports", "test_integrity")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: each module's own order kept
+
+
+@pytest.fixture
+def machine_threads():
+    """torch with one thread a core for this test, as a user's process has, whatever the workers' setting."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    yield
+    torch.set_num_threads(before)
+
 
 _SCOPED = ("module", "class", "package")
 _nested: list[set[Path]] = []  # per fixture being set up: what fixtures set up inside it made (not its to remove)

@@ -120,7 +120,7 @@ def test_a_local_folder_is_an_accepted_remote(machine, tmp_path):
     res = c.invoke("remote", "--url", nas, "--name", "nas")
     assert "write/read/delete probe OK" in res.stdout, res.text
     assert nas.is_dir()
-    assert str(nas) in c.dvc("remote", "list").stdout
+    assert c.dvc("config", "remote.nas.url").stdout.strip() == str(nas)  # `remote list` folds long paths
     res = c.invoke("remote", "--url", "nas/dvc", "--name", "rel", ok=False)
     assert "needs an absolute path" in res.stderr and "绝对路径" in res.stderr
 

@@ -52,7 +52,7 @@ def one_thread():
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-def test_forward_is_forward_features_and_official_at_every_batch(name):
+def test_forward_is_forward_features_and_official_at_every_batch(name, machine_threads):
     ours, official, spec = model(name)
     x = batch(8)
     for b in BATCHES:

@@ -424,20 +424,21 @@ def test_a_server_that_cannot_start_skips_or_fails_by_the_environment():
 def test_a_killed_push_leaves_no_temporary_files_after_the_next_push(ssh_server, clone_a, restore_config):
     """SFTP uploads go to '.<random>.tmp' beside the object and are renamed when complete; a push killed mid-upload
     leaves that file behind, and the next push removes it (issue 9). The push goes through a WAN emulator at
-    1 MB/s, so the model's upload lasts seconds: it is killed while that temporary file exists, not by luck."""
+    8 MB/s, so the model's upload (88 MB) lasts seconds: it is killed while that temporary file exists, not by
+    luck."""
     target, a = Target("ssh", ssh_server), clone_a
     wanted = a.cache_objects()
     model = a.lock_md5(VITS)
     place = _place(target, "temp")
     base = ssh_server.data / place / "files" / "md5"
-    with WanProxy(("127.0.0.1", ssh_server.port), conn_rate=1e6) as slow:
+    with WanProxy(("127.0.0.1", ssh_server.port), conn_rate=8e6) as slow:
         url = target.url(place).replace(f":{ssh_server.port}/", f":{slow.port}/")
         a.invoke("remote", "--url", url, "--name", "flaky", "--no-default", *target.options())
         proc = a.popen_invoke("push", "--remote", "flaky", "--jobs", "2")
         temps: list[Path] = []
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None and not temps:
-            temps = list((base / model[:2]).glob(".*.tmp"))  # the model's upload: ~90 s at that rate
+            temps = list((base / model[:2]).glob(".*.tmp"))  # the model's upload: ~11 s at that rate
             time.sleep(0.05)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=120)
