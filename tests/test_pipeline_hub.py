@@ -25,19 +25,16 @@ COMMIT = "fedcba9876543210fedcba9876543210fedcba98"
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     base = tmp_path_factory.mktemp("hub")
-    server = start_hub()
-    server.official = save_hf_checkpoint(get_spec(VITS), base / "model.safetensors", seed=8)
-    server.add("facebook/dinov2-small", base / "model.safetensors", COMMIT)
-    server.registry = base / "registry.txt"
-    # as the shipped registry does: Meta's file of the same model pinned too (other bytes than the conversion), so a
-    # converted file is checked against its own pin and card, never Meta's (issue 15 item 3)
-    meta = next(line for line in (ROOT / "dinovault" / "registry.txt").read_text().splitlines()
-                if line.startswith(get_spec(VITS).upstream_file))
-    server.registry.write_text(server.registry_line("facebook/dinov2-small", size=False) + "\n" + meta + "\n")
-    try:
+    with start_hub() as server:
+        server.official = save_hf_checkpoint(get_spec(VITS), base / "model.safetensors", seed=8)
+        server.add("facebook/dinov2-small", base / "model.safetensors", COMMIT)
+        server.registry = base / "registry.txt"
+        # as the shipped registry does: Meta's file of the same model pinned too (other bytes than the conversion), so a
+        # converted file is checked against its own pin and card, never Meta's (issue 15 item 3)
+        meta = next(line for line in (ROOT / "dinovault" / "registry.txt").read_text().splitlines()
+                    if line.startswith(get_spec(VITS).upstream_file))
+        server.registry.write_text(server.registry_line("facebook/dinov2-small", size=False) + "\n" + meta + "\n")
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture(scope="module")

@@ -38,16 +38,13 @@ def md5(path: Path) -> str:
 def site(tmp_path_factory):
     """The two files, served in the official layouts; the registry pins the DINOv2 one (DINOv3: its name's prefix)."""
     base = tmp_path_factory.mktemp("pull_site")
-    server = start_server(base / "www")
-    v2 = server.add(f"dinov2/{get_spec(VITS).upstream_path}", random_bytes(SMALL_SIZE, seed=21))
-    data3 = random_bytes(SMALL_SIZE + 77, seed=22)
-    server.prefix = hashlib.sha256(data3).hexdigest()[:8]
-    server.add(f"dinov3/{get_spec(V3).upstream_path.replace(REAL_PREFIX, server.prefix)}", data3)
-    server.registry = write_registry(base / "registry.txt", [v2])
-    try:
+    with start_server(base / "www") as server:
+        v2 = server.add(f"dinov2/{get_spec(VITS).upstream_path}", random_bytes(SMALL_SIZE, seed=21))
+        data3 = random_bytes(SMALL_SIZE + 77, seed=22)
+        server.prefix = hashlib.sha256(data3).hexdigest()[:8]
+        server.add(f"dinov3/{get_spec(V3).upstream_path.replace(REAL_PREFIX, server.prefix)}", data3)
+        server.registry = write_registry(base / "registry.txt", [v2])
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture(scope="module")

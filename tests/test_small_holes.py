@@ -27,13 +27,10 @@ def sha256(path) -> str:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     base = tmp_path_factory.mktemp("holes-server")
-    srv = start_server(base / "www")
-    served = srv.add(f"dinov2/{VITS}/{VITS_FILE}", random_bytes(SMALL_SIZE, seed=21))
-    srv.registry = write_registry(base / "registry.txt", [served])
-    try:
+    with start_server(base / "www") as srv:
+        served = srv.add(f"dinov2/{VITS}/{VITS_FILE}", random_bytes(SMALL_SIZE, seed=21))
+        srv.registry = write_registry(base / "registry.txt", [served])
         yield srv
-    finally:
-        srv.close()
 
 
 @pytest.fixture(scope="module")
