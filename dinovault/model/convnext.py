@@ -139,6 +139,7 @@ class ConvNeXt(IntermediateLayers, nn.Module):
         return [(nm(m.mean([-2, -1])), m.new_zeros(len(m), 0, m.shape[1]), nm(m.flatten(-2, -1).permute(0, 2, 1)),
                  tuple(m.shape[-2:])) for m, nm in zip(maps, norms, strict=True)]
 
+
 def build(spec: ModelSpec, device: str | torch.device | None = None) -> ConvNeXt:
     """The architecture of ``spec``; ``device="meta"`` allocates nothing (to be loaded with ``assign=True``)."""
     if spec.builder != "dinov3_convnext":
