@@ -58,8 +58,25 @@ class RequestRecord:
     at: float = field(default_factory=time.monotonic)  # when the server answered it (began its response)
 
 
+class LoopbackServer:
+    """What every test server here shares: its HTTP server on 127.0.0.1 stops on ``close()``, also at the end of a
+    ``with`` block."""
+
+    httpd: ThreadingHTTPServer
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 @dataclass
-class TestServer:
+class TestServer(LoopbackServer):
     root: Path
     httpd: ThreadingHTTPServer
     registry: Path | None = None
@@ -155,14 +172,7 @@ class TestServer:
 
     def close(self) -> None:
         self.stop_event.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        super().close()
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from tests.support.httpserver import LoopbackServer
+
 _PATH = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)$")
 
 
@@ -30,7 +32,7 @@ class HubFile:
 
 
 @dataclass
-class HubServer:
+class HubServer(LoopbackServer):
     httpd: ThreadingHTTPServer
     files: dict[tuple[str, str], HubFile] = field(default_factory=dict)  # (repo, file) -> served file
     hits: Counter = field(default_factory=Counter)  # (method, repo) -> requests
@@ -51,16 +53,6 @@ class HubServer:
 
     def get_count(self, repo: str) -> int:
         return self.hits[("GET", repo)]
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 class _Handler(BaseHTTPRequestHandler):

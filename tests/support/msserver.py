@@ -15,11 +15,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from tests.support.httpserver import LoopbackServer
+
 _API = re.compile(r"^/api/v1/models/(?P<repo>[^/]+/[^/]+)/repo$")
 
 
 @dataclass
-class MsServer:
+class MsServer(LoopbackServer):
     httpd: ThreadingHTTPServer
     files: dict[tuple[str, str, str], Path] = field(default_factory=dict)  # (repo, revision, file) -> served file
     log: list[tuple[str, str, str | None, int]] = field(default_factory=list)  # (method, path+query, Range, status)
@@ -36,10 +38,6 @@ class MsServer:
         path = self.files[(repo, revision, file)]
         sha = hashlib.sha256(path.read_bytes()).hexdigest()
         return f"ms:{repo}@{revision}/{file} {path.stat().st_size} sha256:{sha}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 class _Handler(BaseHTTPRequestHandler):
