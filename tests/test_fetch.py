@@ -135,12 +135,20 @@ def test_cli_all_reads_params_and_fails_if_any_model_fails(served, tmp_path):
 
 
 def test_params_smoke_test_false_skips_the_test(served, tmp_path):
+    """...and, exporting only the .pth, the stage never imports torch (it would cost every stage run ~2 s)."""
     params = tmp_path / "params.yaml"
     params.write_text("models:\n  - dinov2_vits14\nsmoke_test: false\n")
     metrics = tmp_path / "metrics" / "m.json"
-    r = cli("--model", "dinov2_vits14", "--params", params, "--metrics", metrics, env=cli_env(served, tmp_path / "th"))
+    argv = [str(SCRIPT), "--model", "dinov2_vits14", "--params", str(params), "--metrics", str(metrics),
+            "--save_dir", str(tmp_path / "models")]
+    code = ("import atexit, runpy, sys\n"
+            "atexit.register(lambda: print('torch imported:', 'torch' in sys.modules, file=sys.stderr))\n"
+            f"sys.argv = {argv!r}\nrunpy.run_path(sys.argv[0], run_name='__main__')")
+    r = subprocess.run([sys.executable, "-c", code], env=cli_env(served, tmp_path / "th"), capture_output=True,
+                       text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "Smoke test skipped (smoke_test: false in params.yaml)" in r.stdout
+    assert r.stderr.rstrip().endswith("torch imported: False"), r.stderr
     assert json.loads(metrics.read_text()) == {"embed_dim": 384, "num_params": 22_056_576, "smoke_test": False}
 
 
