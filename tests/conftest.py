@@ -34,9 +34,16 @@ atexit.register(shutil.rmtree, os.environ["HF_HOME"], ignore_errors=True)
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.pop("HF_HUB_OFFLINE", None)
 from tests.support.checkpoints import models_dir  # noqa: E402,F401
+from tests.support.clones import Clone  # noqa: E402
 from tests.support.disks import tmpfs  # noqa: E402,F401
 from tests.support.httpserver import dinov2_server, faulty_server, torch_home_dir  # noqa: E402,F401
 from tests.support.servers import s3_server, ssh_server, webdav_server  # noqa: E402,F401
+from tests.support.warmstart import Launcher  # noqa: E402
+
+# The clones' `invoke`/`dvc` commands fork from one interpreter that has imported invoke and DVC (tests/support/
+# warmstart.py): each is still a process of its own, without ~0.45 CPU-s of start-up.
+Clone.launcher = Launcher()
+atexit.register(Clone.launcher.close)
 
 # The modules that take longest, measured (`invoke test` prints the slowest tests), run first: pytest-xdist hands
 # whole modules (--dist loadfile) to the workers in this order, so that none starts a long one at the end.
