@@ -55,8 +55,8 @@ def requests_to(server) -> int:
 @pytest.fixture(scope="module")
 def machine(tmp_path_factory, dinov2_server) -> Machine:
     base = tmp_path_factory.mktemp("integrity")
-    return Machine(base, dinov2_server.env, snapshot_worktree(base / "source"), DINOVAULT_BACKOFF="0.05",
-                   DINOVAULT_TIMEOUT="5")
+    source = snapshot_worktree(base / "source", smoke_test=False)  # the subject is the bytes
+    return Machine(base, dinov2_server.env, source, DINOVAULT_BACKOFF="0.05", DINOVAULT_TIMEOUT="5")
 
 
 @pytest.fixture(scope="module")

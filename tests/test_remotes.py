@@ -64,7 +64,8 @@ class RemoteClone(Clone):
 def machine(tmp_path_factory, dinov2_server) -> Machine:
     """An isolated HOME and DVC config folders, and a git repository of this checkout to clone from."""
     base = tmp_path_factory.mktemp("remotes")
-    return Machine(base, dinov2_server.env, snapshot_worktree(base / "source"), clone_class=RemoteClone)
+    source = snapshot_worktree(base / "source", smoke_test=False)  # the subject is the remotes
+    return Machine(base, dinov2_server.env, source, clone_class=RemoteClone)
 
 
 @pytest.fixture(scope="module")

@@ -53,10 +53,18 @@ def copy_worktree(dest: Path, root: Path = ROOT) -> Path:
     return dest
 
 
-def snapshot_worktree(dest: Path, env: dict[str, str] | None = None, prefixes: dict[str, str] | None = None) -> Path:
+def snapshot_worktree(dest: Path, env: dict[str, str] | None = None, prefixes: dict[str, str] | None = None,
+                      smoke_test: bool = True) -> Path:
     """``copy_worktree`` committed as a git repository (branch main) to clone from. ``prefixes``: {DINOv3 model:
-    hash prefix} its catalog row's file name carries instead of the real one, so a served random file is "official"."""
+    hash prefix} its catalog row's file name carries instead of the real one, so a served random file is "official".
+    ``smoke_test=False`` commits params.yaml with the smoke test off, for modules whose subject it is not (the
+    stage then never imports torch: ~2 CPU-s a stage run)."""
     dest = copy_worktree(dest)
+    if not smoke_test:
+        params = dest / "params.yaml"
+        text = params.read_text(encoding="utf-8")
+        assert "smoke_test: true" in text, "the shipped params.yaml has no smoke_test: true to turn off"
+        params.write_text(text.replace("smoke_test: true", "smoke_test: false"), encoding="utf-8")
     if prefixes:
         from dinovault.catalog import get_spec
 
@@ -85,6 +93,7 @@ class Clone:
 
     timeout: float | None = None  # seconds per command
     log_times = False  # print each command's duration to stderr
+    launcher = None  # a warmstart.Launcher (set by tests/conftest.py): invoke/dvc forked from a warm interpreter
 
     def __init__(self, path: Path, env: dict[str, str]):
         self.path = path
@@ -96,8 +105,12 @@ class Clone:
 
     def run(self, *args, ok: bool | None = True, stdin=subprocess.DEVNULL, cwd=None) -> subprocess.CompletedProcess:
         t0 = time.monotonic()
-        res = subprocess.run([str(a) for a in args], cwd=cwd or self.path, env=self.env, stdin=stdin,
-                             capture_output=True, text=True, timeout=self.timeout)
+        argv = [str(a) for a in args]
+        if self.launcher is not None:
+            res = self.launcher.run(argv, cwd or self.path, self.env, stdin=stdin, timeout=self.timeout)
+        else:
+            res = subprocess.run(argv, cwd=cwd or self.path, env=self.env, stdin=stdin, capture_output=True,
+                                 text=True, timeout=self.timeout)
         if self.log_times:
             print(f"  [{time.monotonic() - t0:5.1f} s] {' '.join(map(str, args[:3]))}", file=sys.stderr)
         shown = f"$ {' '.join(map(str, args))}\n--- stdout\n{res.stdout}\n--- stderr\n{res.stderr}"
