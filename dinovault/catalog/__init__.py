@@ -51,9 +51,9 @@ def register_family(family: Family) -> Family:
 
 
 def _load_plugins() -> None:
-    from importlib.metadata import entry_points
+    from ..installed import entry_points_of
 
-    for ep in entry_points(group=ENTRY_POINTS):
+    for ep in entry_points_of(ENTRY_POINTS):
         register_family(ep.load())
     for ref in settings.families_refs():
         module, _, attr = ref.partition(":")

@@ -39,9 +39,9 @@ def _load(names=BUILT_IN) -> dict[str, Source]:
     for name in names:
         import_module(f"{__name__}.{name}")
     if _plugins is None:
-        from importlib.metadata import entry_points
+        from ..installed import entry_points_of
 
-        _plugins = [ep.load()() for ep in entry_points(group=ENTRY_POINTS)]
+        _plugins = [ep.load()() for ep in entry_points_of(ENTRY_POINTS)]
     for plugin in _plugins:
         register(plugin)
     return _SOURCES
