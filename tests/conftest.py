@@ -40,8 +40,8 @@ from tests.support.httpserver import dinov2_server, faulty_server, torch_home_di
 from tests.support.servers import s3_server, ssh_server, webdav_server  # noqa: E402,F401
 from tests.support.warmstart import Launcher  # noqa: E402
 
-# The clones' `invoke`/`dvc` commands fork from one interpreter that has imported invoke and DVC (tests/support/
-# warmstart.py): each is still a process of its own, without ~0.45 CPU-s of start-up.
+# The clones' `invoke`/`dvc`/`dinovault` commands fork from one interpreter that has imported invoke and DVC (tests/
+# support/warmstart.py): each is still a process of its own, without ~0.45 CPU-s of start-up.
 Clone.launcher = Launcher()
 atexit.register(Clone.launcher.close)
 
