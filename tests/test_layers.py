@@ -31,7 +31,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dinovault"
 LAYERS = [
-    {"errors", "settings", "files", "progress", "project"},
+    {"errors", "settings", "files", "progress", "project", "installed"},
     {"catalog"},
     {"registry", "params"},
     {"cache"},
