@@ -171,7 +171,9 @@ def _rules() -> tuple[_Rule, ...]:
         _Rule("lost", "connection lost / 连接中断",
               "the server went away during the transfer; rerun when it is back, only what is missing is sent / "
               "传输中服务器断开；恢复后重新运行即可，只会发送缺失的部分",
-              kinds=(ConnectionError, http.client.IncompleteRead, *_loaded("asyncssh", "ConnectionLost"),
+              # asyncssh: the connection's end, and an SFTP request in flight or sent after it (sshfs passes both on)
+              kinds=(ConnectionError, http.client.IncompleteRead,
+                     *_loaded("asyncssh", "ConnectionLost", "SFTPConnectionLost", "SFTPNoConnection"),
                      *_loaded(boto, "ConnectionClosedError"), *_loaded("httpx", "NetworkError", "RemoteProtocolError"),
                      *_loaded("aiohttp", "ClientOSError", "ServerDisconnectedError", "ClientPayloadError")),
               # aiohttp's failure to connect is a ClientOSError too: its errno or its cause tells what happened
