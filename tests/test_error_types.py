@@ -4,6 +4,7 @@ that happen to be in its message: a remote folder named like an error does not c
 from __future__ import annotations
 
 import errno
+import warnings
 
 from dinovault.errors import RemoteError
 from dinovault.repo.dvc import explain
@@ -22,7 +23,9 @@ def test_an_sftp_connection_lost_in_the_middle_of_a_push_is_a_lost_connection():
     """A push whose SSH server stopped: the SFTP requests in flight fail with SFTPConnectionLost, later ones with
     SFTPNoConnection (sshfs passes both on unchanged), beside DVC's "failed to transfer" lines: one clear cause, which
     a rerun resolves (test_remotes' stopped-server push once ended with only the log lines and no cause)."""
-    import asyncssh
+    with warnings.catch_warnings():  # asyncssh's import warns about DSA keys (cryptography's deprecation)
+        warnings.simplefilter("ignore")
+        import asyncssh
 
     for lost in (asyncssh.SFTPConnectionLost("Connection lost"), asyncssh.SFTPNoConnection("Connection not open")):
         explained = explain(None, "push", "remote 'flaky'", also=[lost], log="failed to transfer 'ab12'")
