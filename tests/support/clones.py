@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from dinovault.settings import OLD_NAMES
+from tests.support.warmstart import fresh
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -61,10 +62,7 @@ def snapshot_worktree(dest: Path, env: dict[str, str] | None = None, prefixes: d
     stage then never imports torch: ~2 CPU-s a stage run)."""
     dest = copy_worktree(dest)
     if not smoke_test:
-        params = dest / "params.yaml"
-        text = params.read_text(encoding="utf-8")
-        assert "smoke_test: true" in text, "the shipped params.yaml has no smoke_test: true to turn off"
-        params.write_text(text.replace("smoke_test: true", "smoke_test: false"), encoding="utf-8")
+        smoke_test_off(dest / "params.yaml")
     if prefixes:
         from dinovault.catalog import get_spec
 
@@ -87,6 +85,13 @@ def select_models(params: Path, *models: str) -> None:
     params.write_text(text, encoding="utf-8")
 
 
+def smoke_test_off(params: Path) -> None:
+    """``smoke_test: false`` in a params.yaml that has it on (keeping everything else)."""
+    text = params.read_text(encoding="utf-8")
+    assert "smoke_test: true" in text, f"{params} has no smoke_test: true to turn off"
+    params.write_text(text.replace("smoke_test: true", "smoke_test: false"), encoding="utf-8")
+
+
 class Clone:
     """One clone. ``run`` asserts the return code is 0 (``ok=True``), not 0 (``ok=False``) or nothing (``ok=None``),
     showing the command and its output when it is not; ``res.text`` is stdout + stderr."""
@@ -105,12 +110,8 @@ class Clone:
 
     def run(self, *args, ok: bool | None = True, stdin=subprocess.DEVNULL, cwd=None) -> subprocess.CompletedProcess:
         t0 = time.monotonic()
-        argv = [str(a) for a in args]
-        if self.launcher is not None:
-            res = self.launcher.run(argv, cwd or self.path, self.env, stdin=stdin, timeout=self.timeout)
-        else:
-            res = subprocess.run(argv, cwd=cwd or self.path, env=self.env, stdin=stdin, capture_output=True,
-                                 text=True, timeout=self.timeout)
+        run = self.launcher.run if self.launcher is not None else fresh
+        res = run(args, cwd or self.path, self.env, stdin=stdin, timeout=self.timeout)
         if self.log_times:
             print(f"  [{time.monotonic() - t0:5.1f} s] {' '.join(map(str, args[:3]))}", file=sys.stderr)
         shown = f"$ {' '.join(map(str, args))}\n--- stdout\n{res.stdout}\n--- stderr\n{res.stderr}"
@@ -134,9 +135,7 @@ class Clone:
 
     def skip_smoke_test(self) -> None:
         """``smoke_test: false`` in params.yaml (keeping everything else)."""
-        params = self.path / "params.yaml"
-        params.write_text(params.read_text(encoding="utf-8").replace("smoke_test: true", "smoke_test: false"),
-                          encoding="utf-8")
+        smoke_test_off(self.path / "params.yaml")
 
     def commit(self, message: str) -> None:
         self.git("add", "-A")

@@ -32,6 +32,12 @@ PRELOAD = ("invoke.main", "dvc.cli", "dvc.repo", "dvc.repo.reproduce", "dvc.repo
            "dvc_data.hashfile", "dvc.commands.repro", "dvc.commands.status", "ruamel.yaml", "requests")
 
 
+def fresh(argv, cwd, env, stdin=subprocess.DEVNULL, timeout=None) -> subprocess.CompletedProcess:
+    """The command started as a fresh process: what ``Launcher.run`` stands in for."""
+    return subprocess.run([str(a) for a in argv], cwd=cwd, env=env, stdin=stdin, capture_output=True, text=True,
+                          timeout=timeout)
+
+
 def _python_settings(env) -> dict[str, str]:
     return {k: v for k, v in env.items() if k.startswith("PYTHON")}
 
@@ -53,8 +59,7 @@ class Launcher:
     def run(self, argv, cwd, env, stdin=subprocess.DEVNULL, timeout=None) -> subprocess.CompletedProcess:
         argv = [str(a) for a in argv]
         if not self.can_run(argv, env, stdin) or not self._busy.acquire(blocking=False):
-            return subprocess.run(argv, cwd=cwd, env=env, stdin=stdin, capture_output=True, text=True,
-                                  timeout=timeout)
+            return fresh(argv, cwd, env, stdin, timeout)
         try:
             return self._forked(argv, str(cwd), dict(env), timeout)
         finally:
