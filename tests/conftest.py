@@ -33,6 +33,7 @@ os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="dinovault-hf-home-")
 atexit.register(shutil.rmtree, os.environ["HF_HOME"], ignore_errors=True)
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.pop("HF_HUB_OFFLINE", None)
+from tests.support import warmstart  # noqa: E402
 from tests.support.checkpoints import models_dir  # noqa: E402,F401
 from tests.support.clones import Clone  # noqa: E402
 from tests.support.disks import tmpfs  # noqa: E402,F401
@@ -44,6 +45,10 @@ from tests.support.warmstart import Launcher  # noqa: E402
 # support/warmstart.py): each is still a process of its own, without ~0.45 CPU-s of start-up.
 Clone.launcher = Launcher()
 atexit.register(Clone.launcher.close)
+# The tests' own `python` commands that load a model (warmstart.run_python, Clone.run) fork from one that has
+# imported torch (~1.7 CPU-s each otherwise).
+warmstart.python_launcher = Launcher(warmstart.TORCH, python=True)
+atexit.register(warmstart.python_launcher.close)
 
 # The modules that take longest, measured (`invoke test` prints the slowest tests), run first: pytest-xdist hands
 # whole modules (--dist loadfile) to the workers in this order, so that none starts a long one at the end.

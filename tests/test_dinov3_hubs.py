@@ -6,8 +6,7 @@ smoke-tests it and exports it, and a gated repository says to accept the licence
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import os
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from dinovault.model.hf_dinov3 import official_to_hf
 from tests.support.dinov3_checkpoints import make_state_dict
 from tests.support.hubserver import start_hub
 from tests.support.msserver import start_ms
+from tests.support.warmstart import run_python, startup_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "dinov3_vits16"
@@ -37,12 +37,13 @@ def files(tmp_path_factory):
 
 def fetch(tmp_path: Path, registry: str, **env):
     (tmp_path / "registry.txt").write_text(registry + "\n", encoding="utf-8")
-    run_env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TORCH_HOME": str(tmp_path / "th"),
-               "HF_HOME": str(tmp_path / "hf"), "DINOVAULT_REGISTRY": str(tmp_path / "registry.txt"),
-               "HF_HUB_DISABLE_TELEMETRY": "1", "DINOVAULT_TIMEOUT": "5", **env}
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "download_dinov2.py"), "--model", MODEL,
-                           "--save_dir", str(tmp_path / "models" / "dinov3")], cwd=tmp_path, env=run_env,
-                          capture_output=True, text=True, timeout=600)
+    # a bare environment, but Python and its libraries start as in this process (threads)
+    run_env = {**startup_settings(os.environ), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+               "TORCH_HOME": str(tmp_path / "th"), "HF_HOME": str(tmp_path / "hf"),
+               "DINOVAULT_REGISTRY": str(tmp_path / "registry.txt"), "HF_HUB_DISABLE_TELEMETRY": "1",
+               "DINOVAULT_TIMEOUT": "5", **env}
+    return run_python([ROOT / "scripts" / "download_dinov2.py", "--model", MODEL, "--save_dir",
+                       tmp_path / "models" / "dinov3"], cwd=tmp_path, env=run_env, timeout=600)
 
 
 def exact(export: Path, official: dict) -> None:

@@ -4,7 +4,6 @@ reported, nothing half-written left behind."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import weakref
 from pathlib import Path
@@ -17,6 +16,7 @@ from PIL import Image
 from dinovault.errors import DinovaultError
 from dinovault.inference.extractor import DINOv2FeatureExtractor
 from dinovault.inference.features import extract_folder
+from tests.support.warmstart import run_python
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "dinov2_vits14"
@@ -68,14 +68,12 @@ def test_invoke_extract_skips_a_corrupt_file_and_says_so(models_dir, images_dir,
     out = tmp_path / "cli.npz"
     env = {**os.environ, "DINOVAULT_MODELS_DIR": str(models_dir), "CUDA_VISIBLE_DEVICES": ""}
     cmd = [sys.executable, "-m", "invoke", "extract", "--model", NAME, "--images", str(images_dir), "--out", str(out)]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_python(cmd[1:], cwd=REPO, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "4 images" in proc.stdout and "b/broken.jpg: unreadable" in proc.stdout and "notes.txt" in proc.stdout
     with np.load(out) as data:
         assert data["features"].shape == (4, 384)
-    missing = subprocess.run(
-        [*cmd[:5], "dinov2_vitl14"] + cmd[6:], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
-    )
+    missing = run_python([*cmd[1:5], "dinov2_vitl14", *cmd[6:]], cwd=REPO, env=env, timeout=300)
     assert missing.returncode == 1 and "invoke fetch --model dinov2_vitl14" in missing.stderr
 
 

@@ -1,14 +1,13 @@
 """The Hugging Face source through the real huggingface_hub against a loopback Hub (tests/support/hubserver.py):
 huggingface only, failover from a dead official source, a tampered file refused, an unpinned repo, offline reuse.
-Each fetch runs the real script in a subprocess, as the DVC stage does (huggingface_hub reads HF_* at import)."""
+Each fetch runs the real script in a process of its own, as the DVC stage does (huggingface_hub reads HF_* at
+import), forked from an interpreter that has imported torch (tests/support/warmstart.py)."""
 
 from __future__ import annotations
 
 import json
 import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from dinovault.model.hf_dinov2 import tensor_digest
 from tests.support.checkpoints import make_state_dict
 from tests.support.httpserver import registry_line
 from tests.support.hubserver import save_hf_checkpoint, start_hub
+from tests.support.warmstart import run_python
 
 pytest.importorskip("huggingface_hub")
 
@@ -58,8 +58,7 @@ def run(*args, tmp_path: Path, hub, **env):
                 DINOVAULT_REGISTRY=str(hub.registry), DINOVAULT_BACKOFF="0.05", DINOVAULT_TIMEOUT="5",
                 DINOVAULT_RETRIES="1")
     full.update(env)
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], env=full, capture_output=True, text=True,
-                          timeout=300)
+    return run_python([SCRIPT, *args], env=full, timeout=300)
 
 
 def assert_official(path: Path, expected: dict) -> None:

@@ -19,6 +19,7 @@ from dinovault.inference.extractor import DINOv2FeatureExtractor
 from dinovault.inference.features import extract_folder
 from dinovault.params import load_params
 from dinovault.registry import load_registry
+from tests.support.warmstart import run_python
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "dinov2_vits14"
@@ -38,7 +39,8 @@ def assert_bilingual(text: str) -> None:
 
 def run(args, **env) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "DINOV2_BASE_URL": "http://127.0.0.1:9", **env}
-    return subprocess.run(args, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=300)
+    assert args[0] == sys.executable
+    return run_python(args[1:], env=full_env, cwd=REPO, timeout=300)
 
 
 # -- text files that are not UTF-8 ---------------------------------------------------------------------------

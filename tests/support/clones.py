@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from dinovault.settings import OLD_NAMES
+from tests.support import warmstart
 from tests.support.warmstart import fresh
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,7 +111,10 @@ class Clone:
 
     def run(self, *args, ok: bool | None = True, stdin=subprocess.DEVNULL, cwd=None) -> subprocess.CompletedProcess:
         t0 = time.monotonic()
-        run = self.launcher.run if self.launcher is not None else fresh
+        if str(args[0]) == warmstart.PYTHON and warmstart.python_launcher is not None:
+            run = warmstart.python_launcher.run  # a python command of the test's: forked with torch imported
+        else:
+            run = self.launcher.run if self.launcher is not None else fresh
         res = run(args, cwd or self.path, self.env, stdin=stdin, timeout=self.timeout)
         if self.log_times:
             print(f"  [{time.monotonic() - t0:5.1f} s] {' '.join(map(str, args[:3]))}", file=sys.stderr)

@@ -8,10 +8,17 @@ with its code. So a command is still a process of its own: its own exit code, mo
 timeout. dinovault is never imported before the fork: the child imports the clone's own tasks.py and package, as a
 fresh `invoke` does.
 
+A second kind (``Launcher(TORCH, python=True)``) serves ``python SCRIPT|-m MODULE|-c CODE ...`` for the tests
+whose script or code loads a model anyway: its interpreter has imported torch (~1.7 CPU-s) and nothing of
+dinovault or huggingface_hub (which reads HF_* when imported). Tests ask for it by name (``run_python``); a test
+about what a command imports keeps a fresh process.
+
 Not forked, but started as before: any other program, a stdin other than /dev/null, an environment whose PYTHON*
-variables differ from the launcher's (they change how Python starts: the Windows simulation's sitecustomize, a
-plug-in on PYTHONPATH), and a command while another one is running. The benchmarks in bench/ never fork (they time
-real processes): only tests/conftest.py turns this on.
+or thread-count variables differ from the launcher's (they change how Python starts or what the libraries read
+when loaded: the Windows simulation's sitecustomize, a plug-in on PYTHONPATH, OMP_NUM_THREADS), a command while
+another one is running, and everything when the launcher's imports started a thread (forking would copy a process
+whose other threads are gone). The benchmarks in bench/ never fork (they time real processes): only
+tests/conftest.py turns this on.
 """
 
 from __future__ import annotations
@@ -26,10 +33,23 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 SCRIPTS = {BIN / "invoke", BIN / "dvc", BIN / "dinovault"}
-# What every invoke/DVC command imports; none of it starts a thread or reads the environment when imported.
-PRELOAD = ("invoke.main", "dvc.cli", "dvc.repo", "dvc.repo.reproduce", "dvc.repo.push", "dvc.repo.pull",
-           "dvc.repo.fetch", "dvc.repo.status", "dvc.stage", "dvc.output", "dvc.dependency", "dvc.config",
-           "dvc_data.hashfile", "dvc.commands.repro", "dvc.commands.status", "ruamel.yaml", "requests")
+# What invoke/DVC commands import (measured: the modules the suite's forked commands imported, about 80 ms of a
+# fork's 360 ms before these were here), and the remotes' file systems (S3 alone ~250 ms). None of it starts a
+# thread. What they read from the environment when imported, the tests do not vary: debug switches, TMPDIR (read
+# again in the child), and dulwich's list of git credential files (for git over HTTP; the tests have none).
+PRELOAD = ("invoke.main", "dvc.cli", "dvc.cli.parser", "dvc.repo", "dvc.repo.reproduce", "dvc.repo.push",
+           "dvc.repo.pull", "dvc.repo.fetch", "dvc.repo.status", "dvc.repo.index", "dvc.repo.open_repo",
+           "dvc.repo.plots", "dvc.stage", "dvc.output", "dvc.dependency", "dvc.config", "dvc.lock", "dvc.rwlock",
+           "dvc.data_cloud", "dvc_data.hashfile", "dvc_data.hashfile.status", "dvc_data.index.checkout",
+           "dvc_data.index.fetch", "dvc.commands.repro", "dvc.commands.status", "configobj", "platformdirs",
+           "pyparsing", "filelock", "tenacity", "ruamel.yaml", "requests",
+           "dvc_s3", "s3fs", "dvc_ssh", "sshfs", "dvc_webdav", "dvc_http")
+
+
+# What a test's own python command imports before it builds or loads a model.
+TORCH = ("torch", "numpy", "PIL.Image", "safetensors.torch", "requests")
+PYTHON = str(Path(sys.executable))
+STARTUP_SETTINGS = ("PYTHON", "OMP_", "OPENBLAS_", "MKL_")
 
 
 def fresh(argv, cwd, env, stdin=subprocess.DEVNULL, timeout=None) -> subprocess.CompletedProcess:
@@ -38,37 +58,51 @@ def fresh(argv, cwd, env, stdin=subprocess.DEVNULL, timeout=None) -> subprocess.
                           timeout=timeout)
 
 
-def _python_settings(env) -> dict[str, str]:
-    return {k: v for k, v in env.items() if k.startswith("PYTHON")}
+def startup_settings(env) -> dict[str, str]:
+    """The variables that decide how Python and the libraries it loads start (threads)."""
+    return {k: v for k, v in env.items() if k.startswith(STARTUP_SETTINGS)}
 
 
 class Launcher:
     """One forking interpreter (started on first use); ``run`` is ``subprocess.run(argv, cwd, env,
-    stdin=DEVNULL, capture_output=True, text=True, timeout)`` for a console script in SCRIPTS."""
+    stdin=DEVNULL, capture_output=True, text=True, timeout)`` for a console script in SCRIPTS, or with
+    ``python=True`` for ``sys.executable`` running a script, ``-m`` or ``-c``."""
 
-    def __init__(self, env: dict[str, str] | None = None):
-        self.env = dict(env if env is not None else os.environ, PYTHONUNBUFFERED="1")
+    def __init__(self, preload: tuple[str, ...] = PRELOAD, *, python: bool = False,
+                 env: dict[str, str] | None = None):
+        self.preload = preload
+        self.python = python
+        self.env = dict(env if env is not None else os.environ)
+        if not python:
+            self.env["PYTHONUNBUFFERED"] = "1"  # as the clones' commands have it (tests/support/clones.py)
         self._proc: subprocess.Popen | None = None
         self._busy = threading.Lock()
+        self._usable = True  # False when the preloaded interpreter had more than one thread
         self.forked = 0  # commands run as forks (the others were started as before)
 
     def can_run(self, argv, env, stdin) -> bool:
-        return (Path(argv[0]) in SCRIPTS and stdin is subprocess.DEVNULL
-                and _python_settings(env) == _python_settings(self.env))
+        if self.python:
+            runs = argv[0] == PYTHON and len(argv) > 1 and (argv[1] in ("-c", "-m") or argv[1].endswith(".py"))
+        else:
+            runs = Path(argv[0]) in SCRIPTS
+        return (runs and self._usable and stdin is subprocess.DEVNULL
+                and startup_settings(env) == startup_settings(self.env))
 
     def run(self, argv, cwd, env, stdin=subprocess.DEVNULL, timeout=None) -> subprocess.CompletedProcess:
         argv = [str(a) for a in argv]
         if not self.can_run(argv, env, stdin) or not self._busy.acquire(blocking=False):
             return fresh(argv, cwd, env, stdin, timeout)
         try:
-            return self._forked(argv, str(cwd), dict(env), timeout)
+            proc = self._started()
+            if proc is None:
+                return fresh(argv, cwd, env, stdin, timeout)
+            return self._forked(proc, argv, str(cwd), dict(env), timeout)
         finally:
             self._busy.release()
 
-    def _forked(self, argv, cwd, env, timeout) -> subprocess.CompletedProcess:
+    def _forked(self, proc, argv, cwd, env, timeout) -> subprocess.CompletedProcess:
         import tempfile
 
-        proc = self._started()
         with tempfile.TemporaryDirectory(prefix="warmstart-") as tmp:
             out, err = Path(tmp, "stdout"), Path(tmp, "stderr")
             request = dict(argv=argv, cwd=cwd, env=env, stdout=str(out), stderr=str(err))
@@ -83,19 +117,36 @@ class Launcher:
             self.forked += 1
             return subprocess.CompletedProcess(argv, code, _text(out), _text(err))
 
-    def _started(self) -> subprocess.Popen:
-        if self._proc is None or self._proc.poll() is not None:
+    def _started(self) -> subprocess.Popen | None:
+        if self._usable and (self._proc is None or self._proc.poll() is not None):
             # unbuffered: a line read must not leave the next one in a buffer that select() does not see
-            self._proc = subprocess.Popen([sys.executable, __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                          env=self.env, cwd=str(BIN), bufsize=0)
+            self._proc = subprocess.Popen([sys.executable, __file__, *self.preload], stdin=subprocess.PIPE,
+                                          stdout=subprocess.PIPE, env=self.env, cwd=str(BIN), bufsize=0)
             hello = self._proc.stdout.readline()
-            assert hello == b"ready\n", f"the launcher did not start: {hello!r}"
-        return self._proc
+            assert hello in (b"ready\n", b"threads\n"), f"the launcher did not start: {hello!r}"
+            if hello == b"threads\n":
+                self.close()
+                self._usable = False
+        return self._proc if self._usable else None
 
     def close(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.stdin.close()
             self._proc.wait(timeout=30)
+
+
+python_launcher: Launcher | None = None  # set by tests/conftest.py
+
+
+def run_python(args, *, env=None, cwd=None, timeout=None) -> subprocess.CompletedProcess:
+    """``subprocess.run([sys.executable, *args], capture_output=True, text=True, ...)``, forked from an interpreter
+    that has imported torch when tests/conftest.py made one (``python_launcher``): for commands that load a model."""
+    argv = [PYTHON, *map(str, args)]
+    env = dict(os.environ if env is None else env)
+    cwd = cwd or os.getcwd()
+    if python_launcher is None:
+        return fresh(argv, cwd, env, timeout=timeout)
+    return python_launcher.run(argv, cwd, env, timeout=timeout)
 
 
 def _text(path: Path) -> str:
@@ -104,15 +155,20 @@ def _text(path: Path) -> str:
         return f.read()
 
 
-def _serve() -> None:
+def _serve(preload: list[str]) -> None:
     """The launcher: import, then fork a child per request line on stdin; answer its pid, then its exit code."""
     import importlib
+    import warnings
 
-    for name in PRELOAD:
-        importlib.import_module(name)
-    assert threading.active_count() == 1, "a preloaded module started a thread: forking would be unsafe"
+    with warnings.catch_warnings():  # asyncssh's DSA deprecation at import: a fork does not print it again
+        warnings.simplefilter("ignore")
+        for name in preload:
+            importlib.import_module(name)
     requests = os.fdopen(0, "rb", buffering=0)
     answer = os.fdopen(os.dup(1), "wb", buffering=0)
+    if len(os.listdir("/proc/self/task")) > 1:  # e.g. OpenBLAS's pool, unless OMP_NUM_THREADS=1
+        answer.write(b"threads\n")
+        return
     answer.write(b"ready\n")
     while line := requests.readline():
         request = json.loads(line)
@@ -128,7 +184,6 @@ def _serve() -> None:
 
 def _child(request: dict) -> None:
     import atexit
-    import runpy
     import tempfile
     import traceback
 
@@ -144,11 +199,8 @@ def _child(request: dict) -> None:
         os.environ.clear()
         os.environ.update(request["env"])
         tempfile.tempdir = None  # TMPDIR is read again
-        script = request["argv"][0]
-        sys.argv = list(request["argv"])
-        sys.path[0] = str(Path(script).parent)  # what a script's interpreter has first
         try:
-            runpy.run_path(script, run_name="__main__")
+            _main(request["argv"])
             code = 0
         except SystemExit as done:
             if done.code is None or isinstance(done.code, int):
@@ -156,8 +208,9 @@ def _child(request: dict) -> None:
             else:
                 print(done.code, file=sys.stderr)
                 code = 1
-        except BaseException:  # noqa: BLE001 - as the interpreter does with an uncaught exception
-            sys.excepthook(*sys.exc_info())
+        except BaseException as err:  # noqa: BLE001 - as the interpreter does with an uncaught exception
+            tb = _their_frames(err.__traceback__, request["argv"])
+            sys.excepthook(type(err), err.with_traceback(tb), tb)
             code = 1
         threading._shutdown()  # type: ignore[attr-defined]  # the interpreter's exit: wait for non-daemon threads
         atexit._run_exitfuncs()
@@ -169,5 +222,35 @@ def _child(request: dict) -> None:
         os._exit(code & 0xFF)
 
 
+def _main(argv: list[str]) -> None:
+    """Run what ``argv`` names as Python's command line would: a console script, or ``python`` with a script, ``-m``
+    or ``-c``, in a fresh ``__main__`` with the sys.argv and first sys.path entry that Python gives each."""
+    import runpy
+    import types
+
+    sys.modules["__main__"] = main = types.ModuleType("__main__")
+    main.__builtins__ = __builtins__  # type: ignore[attr-defined]
+    if argv[0] != PYTHON:
+        sys.argv, sys.path[0] = list(argv), str(Path(argv[0]).parent)
+        runpy.run_path(argv[0], run_name="__main__")
+    elif argv[1] == "-m":
+        sys.argv, sys.path[0] = [argv[2], *argv[3:]], os.getcwd()
+        runpy._run_module_as_main(argv[2])  # type: ignore[attr-defined]  # what `python -m` calls
+    elif argv[1] == "-c":
+        sys.argv, sys.path[0] = ["-c", *argv[3:]], ""
+        exec(compile(argv[2], "<string>", "exec"), main.__dict__)
+    else:
+        sys.argv, sys.path[0] = list(argv[1:]), os.path.dirname(os.path.realpath(argv[1]))
+        runpy.run_path(argv[1], run_name="__main__")
+
+
+def _their_frames(tb, argv: list[str]):
+    """The traceback without the launcher's frames, nor runpy's where Python's own start has none (all but -m)."""
+    runpy_too = not (argv[0] == PYTHON and argv[1] == "-m")
+    while tb is not None and (tb.tb_frame.f_code.co_filename == __file__
+                              or runpy_too and tb.tb_frame.f_code.co_filename == "<frozen runpy>"):
+        tb = tb.tb_next
+    return tb
+
 if __name__ == "__main__":
-    _serve()
+    _serve(sys.argv[1:])
