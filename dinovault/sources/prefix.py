@@ -16,8 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock
-
 from ..cache import check_file, clear_stamp, write_stamp
 from ..errors import VerificationError
 from ..files import remove
@@ -89,6 +87,8 @@ def fetch_checked(urls: list[str], dest: Path, problem: Callable[[str], str | No
     """``dest`` holding bytes whose SHA-256 passes ``problem`` (None: fine), for a file with no full pin: downloaded
     (one resumable stream) as ``<dest>.unchecked``, hashed, and renamed to ``dest`` only if it passes. Returns the
     transport's DownloadResult; VerificationError when the bytes fail."""
+    from filelock import FileLock
+
     from ..transport.download import ensure_file
     from ..transport.stream import DownloadResult
 
