@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import http.client
 import logging
 import sys
 from collections.abc import Iterator, Sequence
@@ -137,6 +136,7 @@ def _rules() -> tuple[_Rule, ...]:
     """The rules, first match wins, over the classes of DVC's remote plugins' libraries (dvc-s3: botocore, s3fs maps
     S3's codes onto OSError subclasses; dvc-ssh: asyncssh; dvc-webdav: webdav4, httpx; dvc-http: aiohttp) that are
     loaded."""
+    import http.client
     import socket
 
     from dvc.exceptions import CheckoutError, FileMissingError
