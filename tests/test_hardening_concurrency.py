@@ -30,9 +30,7 @@ def clone(tmp_path, faulty_server) -> Clone:
 
 def fetch_together(c: Clone, models: list[str]) -> list[subprocess.CompletedProcess]:
     """One `invoke fetch --model M` process per entry of ``models``, all started at once."""
-    procs = [subprocess.Popen([str(BIN / "invoke"), "fetch", "--model", m], cwd=c.path, env=c.env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-             for m in models]
+    procs = [c.start(BIN / "invoke", "fetch", "--model", m) for m in models]
     done = []
     for p in procs:
         out, err = p.communicate(timeout=600)

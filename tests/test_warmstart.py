@@ -75,3 +75,29 @@ def test_a_forked_python_command_is_what_a_fresh_process_gives(tmp_path):
         assert launcher.forked == len(commands)
     finally:
         launcher.close()
+
+
+MEET = """import sys, time
+from pathlib import Path
+me, everyone = int(sys.argv[1]), int(sys.argv[2])
+Path(f"here-{me}").touch()
+deadline = time.monotonic() + 60
+while len(list(Path().glob("here-*"))) < everyone:  # only commands running at the same time all get past this
+    if time.monotonic() > deadline:
+        sys.exit(f"{me}: alone")
+    time.sleep(0.05)
+print(f"{me} met the others")
+sys.exit(me)
+"""
+
+
+def test_commands_started_together_run_together_each_with_its_own_end(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launcher = Launcher(("json",), python=True, env=env)
+    try:
+        children = [launcher.start([PYTHON, "-c", MEET, str(i), "3"], tmp_path, env) for i in range(3)]
+        ended = [(c.communicate(timeout=120), c.returncode) for c in children]
+        assert launcher.forked == 3
+    finally:
+        launcher.close()
+    assert ended == [((f"{i} met the others\n", ""), i) for i in range(3)]

@@ -124,6 +124,14 @@ class Clone:
         res.text = res.stdout + res.stderr  # type: ignore[attr-defined]
         return res
 
+    def start(self, *args):
+        """``args`` started and left running, as ``subprocess.Popen(..., stdout=PIPE, stderr=PIPE, text=True)``:
+        ``communicate(timeout)`` gives its output once it has ended."""
+        if self.launcher is not None:
+            return self.launcher.start(args, self.path, self.env)
+        return subprocess.Popen([str(a) for a in args], cwd=self.path, env=self.env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
     def invoke(self, *args, **kw):
         return self.run(BIN / "invoke", *args, **kw)
 

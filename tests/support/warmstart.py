@@ -15,10 +15,11 @@ about what a command imports keeps a fresh process.
 
 Not forked, but started as before: any other program, a stdin other than /dev/null, an environment whose PYTHON*
 or thread-count variables differ from the launcher's (they change how Python starts or what the libraries read
-when loaded: the Windows simulation's sitecustomize, a plug-in on PYTHONPATH, OMP_NUM_THREADS), a command while
-another one is running, and everything when the launcher's imports started a thread (forking would copy a process
-whose other threads are gone). The benchmarks in bench/ never fork (they time real processes): only
-tests/conftest.py turns this on.
+when loaded: the Windows simulation's sitecustomize, a plug-in on PYTHONPATH, OMP_NUM_THREADS), one started with
+Popen's own options (a new session, a preexec_fn), and everything when the launcher's imports started a thread
+(forking would copy a process whose other threads are gone). Commands may run at once (``start``: the DDP case of
+several fetches in one clone): the launcher answers each one's pid at once and its exit code when it ends. The
+benchmarks in bench/ never fork (they time real processes): only tests/conftest.py turns this on.
 """
 
 from __future__ import annotations
@@ -63,10 +64,43 @@ def startup_settings(env) -> dict[str, str]:
     return {k: v for k, v in env.items() if k.startswith(STARTUP_SETTINGS)}
 
 
+class Forked:
+    """A command forked by the launcher, as much of ``subprocess.Popen(..., text=True)`` as the tests use:
+    ``args``, ``pid``, ``returncode``, ``poll``, ``wait``, ``communicate`` (its output, once it has ended), ``kill``."""
+
+    def __init__(self, args: list[str], pid: int, tmp, done: threading.Event):
+        self.args, self.pid, self._tmp, self._done = args, pid, tmp, done
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not self._done.wait(timeout):
+            raise subprocess.TimeoutExpired(self.args, timeout)
+        assert self.returncode is not None
+        return self.returncode
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        """(stdout, stderr) once it has ended; TimeoutExpired if it has not within ``timeout``."""
+        self.wait(timeout)
+        out, err = self._read("stdout"), self._read("stderr")
+        self._tmp.cleanup()
+        return out, err
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, 9)
+
+    def _read(self, name: str) -> str:
+        return _text(Path(self._tmp.name, name))
+
+
 class Launcher:
-    """One forking interpreter (started on first use); ``run`` is ``subprocess.run(argv, cwd, env,
-    stdin=DEVNULL, capture_output=True, text=True, timeout)`` for a console script in SCRIPTS, or with
-    ``python=True`` for ``sys.executable`` running a script, ``-m`` or ``-c``."""
+    """One forking interpreter (started on first use) for a console script in SCRIPTS, or with ``python=True`` for
+    ``sys.executable`` running a script, ``-m`` or ``-c``. ``run`` is ``subprocess.run(argv, cwd, env,
+    stdin=DEVNULL, capture_output=True, text=True, timeout)``; ``start`` is ``subprocess.Popen`` with the same
+    arguments (a ``Forked``, or a Popen for a command that cannot be forked). Several commands may run at once."""
 
     def __init__(self, preload: tuple[str, ...] = PRELOAD, *, python: bool = False,
                  env: dict[str, str] | None = None):
@@ -76,7 +110,10 @@ class Launcher:
         if not python:
             self.env["PYTHONUNBUFFERED"] = "1"  # as the clones' commands have it (tests/support/clones.py)
         self._proc: subprocess.Popen | None = None
-        self._busy = threading.Lock()
+        self._sending = threading.Lock()  # one request and its "started" answer at a time
+        self._started_pids: list[int] = []
+        self._children: dict[int, Forked] = {}
+        self._answered = threading.Condition()
         self._usable = True  # False when the preloaded interpreter had more than one thread
         self.forked = 0  # commands run as forks (the others were started as before)
 
@@ -90,43 +127,63 @@ class Launcher:
 
     def run(self, argv, cwd, env, stdin=subprocess.DEVNULL, timeout=None) -> subprocess.CompletedProcess:
         argv = [str(a) for a in argv]
-        if not self.can_run(argv, env, stdin) or not self._busy.acquire(blocking=False):
+        if not self.can_run(argv, env, stdin) or self._started() is None:
             return fresh(argv, cwd, env, stdin, timeout)
+        child = self.start(argv, cwd, env, stdin)
         try:
-            proc = self._started()
-            if proc is None:
-                return fresh(argv, cwd, env, stdin, timeout)
-            return self._forked(proc, argv, str(cwd), dict(env), timeout)
-        finally:
-            self._busy.release()
+            out, err = child.communicate(timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            out, err = child.communicate()
+            raise subprocess.TimeoutExpired(argv, timeout, out, err) from None
+        return subprocess.CompletedProcess(argv, child.returncode, out, err)
 
-    def _forked(self, proc, argv, cwd, env, timeout) -> subprocess.CompletedProcess:
+    def start(self, argv, cwd, env, stdin=subprocess.DEVNULL, **popen):
+        argv = [str(a) for a in argv]
+        proc = self._started() if self.can_run(argv, env, stdin) and not popen else None
+        if proc is None:
+            return subprocess.Popen(argv, cwd=cwd, env=env, stdin=stdin, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, **popen)
         import tempfile
 
-        with tempfile.TemporaryDirectory(prefix="warmstart-") as tmp:
-            out, err = Path(tmp, "stdout"), Path(tmp, "stderr")
-            request = dict(argv=argv, cwd=cwd, env=env, stdout=str(out), stderr=str(err))
+        tmp = tempfile.TemporaryDirectory(prefix="warmstart-")
+        request = dict(argv=argv, cwd=str(cwd), env=dict(env), stdout=str(Path(tmp.name, "stdout")),
+                       stderr=str(Path(tmp.name, "stderr")))
+        with self._sending:
             proc.stdin.write((json.dumps(request) + "\n").encode())
-            pid = json.loads(proc.stdout.readline())["pid"]
-            ready, _, _ = select.select([proc.stdout], [], [], timeout)
-            if not ready:
-                os.kill(pid, 9)
-                proc.stdout.readline()
-                raise subprocess.TimeoutExpired(argv, timeout, out.read_bytes(), err.read_bytes())
-            code = json.loads(proc.stdout.readline())["code"]
-            self.forked += 1
-            return subprocess.CompletedProcess(argv, code, _text(out), _text(err))
+            proc.stdin.flush()
+            with self._answered:
+                self._answered.wait_for(lambda: self._started_pids)
+                pid = self._started_pids.pop(0)
+                child = self._children[pid] = Forked(argv, pid, tmp, threading.Event())
+        self.forked += 1
+        return child
+
+    def _read_answers(self, proc: subprocess.Popen) -> None:
+        """The launcher's answers: ``{"started": pid}`` in the order of the requests, ``{"exited": pid, "code"}``."""
+        for line in proc.stdout:
+            answer = json.loads(line)
+            with self._answered:
+                if "started" in answer:
+                    self._started_pids.append(answer["started"])
+                    self._answered.notify_all()
+                    continue
+                self._answered.wait_for(lambda pid=answer["exited"]: pid in self._children)
+                child = self._children.pop(answer["exited"])
+            child.returncode = answer["code"]
+            child._done.set()
 
     def _started(self) -> subprocess.Popen | None:
         if self._usable and (self._proc is None or self._proc.poll() is not None):
-            # unbuffered: a line read must not leave the next one in a buffer that select() does not see
             self._proc = subprocess.Popen([sys.executable, __file__, *self.preload], stdin=subprocess.PIPE,
-                                          stdout=subprocess.PIPE, env=self.env, cwd=str(BIN), bufsize=0)
+                                          stdout=subprocess.PIPE, env=self.env, cwd=str(BIN))
             hello = self._proc.stdout.readline()
             assert hello in (b"ready\n", b"threads\n"), f"the launcher did not start: {hello!r}"
             if hello == b"threads\n":
                 self.close()
                 self._usable = False
+            else:
+                threading.Thread(target=self._read_answers, args=(self._proc,), daemon=True).start()
         return self._proc if self._usable else None
 
     def close(self) -> None:
@@ -156,30 +213,51 @@ def _text(path: Path) -> str:
 
 
 def _serve(preload: list[str]) -> None:
-    """The launcher: import, then fork a child per request line on stdin; answer its pid, then its exit code."""
+    """The launcher: import, then fork a child per request line on stdin, answering its pid at once and its exit
+    code when it ends (SIGCHLD wakes the loop), until stdin closes and the children have ended."""
     import importlib
+    import signal
     import warnings
 
     with warnings.catch_warnings():  # asyncssh's DSA deprecation at import: a fork does not print it again
         warnings.simplefilter("ignore")
         for name in preload:
             importlib.import_module(name)
-    requests = os.fdopen(0, "rb", buffering=0)
     answer = os.fdopen(os.dup(1), "wb", buffering=0)
     if len(os.listdir("/proc/self/task")) > 1:  # e.g. OpenBLAS's pool, unless OMP_NUM_THREADS=1
         answer.write(b"threads\n")
         return
+    woken, wake = os.pipe()
+    os.set_blocking(woken, False)
+    os.set_blocking(wake, False)
+    signal.set_wakeup_fd(wake)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
     answer.write(b"ready\n")
-    while line := requests.readline():
-        request = json.loads(line)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            _child(request)  # never returns
-        answer.write((json.dumps({"pid": pid}) + "\n").encode())
-        _, status = os.waitpid(pid, 0)
-        answer.write((json.dumps({"code": os.waitstatus_to_exitcode(status)}) + "\n").encode())
+    pending, running, reading = b"", set(), True
+    while reading or running:
+        ready, _, _ = select.select([0, woken] if reading else [woken], [], [])
+        if woken in ready:
+            while os.read(woken, 512) == 512:
+                pass
+            while running and (ended := os.waitpid(-1, os.WNOHANG))[0]:
+                running.discard(ended[0])
+                code = os.waitstatus_to_exitcode(ended[1])
+                answer.write((json.dumps({"exited": ended[0], "code": code}) + "\n").encode())
+        if 0 in ready:
+            data = os.read(0, 1 << 16)
+            reading = bool(data)
+            pending += data
+            while b"\n" in pending:
+                line, pending = pending.split(b"\n", 1)
+                sys.stdout.flush()
+                sys.stderr.flush()
+                pid = os.fork()
+                if pid == 0:
+                    signal.set_wakeup_fd(-1)
+                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                    _child(json.loads(line))  # never returns
+                running.add(pid)
+                answer.write((json.dumps({"started": pid}) + "\n").encode())
 
 
 def _child(request: dict) -> None:
