@@ -70,9 +70,12 @@ def test_a_forked_python_command_is_what_a_fresh_process_gives(tmp_path):
                                                                           fresh.stderr), args
         assert launcher.forked == len(commands)
         assert fresh.stdout == "1 torch.Size([3])\n"
+        # unbuffered output is the same output (the clones' environments ask for it): forked too
+        launcher.run([PYTHON, "-c", "pass"], tmp_path, {**env, "PYTHONUNBUFFERED": "1"})
+        assert launcher.forked == len(commands) + 1
         # other thread settings: started as before
         launcher.run([PYTHON, "-c", "pass"], tmp_path, {**env, "OMP_NUM_THREADS": "3"})
-        assert launcher.forked == len(commands)
+        assert launcher.forked == len(commands) + 1
     finally:
         launcher.close()
 

@@ -60,8 +60,9 @@ def fresh(argv, cwd, env, stdin=subprocess.DEVNULL, timeout=None) -> subprocess.
 
 
 def startup_settings(env) -> dict[str, str]:
-    """The variables that decide how Python and the libraries it loads start (threads)."""
-    return {k: v for k, v in env.items() if k.startswith(STARTUP_SETTINGS)}
+    """The variables that decide how Python and the libraries it loads start (threads). PYTHONUNBUFFERED is not
+    one that matters here: a command's stdout and stderr go to files of their own, whatever their buffering."""
+    return {k: v for k, v in env.items() if k.startswith(STARTUP_SETTINGS) and k != "PYTHONUNBUFFERED"}
 
 
 class Forked:
