@@ -221,12 +221,17 @@ def test_the_shipped_params_have_no_set_and_validate():
 
 def test_the_ray_engine_gives_the_local_engines_vectors(project, mixed):
     ray = pytest.importorskip("ray")
+    environ = dict(os.environ)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
     try:
         done = run_set(project, "viaray", engine="ray", workers=2)
     finally:
         ray.shutdown()
+        # ray.init leaves its driver's variables (PYTHONBREAKPOINT) in this process: the later tests' commands
+        # would inherit them (and none of them could be forked: tests/support/warmstart.py)
+        os.environ.clear()
+        os.environ.update(environ)
     assert done.computed == len(GOOD) and sorted(p for p, _, _ in done.skipped) == sorted(BAD)
     local, remote = load_features("mixed", root=project), load_features("viaray", root=project)
     assert local.paths == remote.paths and local.sha256 == remote.sha256
