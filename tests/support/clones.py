@@ -127,10 +127,8 @@ class Clone:
     def start(self, *args):
         """``args`` started and left running, as ``subprocess.Popen(..., stdout=PIPE, stderr=PIPE, text=True)``:
         ``communicate(timeout)`` gives its output once it has ended."""
-        if self.launcher is not None:
-            return self.launcher.start(args, self.path, self.env)
-        return subprocess.Popen([str(a) for a in args], cwd=self.path, env=self.env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        start = self.launcher.start if self.launcher is not None else warmstart.popen
+        return start(args, self.path, self.env)
 
     def invoke(self, *args, **kw):
         return self.run(BIN / "invoke", *args, **kw)

@@ -59,6 +59,12 @@ def fresh(argv, cwd, env, stdin=subprocess.DEVNULL, timeout=None) -> subprocess.
                           timeout=timeout)
 
 
+def popen(argv, cwd, env, stdin=subprocess.DEVNULL, **options) -> subprocess.Popen:
+    """The command started as a fresh process and left running: what ``Launcher.start`` stands in for."""
+    return subprocess.Popen([str(a) for a in argv], cwd=cwd, env=env, stdin=stdin, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **options)
+
+
 def startup_settings(env) -> dict[str, str]:
     """The variables that decide how Python and the libraries it loads start (threads). PYTHONUNBUFFERED is not
     one that matters here: a command's stdout and stderr go to files of their own, whatever their buffering."""
@@ -139,12 +145,11 @@ class Launcher:
             raise subprocess.TimeoutExpired(argv, timeout, out, err) from None
         return subprocess.CompletedProcess(argv, child.returncode, out, err)
 
-    def start(self, argv, cwd, env, stdin=subprocess.DEVNULL, **popen):
+    def start(self, argv, cwd, env, stdin=subprocess.DEVNULL, **options):
         argv = [str(a) for a in argv]
-        proc = self._started() if self.can_run(argv, env, stdin) and not popen else None
+        proc = self._started() if self.can_run(argv, env, stdin) and not options else None
         if proc is None:
-            return subprocess.Popen(argv, cwd=cwd, env=env, stdin=stdin, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True, **popen)
+            return popen(argv, cwd, env, stdin, **options)
         import tempfile
 
         tmp = tempfile.TemporaryDirectory(prefix="warmstart-")
