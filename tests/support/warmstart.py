@@ -114,8 +114,6 @@ class Launcher:
         self.preload = preload
         self.python = python
         self.env = dict(env if env is not None else os.environ)
-        if not python:
-            self.env["PYTHONUNBUFFERED"] = "1"  # as the clones' commands have it (tests/support/clones.py)
         self._proc: subprocess.Popen | None = None
         self._sending = threading.Lock()  # one request and its "started" answer at a time
         self._started_pids: list[int] = []
